@@ -1,0 +1,9 @@
+"""tam: Temporal-Aware Multimodal affective video content analysis (Pan, Wang and Fang, ACM MM 2022)."""
+
+__version__ = "0.1.0"
+
+MODALITIES = ("image", "motion", "audio")
+"""Modality keys, in the paper's order; used everywhere a modality is named."""
+
+PAPER_DIMS = {"image": 512, "motion": 2048, "audio": 128}
+"""Feature dims of the paper's encoders (section 5.2): CLIP ViT-B/32, 3D ResNet, VGGish."""

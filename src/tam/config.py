@@ -1,0 +1,159 @@
+"""Typed configuration: the schema and the defaults (the paper's settings, section 5.2).
+
+A YAML file holds an instance: `model:`, `data:`, `optim:`, `train:` sections whose keys are the
+fields below. `load_config(path, overrides=["optim.lr=1e-3"])` reads one; unknown keys are errors.
+Only `build_*(cfg)` functions see these objects; layers take explicit keyword arguments.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+
+import yaml
+
+from tam import MODALITIES
+from tam.errors import TamError
+
+FUSIONS = ("ctm", "inner", "cross", "concat", "divide", "joint")
+"""Fusion strategies: the paper's CTM, its two ablations (Table 2, lower) and three baselines (section 5.3)."""
+
+
+@dataclass
+class ModelConfig:
+    fusion: str = "ctm"
+    modalities: list[str] = field(default_factory=lambda: list(MODALITIES))
+    d: int = 768  # width of the fusion module
+    layers: int = 12  # L
+    heads: int = 8
+    ffn_mult: int = 4  # FFN hidden width = ffn_mult * d
+    dropout: float = 0.1
+    T: int = 64  # segments per training clip; evaluation slides windows of T over the whole video
+
+
+@dataclass
+class DataConfig:
+    store: str = ""  # feature store folder (see tam.data.features)
+    labels: str = ""  # labels CSV: video,label[,split] or video,valence,arousal[,split]
+    task: str = "classification"  # classification | regression
+    classes: list[str] = field(default_factory=list)  # class names in index order; [] = sorted names in the CSV
+    val_fraction: float = 0.15  # validation carved from training rows that have no split
+    split_seed: int = 0
+
+
+@dataclass
+class OptimConfig:
+    optimizer: str = "adamw"  # adamw | adam
+    lr: float = 1e-4
+    weight_decay: float = 5e-3
+    batch_size: int = 8  # global batch, split across processes under torchrun
+    epochs: int = 100
+    lr_step_epochs: int = 0  # multiply lr by lr_gamma every this many epochs; 0 = constant
+    lr_gamma: float = 0.1
+    grad_clip: float = 1.0  # max global gradient norm; 0 = off
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 0
+    num_workers: int = 2  # DataLoader worker processes per rank
+    device: str = "auto"  # auto | cpu | cuda
+    eval_batch_size: int = 32  # windows per evaluation batch
+    progress: bool = True
+
+
+@dataclass
+class RunConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def validate(self) -> RunConfig:
+        m = self.model
+        if m.fusion not in FUSIONS:
+            raise TamError(f"model.fusion must be one of {FUSIONS}, got {m.fusion!r}")
+        bad = [x for x in m.modalities if x not in MODALITIES]
+        if bad or not m.modalities or len(set(m.modalities)) != len(m.modalities):
+            raise TamError(f"model.modalities must be distinct names from {MODALITIES}, got {m.modalities}")
+        if m.d % m.heads:
+            raise TamError(f"model.d = {m.d} is not divisible by model.heads = {m.heads}")
+        if self.data.task not in ("classification", "regression"):
+            raise TamError(f"data.task must be classification or regression, got {self.data.task!r}")
+        if self.optim.optimizer not in ("adam", "adamw"):
+            raise TamError(f"optim.optimizer must be adam or adamw, got {self.optim.optimizer!r}")
+        if not 0 <= self.data.val_fraction < 1:
+            raise TamError(f"data.val_fraction must be in [0, 1), got {self.data.val_fraction}")
+        return self
+
+
+def to_dict(cfg: Any) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    origin = get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise TamError(f"config {where}: expected a mapping, got {value!r}")
+        return from_dict(tp, value, where)
+    if origin is list:
+        if not isinstance(value, list | tuple):
+            raise TamError(f"config {where}: expected a list, got {value!r}")
+        (item,) = get_args(tp)
+        return [_coerce(v, item, f"{where}[]") for v in value]
+    if tp is float and isinstance(value, int | float | str) and not isinstance(value, bool):
+        try:
+            return float(value)
+        except ValueError:
+            raise TamError(f"config {where}: expected a number, got {value!r}") from None
+    if tp is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if tp is bool and isinstance(value, bool):
+        return value
+    if tp is str and isinstance(value, str):
+        return value
+    raise TamError(f"config {where}: expected {getattr(tp, '__name__', tp)}, got {value!r}")
+
+
+def from_dict(cls: type, data: dict, where: str = "") -> Any:
+    """Build dataclass `cls` from a dict, rejecting unknown keys and wrong types."""
+    hints = get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        raise TamError(f"config {where or cls.__name__}: unknown keys {sorted(unknown)} (known: {sorted(names)})")
+    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}".lstrip(".")) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Apply `section.key=value` strings (value parsed as YAML) to a nested dict."""
+    for item in overrides:
+        if "=" not in item:
+            raise TamError(f"override {item!r} is not of the form section.key=value")
+        key, raw = item.split("=", 1)
+        node = data
+        parts = key.split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = yaml.safe_load(raw)
+    return data
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> RunConfig:
+    data: dict = {}
+    if path is not None:
+        try:
+            data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as e:
+            raise TamError(f"{path}: cannot read config ({e.__class__.__name__}: {str(e).splitlines()[0]})") from None
+    data = apply_overrides(data, overrides or [])
+    return from_dict(RunConfig, data).validate()
+
+
+def dump_config(cfg: RunConfig) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True)

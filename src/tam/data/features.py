@@ -1,0 +1,240 @@
+"""The feature store: per-video, per-segment features on disk, read back through memory maps.
+
+Format (version 1), a folder::
+
+    <store>/manifest.json                  what made the features (see `Manifest`)
+    <store>/videos/<entry>/meta.json       {"video": id, "T": T_v, "present": {m: bool}, "extra": {...}}
+    <store>/videos/<entry>/times.npy       float64 [T_v, 2]: start and end of each segment, seconds
+    <store>/videos/<entry>/<m>.npy         float32 [T_v, D_m] for each *present* modality m
+
+`<entry>` is the video id made safe for a file name plus a short hash of the id (ids such as
+`Fear/abc` contain `/`, and one name may sit in two class folders). An entry is written into a
+temporary folder and renamed into place, so a killed writer leaves no partial entry, and several
+writers (shards, torchrun ranks) can fill one store at once: each entry is one rename. A re-run
+skips the ids already present (`FeatureStore.has`). Readers open the `.npy` files with
+`mmap_mode="r"`, so many DataLoader workers share the page cache instead of copying arrays.
+
+A missing modality (say, a video without an audio track) has no array and `present[m] = False`;
+`read` returns zeros of the right shape for it, and the model masks it out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tam.errors import TamError
+from tam.io import write_json
+from tam.version import code_version
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Encoder:
+    """Identity of the frozen encoder that produced one modality's features."""
+
+    name: str
+    dim: int
+    weights_sha256: str = ""  # sha256 of the weight file(s); "" for synthetic features
+    preprocessing: str = ""  # e.g. "1 frame per 16-frame segment, 224 px, CLIP normalisation"
+    random_init: bool = False  # True: the encoder was NOT pre-trained; features are for tests and demos only
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What made the features of a store; a training run refuses a store whose manifest does not match."""
+
+    encoders: dict[str, Encoder]
+    segment: str = ""  # how videos are cut into segments, e.g. "16 frames at native rate"
+    code_version: str = field(default_factory=code_version)
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def dims(self) -> dict[str, int]:
+        return {m: e.dim for m, e in self.encoders.items()}
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, obj: dict) -> Manifest:
+        encoders = {m: Encoder(**e) for m, e in obj["encoders"].items()}
+        return cls(encoders=encoders, segment=obj.get("segment", ""), code_version=obj.get("code_version", ""),
+                   format_version=obj.get("format_version", FORMAT_VERSION))
+
+    def identity(self) -> dict:
+        """The part that must match between a store and a model: modalities, dims, weights, preprocessing."""
+        return {m: (e.name, e.dim, e.weights_sha256, e.preprocessing) for m, e in sorted(self.encoders.items())}
+
+    @property
+    def random_init(self) -> bool:
+        return any(e.random_init for e in self.encoders.values())
+
+
+@dataclass
+class VideoFeatures:
+    """One video read from the store. Arrays are read-only memory maps (zeros for absent modalities)."""
+
+    video: str
+    features: dict[str, np.ndarray]  # m -> [T_v, D_m]
+    present: dict[str, bool]
+    times: np.ndarray  # [T_v, 2] start, end (s)
+    extra: dict
+
+    @property
+    def T(self) -> int:
+        return int(self.times.shape[0])
+
+
+def entry_name(video: str) -> str:
+    """File-system-safe, collision-free folder name for a video id."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", video).strip("._")[:80] or "video"
+    return f"{safe}-{hashlib.sha1(video.encode('utf-8')).hexdigest()[:10]}"
+
+
+class FeatureStore:
+    """Create or open a store; write and read videos. See the module docstring for the format."""
+
+    def __init__(self, root: str | os.PathLike, manifest: Manifest):
+        self.root = Path(root)
+        self.manifest = manifest
+        self._videos = self.root / "videos"
+
+    # ---- opening -------------------------------------------------------------------------------
+    @classmethod
+    def create(cls, root: str | os.PathLike, manifest: Manifest) -> FeatureStore:
+        """Create a store, or open an existing one after checking that its manifest matches."""
+        root = Path(root)
+        path = root / "manifest.json"
+        if path.exists():
+            store = cls.open(root)
+            if store.manifest.identity() != manifest.identity():
+                raise TamError(f"{path}: the store was made by other encoders {store.manifest.identity()}; "
+                               f"refusing to add features from {manifest.identity()} (use a new folder)")
+            return store
+        (root / "videos").mkdir(parents=True, exist_ok=True)
+        write_json(path, manifest.to_json())
+        return cls(root, manifest)
+
+    @classmethod
+    def open(cls, root: str | os.PathLike) -> FeatureStore:
+        path = Path(root) / "manifest.json"
+        if not path.is_file():
+            raise TamError(f"{root}: not a feature store (no manifest.json)")
+        try:
+            manifest = Manifest.from_json(json.loads(path.read_text(encoding="utf-8")))
+        except (ValueError, KeyError, TypeError) as e:
+            raise TamError(f"{path}: unreadable manifest ({e})") from None
+        if manifest.format_version != FORMAT_VERSION:
+            raise TamError(f"{path}: format version {manifest.format_version}, this tam reads {FORMAT_VERSION}")
+        return cls(root, manifest)
+
+    # ---- writing -------------------------------------------------------------------------------
+    def write(self, video: str, features: dict[str, np.ndarray | None], times: np.ndarray,
+              extra: dict | None = None, overwrite: bool = False) -> None:
+        """Validate and atomically write one video. `features[m] = None` marks modality m absent.
+
+        Raises `TamError` naming the video for wrong dims, NaN/Inf, T_v = 0 or mismatched lengths.
+        """
+        arrays, present = self._validate(video, features, times)
+        final = self._videos / entry_name(video)
+        if final.exists() and not overwrite:
+            return
+        self._videos.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self._videos))
+        try:
+            for m, a in arrays.items():
+                np.save(tmp / f"{m}.npy", a)
+            np.save(tmp / "times.npy", np.asarray(times, dtype=np.float64))
+            meta = {"video": video, "T": int(len(times)), "present": present, "extra": extra or {}}
+            (tmp / "meta.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+            if final.exists():  # overwrite: move the old entry away first, then rename the new one in
+                trash = Path(tempfile.mkdtemp(prefix=".old-", dir=self._videos))
+                os.replace(final, trash / "x")
+                shutil.rmtree(trash, ignore_errors=True)
+            os.replace(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    def _validate(self, video: str, features: dict[str, np.ndarray | None], times: np.ndarray):
+        dims = self.manifest.dims
+        unknown = set(features) - set(dims)
+        if unknown:
+            raise TamError(f"video {video!r}: modalities {sorted(unknown)} are not in the store's manifest {sorted(dims)}")
+        times = np.asarray(times, dtype=np.float64)
+        if times.ndim != 2 or times.shape[1] != 2:
+            raise TamError(f"video {video!r}: segment times must be [T, 2] (start, end), got {list(times.shape)}")
+        T = times.shape[0]
+        if T == 0:
+            raise TamError(f"video {video!r}: no segments (T_v = 0)")
+        if not np.all(np.isfinite(times)):
+            raise TamError(f"video {video!r}: segment times contain NaN/Inf")
+        arrays, present = {}, {}
+        for m, D in dims.items():
+            a = features.get(m)
+            present[m] = a is not None
+            if a is None:
+                continue
+            a = np.asarray(a, dtype=np.float32)
+            if a.ndim != 2 or a.shape[1] != D:
+                raise TamError(f"video {video!r}: {m} features must be [T, {D}], got {list(a.shape)}")
+            if a.shape[0] != T:
+                raise TamError(f"video {video!r}: {m} has {a.shape[0]} segments but the times list {T}")
+            if not np.all(np.isfinite(a)):
+                raise TamError(f"video {video!r}: {m} features contain NaN or Inf")
+            arrays[m] = a
+        if not arrays:
+            raise TamError(f"video {video!r}: no modality present")
+        return arrays, present
+
+    # ---- reading -------------------------------------------------------------------------------
+    def has(self, video: str) -> bool:
+        return (self._videos / entry_name(video) / "meta.json").is_file()
+
+    def videos(self) -> list[str]:
+        """Ids of all complete entries, sorted."""
+        out = []
+        if self._videos.is_dir():
+            for d in self._videos.iterdir():
+                meta = d / "meta.json"
+                if not d.name.startswith(".") and meta.is_file():
+                    out.append(json.loads(meta.read_text(encoding="utf-8"))["video"])
+        return sorted(out)
+
+    def __len__(self) -> int:
+        return len(self.videos())
+
+    def read(self, video: str) -> VideoFeatures:
+        d = self._videos / entry_name(video)
+        try:
+            meta = json.loads((d / "meta.json").read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise TamError(f"{self.root}: no features for video {video!r}") from None
+        T = int(meta["T"])
+        feats = {}
+        for m, D in self.manifest.dims.items():
+            if meta["present"].get(m, False):
+                feats[m] = np.load(d / f"{m}.npy", mmap_mode="r")
+            else:
+                feats[m] = np.zeros((T, D), dtype=np.float32)
+        times = np.load(d / "times.npy", mmap_mode="r")
+        present = {m: bool(meta["present"].get(m, False)) for m in self.manifest.dims}
+        return VideoFeatures(video, feats, present, times, meta.get("extra", {}))
+
+    def check_matches(self, expected: Manifest | dict, what: str) -> None:
+        """Refuse features made by other encoders than `what` (a model or a config) expects."""
+        ident = expected.identity() if isinstance(expected, Manifest) else expected
+        ident = {m: tuple(v) for m, v in ident.items()}
+        if self.manifest.identity() != ident:
+            raise TamError(f"{self.root}: features were made by {self.manifest.identity()}, "
+                           f"but {what} expects {ident}")
