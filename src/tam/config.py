@@ -25,6 +25,7 @@ FUSIONS = ("ctm", "inner", "cross", "concat", "divide", "joint")
 @dataclass
 class ModelConfig:
     fusion: str = "ctm"
+    # modality keys of the feature store: the paper's image/motion/audio, or any named groups of a clip table
     modalities: list[str] = field(default_factory=lambda: list(MODALITIES))
     d: int = 768  # width of the fusion module
     layers: int = 12  # L
@@ -76,9 +77,9 @@ class RunConfig:
         m = self.model
         if m.fusion not in FUSIONS:
             raise TamError(f"model.fusion must be one of {FUSIONS}, got {m.fusion!r}")
-        bad = [x for x in m.modalities if x not in MODALITIES]
-        if bad or not m.modalities or len(set(m.modalities)) != len(m.modalities):
-            raise TamError(f"model.modalities must be distinct names from {MODALITIES}, got {m.modalities}")
+        if not m.modalities or len(set(m.modalities)) != len(m.modalities) or not all(m.modalities):
+            raise TamError(f"model.modalities must be distinct, non-empty names (e.g. {list(MODALITIES)}), "
+                           f"got {m.modalities}")
         if m.d % m.heads:
             raise TamError(f"model.d = {m.d} is not divisible by model.heads = {m.heads}")
         if self.data.task not in ("classification", "regression"):

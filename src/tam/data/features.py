@@ -170,7 +170,8 @@ class FeatureStore:
         dims = self.manifest.dims
         unknown = set(features) - set(dims)
         if unknown:
-            raise TamError(f"video {video!r}: modalities {sorted(unknown)} are not in the store's manifest {sorted(dims)}")
+            raise TamError(f"video {video!r}: modalities {sorted(unknown)} are not in the store's manifest "
+                           f"{sorted(dims)}")
         times = np.asarray(times, dtype=np.float64)
         if times.ndim != 2 or times.shape[1] != 2:
             raise TamError(f"video {video!r}: segment times must be [T, 2] (start, end), got {list(times.shape)}")

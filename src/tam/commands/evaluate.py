@@ -1,0 +1,28 @@
+"""`tam evaluate`: score a trained run's best model on a labels CSV (e.g. another test list)."""
+
+HELP = "evaluate a trained run directory on a feature store and labels CSV"
+EXAMPLES = """\
+  tam evaluate --run-dir runs/out/ve8-ctm-s01 --store feats/ --labels test.csv
+  tam evaluate --run-dir runs/out/tiny --store feats/ --labels labels.csv --split test --out scores.json
+"""
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--run-dir", required=True, help="a run directory holding best.safetensors + best.json")
+    p.add_argument("--store", required=True, help="feature store folder")
+    p.add_argument("--labels", required=True, help="labels CSV")
+    p.add_argument("--split", default="", help="only rows of this split (train/val/test); default all rows")
+    p.add_argument("--out", help="write the metrics as JSON here")
+
+
+def run(args) -> int:
+    import json
+
+    from tam.eval.evaluate import evaluate_run
+    from tam.io import write_json
+
+    metrics = evaluate_run(args.run_dir, args.store, args.labels, args.split or None)
+    print(json.dumps(metrics, indent=2))
+    if args.out:
+        write_json(args.out, metrics)
+    return 0

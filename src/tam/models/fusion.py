@@ -1,0 +1,170 @@
+"""Cross-temporal multimodal (CTM) fusion: section 4.1 of Pan, Wang and Fang (ACM MM 2022).
+
+For M modalities (image, motion, audio), T segments and width d:
+
+    Eq. (1)  Z^m = [X_0^m; X_1^m; ...; X_T^m] + P_e             learnable token X_0^m, position embedding P_e
+    Eq. (2)  Q^m, K^m, V^m = Z^m W_q^m, Z^m W_k^m, Z^m W_v^m      per-modality projections
+    Eq. (3)  I^m = σ(Q^m K^mᵀ / √d) V^m                          inner-modal attention
+    Eq. (4)  C^m = 1/(M-1) Σ_{n≠m} σ(Q^m K^nᵀ / √d) V^n          cross-modal attention
+    Eq. (5)  O^m = (I^m ⊕ C^m) W_o
+    Eq. (6)  f = 1/M Σ_m O^m                                      over the last of L layers
+
+X_t^m is the feature of segment t projected to d by a per-modality linear layer (section 5.2). Each
+layer is multi-head (every head does Eqs. 3-4 on its d/h slice, with √(d/h) in place of √d) and is
+followed by a feed-forward network; both sub-layers have residual connections and layer norm
+(pre-norm, as in ViT, which the paper follows for Eq. 1). `f^0` feeds the classifier or regressor; the
+whole `f` (T+1 tokens) feeds TSC pre-training.
+
+Masks (one convention everywhere: True = valid):
+  - `valid` [B, T]: padded segments of short videos are False; they never serve as keys, so they never
+    influence valid outputs; their own rows of `f` are zeroed.
+  - `present` [B, M]: a modality missing from a video (no audio track) is False; its tokens are never
+    keys, Eq. (4) averages over the *present* other modalities, Eq. (6) over the present modalities.
+
+The fast path runs all (query modality, key modality) pairs as one batched scaled-dot-product attention
+call. `attention="inner"` and `"cross"` give the two ablations of Table 2 (O^m = I^m W_o or C^m W_o).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+@dataclass
+class FusionOutput:
+    f: Tensor  # [B, T+1, d] video representation (Eq. 6); rows of padded segments are zero
+    f0: Tensor  # [B, out_dim] what the head sees (f^0 for CTM; concatenated first tokens for some baselines)
+    valid: Tensor  # [B, T+1] True where f is a real token (f^0 and valid segments)
+
+
+class ModalityEmbedding(nn.Module):
+    """Eq. (1) with the per-modality input projections: features [B, T, D_m] -> Z [B, M, T+1, d]."""
+
+    def __init__(self, dims: dict[str, int], d: int, T: int):
+        super().__init__()
+        self.modalities = list(dims)
+        self.proj = nn.ModuleDict({m: nn.Linear(D, d) for m, D in dims.items()})
+        self.X0 = nn.Parameter(torch.zeros(len(dims), d))  # X_0^m, one learnable token per modality
+        self.P_e = nn.Parameter(torch.zeros(T + 1, d))  # P_e ∈ R^{(T+1)×d}, shared by the modalities
+        nn.init.trunc_normal_(self.X0, std=0.02)
+        nn.init.trunc_normal_(self.P_e, std=0.02)
+
+    def forward(self, x: dict[str, Tensor]) -> Tensor:
+        X = torch.stack([self.proj[m](x[m]) for m in self.modalities], dim=1)  # [B, M, T, d]
+        B, M, T, d = X.shape
+        if T + 1 > self.P_e.shape[0]:
+            raise ValueError(f"{T} segments given, but the position embedding holds T = {self.P_e.shape[0] - 1}")
+        X0 = self.X0.expand(B, M, d).unsqueeze(2)  # [B, M, 1, d]
+        return torch.cat([X0, X], dim=2) + self.P_e[: T + 1]  # Eq. (1): Z^m = [X_0^m; X^m] + P_e
+
+
+def token_mask(valid: Tensor) -> Tensor:
+    """[B, T] segment mask -> [B, T+1] token mask (the prepended token X_0 is always valid)."""
+    return torch.cat([valid.new_ones(valid.shape[0], 1), valid], dim=1)
+
+
+class FeedForward(nn.Module):
+    """FFN(x) = W_2 GELU(W_1 x), with dropout."""
+
+    def __init__(self, d: int, hidden: int, dropout: float):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(d, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, d),
+                                 nn.Dropout(dropout))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+class CTMLayer(nn.Module):
+    """One cross-temporal multimodal fusion module (Eqs. 2-5) followed by its FFN."""
+
+    def __init__(self, M: int, d: int, heads: int, ffn_hidden: int, dropout: float, attention: str = "both"):
+        super().__init__()
+        if attention not in ("both", "inner", "cross"):
+            raise ValueError(f"attention must be both, inner or cross, got {attention!r}")
+        self.M, self.d, self.h, self.attention = M, d, heads, attention
+        self.W_qkv = nn.Parameter(torch.empty(M, d, 3 * d))  # [W_q^m | W_k^m | W_v^m] for each modality m
+        nn.init.normal_(self.W_qkv, std=1 / math.sqrt(d))
+        self.W_o = nn.Linear((2 if attention == "both" else 1) * d, d, bias=False)
+        self.norm1, self.norm2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.drop = nn.Dropout(dropout)
+        self.ffn = FeedForward(d, ffn_hidden, dropout)
+        q_idx, k_idx = self.pairs(M, attention)
+        self.register_buffer("q_idx", torch.tensor(q_idx, dtype=torch.long), persistent=False)
+        self.register_buffer("k_idx", torch.tensor(k_idx, dtype=torch.long), persistent=False)
+
+    @staticmethod
+    def pairs(M: int, attention: str) -> tuple[list[int], list[int]]:
+        """(query modality, key modality) pairs: the M diagonal ones first (Eq. 3), then n ≠ m (Eq. 4)."""
+        inner = [(m, m) for m in range(M)] if attention in ("both", "inner") else []
+        cross = [(m, n) for m in range(M) for n in range(M) if n != m] if attention in ("both", "cross") else []
+        q, k = zip(*(inner + cross), strict=True) if inner + cross else ((), ())
+        return list(q), list(k)
+
+    def forward(self, Z: Tensor, key_ok: Tensor, present: Tensor) -> Tensor:
+        """Z [B, M, L, d] (L = T+1), key_ok [B, M, L] bool, present [B, M] bool -> Z [B, M, L, d]."""
+        B, M, L, d = Z.shape
+        h, dh = self.h, d // self.h
+        QKV = torch.einsum("bmld,mde->bmle", self.norm1(Z), self.W_qkv)  # Eq. (2), all modalities at once
+        Q, K, V = (t.reshape(B, M, L, h, dh).transpose(2, 3) for t in QKV.chunk(3, dim=-1))  # [B, M, h, L, dh]
+        P = self.q_idx.numel()
+        # all (m, n) pairs in one attention call: queries of m against keys/values of n
+        Qp, Kp, Vp = Q[:, self.q_idx], K[:, self.k_idx], V[:, self.k_idx]  # [B, P, h, L, dh]
+        mask = key_ok[:, self.k_idx]  # [B, P, L]
+        mask = mask | ~mask.any(-1, keepdim=True)  # an absent key modality: any finite result, weighted 0 below
+        A = F.scaled_dot_product_attention(
+            Qp.reshape(B * P, h, L, dh), Kp.reshape(B * P, h, L, dh), Vp.reshape(B * P, h, L, dh),
+            attn_mask=mask.reshape(B * P, 1, 1, L))  # σ(Q^m K^nᵀ/√d_h) V^n for every pair
+        A = A.reshape(B, P, h, L, dh).transpose(2, 3).reshape(B, P, L, d)  # heads merged
+        parts = []
+        n_inner = M if self.attention in ("both", "inner") else 0
+        if n_inner:
+            parts.append(A[:, :M])  # Eq. (3): I^m [B, M, L, d]
+        if self.attention in ("both", "cross"):
+            parts.append(self.cross_mean(A[:, n_inner:], present))  # Eq. (4): C^m [B, M, L, d]
+        O = self.W_o(torch.cat(parts, dim=-1))  # Eq. (5): O^m = (I^m ⊕ C^m) W_o
+        Z = Z + self.drop(O)
+        return Z + self.ffn(self.norm2(Z))
+
+    def cross_mean(self, A_cross: Tensor, present: Tensor) -> Tensor:
+        """Eq. (4)'s 1/(M-1) Σ_{n≠m}: average the cross pairs of each m over the present n ≠ m."""
+        B, _, L, d = A_cross.shape
+        M = self.M
+        if M == 1:
+            return A_cross.new_zeros(B, 1, L, d)
+        k = self.k_idx[M if self.attention == "both" else 0:].view(M, M - 1)  # key modality of each cross pair
+        w = present[:, k].to(A_cross.dtype)  # [B, M, M-1]: 1 where the other modality n is present
+        w = w / w.sum(-1, keepdim=True).clamp(min=1)
+        return torch.einsum("bmp,bmpld->bmld", w, A_cross.view(B, M, M - 1, L, d))
+
+
+class CTMFusion(nn.Module):
+    """The paper's fusion module: Eq. (1) embedding, L CTM layers (Eqs. 2-5 + FFN), Eq. (6) average."""
+
+    def __init__(self, dims: dict[str, int], d: int = 768, layers: int = 12, heads: int = 8, ffn_mult: int = 4,
+                 dropout: float = 0.1, T: int = 64, attention: str = "both"):
+        super().__init__()
+        self.modalities = list(dims)
+        self.d = self.out_dim = d
+        self.embed = ModalityEmbedding(dims, d, T)
+        self.layers = nn.ModuleList(
+            [CTMLayer(len(dims), d, heads, ffn_mult * d, dropout, attention) for _ in range(layers)])
+        self.norm = nn.LayerNorm(d)
+
+    def forward(self, x: dict[str, Tensor], valid: Tensor, present: Tensor) -> FusionOutput:
+        """x[m] [B, T, D_m], valid [B, T] bool, present [B, M] bool (modality order = self.modalities)."""
+        Z = self.embed(x)  # Eq. (1): [B, M, T+1, d]
+        tok = token_mask(valid)  # [B, T+1]
+        key_ok = tok[:, None, :] & present[:, :, None]  # [B, M, T+1]
+        for layer in self.layers:
+            Z = layer(Z, key_ok, present)  # Eqs. (2)-(5) + FFN
+        O = self.norm(Z)  # output of the last module, O^m  [B, M, T+1, d]
+        w = present.to(O.dtype) / present.sum(-1, keepdim=True).clamp(min=1)  # 1/M over present modalities
+        f = torch.einsum("bm,bmld->bld", w, O)  # Eq. (6): f [B, T+1, d]
+        f = f * tok[..., None].to(f.dtype)
+        return FusionOutput(f=f, f0=f[:, 0], valid=tok)

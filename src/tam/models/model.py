@@ -1,0 +1,66 @@
+"""The affect model: a fusion module (CTM or a baseline) plus a head; `build_model(cfg, dims)` builds it."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from tam.config import ModelConfig
+from tam.models.baselines import ConcatFusion, JointFusion
+from tam.models.fusion import CTMFusion, FusionOutput
+from tam.models.heads import Head
+
+REGRESSION_TARGETS = ("valence", "arousal")
+
+
+class AffectModel(nn.Module):
+    """`forward_features` gives the fused representation; `forward_head` the prediction from f^0."""
+
+    def __init__(self, fusion: nn.Module, outputs: int, dropout: float):
+        super().__init__()
+        self.fusion = fusion
+        self.modalities = list(fusion.modalities)
+        self.head = Head(fusion.out_dim, outputs, dropout)
+
+    def forward_features(self, x: dict[str, Tensor], valid: Tensor, present: Tensor) -> FusionOutput:
+        return self.fusion(x, valid, present)
+
+    def forward_head(self, f0: Tensor) -> Tensor:
+        return self.head(f0)
+
+    def forward(self, x: dict[str, Tensor], valid: Tensor, present: Tensor) -> Tensor:
+        return self.forward_head(self.forward_features(x, valid, present).f0)
+
+
+def build_fusion(cfg: ModelConfig, dims: dict[str, int]) -> nn.Module:
+    """The fusion module named by `cfg.fusion`, over the modalities `cfg.modalities` with feature dims `dims`."""
+    dims = {m: dims[m] for m in cfg.modalities}
+    kw = dict(d=cfg.d, layers=cfg.layers, heads=cfg.heads, ffn_mult=cfg.ffn_mult, dropout=cfg.dropout, T=cfg.T)
+    fusions = {
+        "ctm": lambda: CTMFusion(dims, attention="both", **kw),
+        "inner": lambda: CTMFusion(dims, attention="inner", **kw),
+        "cross": lambda: CTMFusion(dims, attention="cross", **kw),
+        "concat": lambda: ConcatFusion(dims, divide=False, **kw),
+        "divide": lambda: ConcatFusion(dims, divide=True, **kw),
+        "joint": lambda: JointFusion(dims, **kw),
+    }
+    return fusions[cfg.fusion]()
+
+
+def build_model(cfg: ModelConfig, dims: dict[str, int], outputs: int) -> AffectModel:
+    missing = [m for m in cfg.modalities if m not in dims]
+    if missing:
+        raise ValueError(f"modalities {missing} have no features (available: {sorted(dims)})")
+    return AffectModel(build_fusion(cfg, dims), outputs, cfg.dropout)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+@torch.no_grad()
+def init_check(model: nn.Module) -> None:
+    """Raise if any parameter is non-finite (a cheap guard after loading weights)."""
+    for name, p in model.named_parameters():
+        if not torch.isfinite(p).all():
+            raise ValueError(f"parameter {name} has NaN/Inf")

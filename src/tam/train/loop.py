@@ -1,0 +1,335 @@
+"""One training loop for 1 or N processes: fit on train, select on validation, test once.
+
+A run directory holds:
+    config.yaml            the resolved config (with the code version)
+    features_manifest.json the manifest of the feature store the run read
+    skipped.csv            label rows whose video has no features (counted and skipped)
+    metrics.csv, tb/       per-epoch metrics (CSV and TensorBoard)
+    best.safetensors/.json the best model on validation (rebuilds alone: `load_model(run_dir)`)
+    last.pt                resume state (weights, optimiser, scheduler, RNG, epoch); `fit` resumes from it
+    results.json, results.md   final validation and test metrics beside the trivial baseline
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from tam.config import RunConfig, dump_config, to_dict
+from tam.data.collate import ClipDataset, GlobalBatchSampler, collate
+from tam.data.features import FeatureStore
+from tam.data.labels import Labels, carve_validation, read_labels
+from tam.errors import TamError
+from tam.eval.metrics import classification_metrics, confusion_matrix, regression_metrics, selection_score
+from tam.io import write_json, write_text
+from tam.models.model import build_model
+from tam.train import distributed
+from tam.train.checkpoint import load_state, save_model, save_state
+from tam.version import code_version
+
+
+@dataclass
+class Data:
+    store: FeatureStore
+    labels: Labels  # after dropping videos without features
+    skipped: list[str]
+    train: Labels
+    val: Labels
+    test: Labels
+
+
+def prepare_data(cfg: RunConfig) -> Data:
+    """Open the store, read labels, drop (and list) videos without features, carve validation."""
+    store = FeatureStore.open(cfg.data.store)
+    missing = [m for m in cfg.model.modalities if m not in store.manifest.dims]
+    if missing:
+        raise TamError(f"{cfg.data.store}: the store has no {missing} features (it has {sorted(store.manifest.dims)})")
+    labels = read_labels(cfg.data.labels, cfg.data.task, cfg.data.classes)
+    have = set(store.videos())
+    keep = [i for i, v in enumerate(labels.videos) if v in have]
+    skipped = [v for v in labels.videos if v not in have]
+    labels = carve_validation(labels.take(keep), cfg.data.val_fraction, cfg.data.split_seed)
+    parts = {s: labels.subset(s) for s in ("train", "val", "test")}
+    for s in ("train", "val"):
+        if len(parts[s]) == 0:
+            raise TamError(f"{cfg.data.labels}: the {s} split is empty after skipping {len(skipped)} videos "
+                           "without features")
+    return Data(store, labels, skipped, parts["train"], parts["val"], parts["test"])
+
+
+def target_stats(train: Labels) -> tuple[list[float], list[float]]:
+    """Regression targets are standardised with training statistics (undone at prediction)."""
+    if train.task != "regression":
+        return [], []
+    return train.targets.mean(0).tolist(), (train.targets.std(0) + 1e-8).tolist()
+
+
+def autocast(device: torch.device):
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+def loss_sum(task: str, out: torch.Tensor, target: torch.Tensor, mean: list[float], std: list[float]) -> torch.Tensor:
+    """Summed (not averaged) loss over the local batch; the caller divides by the global batch size."""
+    if task == "classification":
+        return F.cross_entropy(out.float(), target, reduction="sum")
+    z = (target - target.new_tensor(mean)) / target.new_tensor(std)
+    return F.mse_loss(out.float(), z, reduction="sum") / z.shape[1]
+
+
+@torch.no_grad()
+def predict(model, ds: ClipDataset, device: torch.device, d: distributed.Dist, batch_size: int,
+            mean: list[float], std: list[float], task: str) -> np.ndarray:
+    """Whole-video predictions: windows of T over each video, averaged (probabilities or values) per video."""
+    model.eval()
+    windows = ds.windows()[d.rank::d.world]
+    rows, outs = [], []
+    for i in range(0, len(windows), batch_size):
+        b = collate([ds[w] for w in windows[i:i + batch_size]]).to(device)
+        with autocast(device):
+            out = model(b.x, b.valid, b.present).float()
+        out = out.softmax(-1) if task == "classification" else out * out.new_tensor(std) + out.new_tensor(mean)
+        rows.append(b.index.numpy())
+        outs.append(out.cpu().numpy())
+    local = (np.concatenate(rows) if rows else np.zeros(0, np.int64),
+             np.concatenate(outs) if outs else np.zeros((0, 0), np.float32))
+    width = model.head.fc.out_features
+    sums, counts = np.zeros((len(ds), width)), np.zeros(len(ds))
+    for r, o in distributed.gather_objects(d, local):
+        if len(r):
+            np.add.at(sums, r, o)
+            np.add.at(counts, r, 1)
+    return sums / counts[:, None]
+
+
+def evaluate(task: str, targets: np.ndarray, pred: np.ndarray) -> dict:
+    return classification_metrics(targets, pred) if task == "classification" else regression_metrics(targets, pred)
+
+
+def baseline(train: Labels, test: Labels) -> dict:
+    """The trivial baseline: majority training class, or the constant training mean."""
+    if len(test) == 0:
+        return {}
+    if train.task == "classification":
+        C = len(train.classes)
+        probs = np.zeros((len(test), C))
+        probs[:, np.bincount(train.targets, minlength=C).argmax()] = 1
+        return {"name": "majority class", "test": classification_metrics(test.targets, probs)}
+    const = np.broadcast_to(train.targets.mean(0), test.targets.shape)
+    return {"name": "training mean", "test": regression_metrics(test.targets, const)}
+
+
+def _json_safe(x):
+    if isinstance(x, dict):
+        return {k: _json_safe(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_json_safe(v) for v in x]
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+class Run:
+    """State of one training run (model, optimiser, data) and its steps."""
+
+    def __init__(self, cfg: RunConfig, run_dir: Path, d: distributed.Dist, device: torch.device, data: Data):
+        self.cfg, self.run_dir, self.d, self.device, self.data = cfg, run_dir, d, device, data
+        task = cfg.data.task
+        self.outputs = len(data.labels.classes) if task == "classification" else 2
+        torch.manual_seed(cfg.train.seed)
+        self.model = build_model(cfg.model, data.store.manifest.dims, self.outputs).to(device)
+        self.mean, self.std = target_stats(data.train)
+        opt = torch.optim.AdamW if cfg.optim.optimizer == "adamw" else torch.optim.Adam
+        self.opt = opt(self.model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+        step = cfg.optim.lr_step_epochs or 10**9
+        self.sched = torch.optim.lr_scheduler.StepLR(self.opt, step_size=step, gamma=cfg.optim.lr_gamma)
+        self.ddp = (torch.nn.parallel.DistributedDataParallel(self.model, device_ids=[device] if device.type == "cuda"
+                                                              else None) if d.enabled else self.model)
+        mods, T, seed = cfg.model.modalities, cfg.model.T, cfg.train.seed
+        self.train_ds = ClipDataset(data.store, data.train.videos, data.train.targets, mods, T, seed, train=True)
+        self.sampler = GlobalBatchSampler(len(data.train), cfg.optim.batch_size, seed, d.rank, d.world)
+        nw = cfg.train.num_workers
+        self.loader = DataLoader(self.train_ds, batch_sampler=self.sampler, collate_fn=collate, num_workers=nw,
+                                 persistent_workers=nw > 0, pin_memory=device.type == "cuda",
+                                 generator=torch.Generator().manual_seed(seed))  # keeps the global RNG for dropout
+        self.start_epoch, self.best, self.best_epoch = 0, -math.inf, -1
+        self.data_wait = 0.0
+
+    def meta(self, epoch: int) -> dict:
+        cfg = self.cfg
+        dims = self.data.store.manifest.dims
+        return {"model": to_dict(cfg.model), "dims": {m: dims[m] for m in cfg.model.modalities},
+                "outputs": self.outputs, "task": cfg.data.task, "classes": self.data.labels.classes,
+                "target_mean": self.mean, "target_std": self.std, "epoch": epoch, "code_version": code_version(),
+                "features": self.data.store.manifest.to_json()}
+
+    def train_epoch(self, epoch: int) -> float:
+        self.model.train()
+        self.sampler.set_epoch(epoch)
+        total, n_seen = 0.0, 0
+        bar = tqdm(self.loader, desc=f"epoch {epoch + 1}/{self.cfg.optim.epochs}", leave=False, file=sys.stderr,
+                   disable=True if not (self.cfg.train.progress and self.d.main) else None)
+        t_wait = time.perf_counter()
+        for g, b in zip(self.sampler.global_batches(), bar):
+            self.data_wait += time.perf_counter() - t_wait
+            b = b.to(self.device)
+            with autocast(self.device):
+                out = self.ddp(b.x, b.valid, b.present)
+            loss = loss_sum(self.cfg.data.task, out, b.target, self.mean, self.std) * (self.d.world / len(g))
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.cfg.optim.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
+            self.opt.step()
+            total += loss.item() * len(g) / self.d.world
+            n_seen += len(g)
+            t_wait = time.perf_counter()
+        self.sched.step()
+        losses = distributed.gather_objects(self.d, total)
+        return float(sum(losses) / max(1, n_seen))
+
+    def eval_split(self, labels: Labels) -> tuple[dict, np.ndarray]:
+        cfg = self.cfg
+        ds = ClipDataset(self.data.store, labels.videos, labels.targets, cfg.model.modalities, cfg.model.T, train=False)
+        pred = predict(self.model, ds, self.device, self.d, cfg.train.eval_batch_size, self.mean, self.std,
+                       cfg.data.task)
+        return evaluate(cfg.data.task, labels.targets, pred), pred
+
+    def state(self, epoch: int) -> dict:
+        return {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "sched": self.sched.state_dict(),
+                "epoch": epoch, "best": self.best, "best_epoch": self.best_epoch, "rng": torch.get_rng_state(),
+                "config": dump_config(self.cfg)}
+
+    def resume(self) -> None:
+        path = self.run_dir / "last.pt"
+        if not path.is_file():
+            return
+        s = load_state(path)
+        if s["config"] != dump_config(self.cfg):
+            raise TamError(f"{path}: the run directory holds a run with another config; use a new --run-dir")
+        self.model.load_state_dict(s["model"])
+        self.opt.load_state_dict(s["opt"])
+        self.sched.load_state_dict(s["sched"])
+        torch.set_rng_state(s["rng"])
+        self.start_epoch, self.best, self.best_epoch = s["epoch"] + 1, s["best"], s["best_epoch"]
+
+
+
+def _write_metrics(path: Path, rows: list[dict]) -> None:
+    fields = list(dict.fromkeys(k for r in rows for k in r))
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=fields)
+    w.writeheader()
+    w.writerows(rows)
+    write_text(path, buf.getvalue())
+
+
+def _read_metrics(path: Path, before_epoch: int) -> list[dict]:
+    if not path.is_file():
+        return []
+    with path.open(encoding="utf-8") as f:
+        return [r for r in csv.DictReader(f) if int(r["epoch"]) < before_epoch]
+
+
+def fit(cfg: RunConfig, run_dir: str | Path, log=print) -> dict:
+    """Train, select on validation, test the best checkpoint once; returns the results dict."""
+    d, device = distributed.init(cfg.train.device)
+    run_dir = Path(run_dir)
+    data = prepare_data(cfg)
+    run = Run(cfg, run_dir, d, device, data)
+    run.resume()
+    tb = None
+    if d.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_text(run_dir / "config.yaml", f"# code_version: {code_version()}\n" + dump_config(cfg))
+        write_json(run_dir / "features_manifest.json", data.store.manifest.to_json())
+        write_text(run_dir / "skipped.csv", "video,reason\n" + "".join(f"{v},no features\n" for v in data.skipped))
+        if data.skipped:
+            log(f"skipped {len(data.skipped)} videos without features (listed in {run_dir / 'skipped.csv'})")
+        from torch.utils.tensorboard import SummaryWriter
+        tb = SummaryWriter(str(run_dir / "tb"), purge_step=run.start_epoch)
+    rows = _read_metrics(run_dir / "metrics.csv", run.start_epoch) if d.main else []
+    for epoch in range(run.start_epoch, cfg.optim.epochs):
+        lr = run.opt.param_groups[0]["lr"]
+        loss = run.train_epoch(epoch)
+        val, _ = run.eval_split(data.val)
+        score = selection_score(cfg.data.task, val)
+        if d.main:
+            row = {"epoch": epoch, "lr": lr, "train_loss": loss, **{f"val_{k}": v for k, v in val.items()}}
+            rows.append(row)
+            for k, v in row.items():
+                if k != "epoch":
+                    tb.add_scalar(k, v, epoch)
+            if score > run.best:
+                run.best, run.best_epoch = score, epoch
+                save_model(run_dir, "best", run.model, run.meta(epoch))
+            _write_metrics(run_dir / "metrics.csv", rows)
+            save_state(run_dir / "last.pt", run.state(epoch))
+            log(f"epoch {epoch + 1:>3}/{cfg.optim.epochs}  loss {loss:.4f}  val {_fmt(val)}"
+                + ("  *" if run.best_epoch == epoch else ""))
+        run.best, run.best_epoch = distributed.broadcast_object(d, (run.best, run.best_epoch))
+        distributed.barrier(d)
+    results = finish(run)
+    if tb is not None:
+        tb.close()
+    distributed.shutdown(d)
+    return results
+
+
+def _fmt(metrics: dict) -> str:
+    return "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+
+
+def finish(run: Run) -> dict:
+    """Reload the best checkpoint, evaluate validation and test once, write results.json and results.md."""
+    from safetensors.torch import load_file
+
+    cfg, data, d = run.cfg, run.data, run.d
+    distributed.barrier(d)
+    run.model.load_state_dict(load_file(str(run.run_dir / "best.safetensors"), device=str(run.device)))
+    val, _ = run.eval_split(data.val)
+    test, pred = run.eval_split(data.test) if len(data.test) else ({}, None)
+    results = {
+        "task": cfg.data.task, "config": to_dict(cfg), "code_version": code_version(),
+        "n": {"train": len(data.train), "val": len(data.val), "test": len(data.test), "skipped": len(data.skipped)},
+        "best_epoch": run.best_epoch, "val": val, "test": test, "baseline": baseline(data.train, data.test),
+        "random_init_features": data.store.manifest.random_init, "classes": data.labels.classes,
+        "data_wait_seconds": run.data_wait,
+    }
+    if cfg.data.task == "classification" and pred is not None:
+        results["confusion"] = confusion_matrix(data.test.targets, pred.argmax(1), len(data.labels.classes)).tolist()
+    results = _json_safe(results)
+    if d.main:
+        write_json(run.run_dir / "results.json", results)
+        write_text(run.run_dir / "results.md", results_table(results))
+    return results
+
+
+def results_table(r: dict) -> str:
+    """Markdown: the model beside the trivial baseline on test, and on validation."""
+    keys = list(r["test"] or r["val"])
+    lines = [f"# Results ({r['task']})", "",
+             f"clips: train {r['n']['train']}, val {r['n']['val']}, test {r['n']['test']}, "
+             f"skipped {r['n']['skipped']}; best epoch {r['best_epoch'] + 1}", ""]
+    if r.get("random_init_features"):
+        lines += ["**Features come from randomly initialised encoders: these numbers are not real results.**", ""]
+    lines += ["| | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
+
+    def cells(m):
+        return " | ".join("—" if m.get(k) is None else f"{m[k]:.4f}" for k in keys)
+
+    if r["test"]:
+        lines.append(f"| model (test) | {cells(r['test'])} |")
+        lines.append(f"| {r['baseline']['name']} (test) | {cells(r['baseline']['test'])} |")
+    lines.append(f"| model (val) | {cells(r['val'])} |")
+    return "\n".join(lines) + "\n"

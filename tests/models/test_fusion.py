@@ -1,0 +1,172 @@
+"""CTM fusion: the fast path against a plain equation-by-equation reference, masks, gradients."""
+
+import math
+
+import pytest
+import torch
+
+from tam.config import FUSIONS, ModelConfig
+from tam.models.fusion import CTMFusion
+from tam.models.model import build_model
+
+DIMS = {"image": 12, "motion": 20, "audio": 6}
+
+
+def reference_ctm(model: CTMFusion, x, valid, present):
+    """Eqs. (1)-(6) written out with Python loops over modalities, heads and pairs (no batching tricks)."""
+    B, T = valid.shape
+    mods = model.modalities
+    M = len(mods)
+    out = []
+    for b in range(B):
+        L = T + 1
+        tok = torch.cat([torch.ones(1, dtype=torch.bool), valid[b]])
+        Z = []
+        for i, m in enumerate(mods):  # Eq. (1)
+            X = model.embed.proj[m](x[m][b])
+            Z.append(torch.cat([model.embed.X0[i : i + 1], X]) + model.embed.P_e[:L])
+        for layer in model.layers:
+            d, h = layer.d, layer.h
+            dh = d // h
+            Zn = [layer.norm1(z) for z in Z]
+            W = layer.W_qkv
+            Q = [Zn[i] @ W[i][:, :d] for i in range(M)]  # Eq. (2)
+            K = [Zn[i] @ W[i][:, d : 2 * d] for i in range(M)]
+            V = [Zn[i] @ W[i][:, 2 * d :] for i in range(M)]
+
+            def attend(q, k, v, keys, h=h, dh=dh):
+                heads = []
+                for j in range(h):  # each head does the equation on its slice
+                    s = slice(j * dh, (j + 1) * dh)
+                    scores = q[:, s] @ k[:, s].T / math.sqrt(dh)
+                    scores = scores.masked_fill(~keys[None, :], float("-inf"))
+                    heads.append(torch.softmax(scores, dim=-1) @ v[:, s])
+                return torch.cat(heads, dim=-1)
+
+            newZ = []
+            for i in range(M):
+                parts = []
+                if layer.attention in ("both", "inner"):
+                    parts.append(attend(Q[i], K[i], V[i], tok))  # Eq. (3)
+                if layer.attention in ("both", "cross"):
+                    others = [n for n in range(M) if n != i and present[b, n]]
+                    C = sum((attend(Q[i], K[n], V[n], tok) for n in others), torch.zeros(L, d))
+                    parts.append(C / max(1, len(others)))  # Eq. (4)
+                O = torch.cat(parts, dim=-1) @ layer.W_o.weight.T  # Eq. (5)
+                z = Z[i] + O
+                newZ.append(z + layer.ffn(layer.norm2(z)))
+            Z = newZ
+        O = [model.norm(z) for z in Z]
+        pres = [i for i in range(M) if present[b, i]]
+        f = sum(O[i] for i in pres) / len(pres)  # Eq. (6)
+        out.append(f * tok[:, None])
+    return torch.stack(out)
+
+
+def inputs(B=3, T=7, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = {m: torch.randn(B, T, D, generator=g) for m, D in DIMS.items()}
+    valid = torch.ones(B, T, dtype=torch.bool)
+    valid[1, 4:] = False  # a short video, padded
+    present = torch.ones(B, len(DIMS), dtype=torch.bool)
+    present[2, 2] = False  # a video without audio
+    return x, valid, present
+
+
+@pytest.mark.parametrize("attention", ["both", "inner", "cross"])
+def test_fast_path_matches_reference(attention):
+    torch.manual_seed(0)
+    model = CTMFusion(DIMS, d=16, layers=2, heads=4, ffn_mult=2, dropout=0.0, T=8, attention=attention).eval()
+    x, valid, present = inputs()
+    with torch.no_grad():
+        fast = model(x, valid, present)
+        ref = reference_ctm(model, x, valid, present)
+    assert fast.f.shape == (3, 8, 16)
+    torch.testing.assert_close(fast.f, ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(fast.f0, ref[:, 0], atol=1e-5, rtol=1e-5)
+
+
+def test_reference_is_sensitive_to_cross_modal_weights():
+    """Guard against a reference that agrees trivially: changing W_q of audio changes the image stream's output."""
+    torch.manual_seed(0)
+    model = CTMFusion(DIMS, d=16, layers=1, heads=2, dropout=0.0, T=8).eval()
+    x, valid, present = inputs()
+    with torch.no_grad():
+        a = reference_ctm(model, x, valid, present)
+        model.layers[0].W_qkv[2, :, 16:32] += torch.randn(16, 16)  # K of audio
+        b = reference_ctm(model, x, valid, present)
+    assert (a[0] - b[0]).abs().max() > 1e-3  # video 0 has audio: its output moves
+    torch.testing.assert_close(a[2], b[2])  # video 2 has no audio: unchanged
+
+
+@pytest.mark.parametrize("fusion", FUSIONS)
+def test_padding_and_missing_modality_never_influence_valid_outputs(fusion):
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(fusion=fusion, d=16, layers=2, heads=4, dropout=0.0, T=8), DIMS, 5).eval()
+    x, valid, present = inputs()
+    x2 = {m: v.clone() for m, v in x.items()}
+    x2["image"][1, 4:] = 1e3 * torch.randn(3, 12)  # garbage in the padded segments of video 1
+    x2["audio"][2] = 1e3 * torch.randn(7, 6)  # garbage in the absent audio of video 2
+    with torch.no_grad():
+        a, b = model.forward_features(x, valid, present), model.forward_features(x2, valid, present)
+        la, lb = model(x, valid, present), model(x2, valid, present)
+    ok = a.valid[..., None]
+    torch.testing.assert_close(a.f * ok, b.f * ok, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(la, lb, atol=1e-5, rtol=1e-5)
+    assert (a.f[1, 5:] == 0).all()  # padded rows of f are zero
+
+
+def test_missing_modality_equals_model_without_it():
+    """Eq. (6) and Eq. (4) average over the present modalities only: a video without audio gives exactly what
+    the same weights give when audio is not a modality of the model at all (CTM with M-1 modalities)."""
+    torch.manual_seed(0)
+    full = CTMFusion(DIMS, d=16, layers=2, heads=4, dropout=0.0, T=8).eval()
+    two = CTMFusion({"image": 12, "motion": 20}, d=16, layers=2, heads=4, dropout=0.0, T=8).eval()
+    sd = full.state_dict()
+    two_sd = {k: v for k, v in sd.items() if "audio" not in k}
+    two_sd["embed.X0"] = sd["embed.X0"][:2]
+    for i in range(2):
+        two_sd[f"layers.{i}.W_qkv"] = sd[f"layers.{i}.W_qkv"][:2]
+    two.load_state_dict(two_sd)
+    x, valid, present = inputs()
+    present[:, 2] = False
+    with torch.no_grad():
+        a = full(x, valid, present).f
+        b = two({m: x[m] for m in ("image", "motion")}, valid, present[:, :2]).f
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("fusion", FUSIONS)
+@pytest.mark.parametrize("outputs", [8, 2])
+def test_every_parameter_gets_a_gradient(fusion, outputs):
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(fusion=fusion, d=16, layers=2, heads=4, T=8), DIMS, outputs)
+    x, valid, present = inputs()
+    present[2, 2] = True
+    out = model(x, valid, present)
+    assert out.shape == (3, outputs) and torch.isfinite(out).all()
+    out.square().sum().backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+        assert p.grad.abs().sum() > 0, f"{name} got a zero gradient"
+
+
+@pytest.mark.parametrize("subset", [["image"], ["motion", "audio"], ["image", "motion", "audio"]])
+def test_modality_subsets(subset):
+    model = build_model(ModelConfig(fusion="ctm", modalities=subset, d=16, layers=1, heads=2, T=8), DIMS, 3)
+    x, valid, present = inputs()
+    idx = [list(DIMS).index(m) for m in subset]
+    out = model({m: x[m] for m in subset}, valid, present[:, idx] | True)
+    assert out.shape == (3, 3) and torch.isfinite(out).all()
+
+
+def test_order_matters_through_position_embedding():
+    torch.manual_seed(0)
+    model = CTMFusion(DIMS, d=16, layers=1, heads=2, dropout=0.0, T=8).eval()
+    with torch.no_grad():
+        model.embed.P_e.normal_()
+    x, valid, present = inputs()
+    xr = {m: v.flip(1) for m, v in x.items()}
+    v = torch.ones_like(valid)
+    with torch.no_grad():
+        assert (model(x, v, present).f0 - model(xr, v, present).f0).abs().max() > 1e-4

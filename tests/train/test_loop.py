@@ -1,0 +1,119 @@
+"""The training engine: a run directory, model selection on validation, resume, bad input."""
+
+import csv
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from tam.data.labels import carve_validation, read_labels
+from tam.errors import TamError
+from tam.train.checkpoint import load_model, load_state
+from tam.train.loop import fit
+
+
+def test_run_directory_and_results(tiny_config, tmp_path):
+    r = fit(tiny_config, tmp_path / "run", log=lambda s: None)
+    run = tmp_path / "run"
+    for name in ("config.yaml", "features_manifest.json", "skipped.csv", "metrics.csv", "best.safetensors",
+                 "best.json", "last.pt", "results.json", "results.md"):
+        assert (run / name).is_file(), name
+    assert any((run / "tb").iterdir())
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    assert [int(x["epoch"]) for x in rows] == [0, 1, 2]
+    best = max(range(3), key=lambda i: float(rows[i]["val_accuracy"]))
+    assert r["best_epoch"] == best and r["val"]["accuracy"] == pytest.approx(float(rows[best]["val_accuracy"]))
+    assert r["n"] == {"train": 54, "val": 10, "test": 32, "skipped": 0}
+    assert r["baseline"]["name"] == "majority class" and 0 < r["baseline"]["test"]["accuracy"] < 1
+    assert json.loads((run / "results.json").read_text())["test"] == r["test"]
+    assert "majority class (test)" in (run / "results.md").read_text()
+    assert np.array(r["confusion"]).sum() == 32
+    # the best checkpoint rebuilds alone, and the resume state loads with weights_only
+    model, meta = load_model(run)
+    assert meta["epoch"] == best and meta["classes"][0] == "scene0_up"
+    assert set(load_state(run / "last.pt")) >= {"model", "opt", "epoch", "rng"}
+
+
+def test_validation_is_carved_from_training_rows_only(tiny_world):
+    _, labels_path = tiny_world
+    labels = read_labels(labels_path, "classification")
+    carved = carve_validation(labels, 0.15, seed=0)
+    test_before = [v for v, s in zip(labels.videos, labels.split) if s == "test"]
+    test_after = [v for v, s in zip(carved.videos, carved.split) if s == "test"]
+    assert test_before == test_after
+    assert carved.split.count("val") == pytest.approx(0.15 * labels.split.count("train"), abs=len(labels.classes))
+    assert carve_validation(labels, 0.15, seed=0).split == carved.split  # deterministic
+
+
+def test_killed_run_resumes_to_the_same_result(tiny_config, tmp_path):
+    full = fit(tiny_config, tmp_path / "full", log=lambda s: None)
+    short = replace(tiny_config, optim=replace(tiny_config.optim, epochs=1))
+    fit(short, tmp_path / "resumed", log=lambda s: None)  # "killed" after epoch 1 ...
+    state = load_state(tmp_path / "resumed" / "last.pt")
+    state["config"] = state["config"].replace("epochs: 1", "epochs: 3")  # ... of a 3-epoch run
+    torch.save(state, tmp_path / "resumed" / "last.pt")
+    resumed = fit(tiny_config, tmp_path / "resumed", log=lambda s: None)
+    assert resumed["test"] == full["test"] and resumed["val"] == full["val"]
+    assert resumed["best_epoch"] == full["best_epoch"]
+    rows = list(csv.DictReader((tmp_path / "resumed" / "metrics.csv").open()))
+    assert [int(x["epoch"]) for x in rows] == [0, 1, 2]
+
+
+def test_resume_refuses_another_config(tiny_config, tmp_path):
+    fit(replace(tiny_config, optim=replace(tiny_config.optim, epochs=1)), tmp_path / "r", log=lambda s: None)
+    other = replace(tiny_config, optim=replace(tiny_config.optim, epochs=1, lr=0.5))
+    with pytest.raises(TamError, match="another config"):
+        fit(other, tmp_path / "r", log=lambda s: None)
+
+
+def test_missing_videos_are_listed_and_skipped(tiny_config, tmp_path):
+    labels = tmp_path / "labels.csv"
+    text = open(tiny_config.data.labels).read() + "ghost1,scene0_up,train\nghost2,scene1_up,test\n"
+    labels.write_text(text)
+    cfg = replace(tiny_config, data=replace(tiny_config.data, labels=str(labels)),
+                  optim=replace(tiny_config.optim, epochs=1))
+    r = fit(cfg, tmp_path / "run", log=lambda s: None)
+    assert r["n"]["skipped"] == 2
+    assert (tmp_path / "run" / "skipped.csv").read_text().splitlines()[1:] == ["ghost1,no features",
+                                                                              "ghost2,no features"]
+
+
+@pytest.mark.parametrize("row, message", [
+    ("v00001,joy,train", "not one of the classes"),
+    ("v00001,scene0_up,holdout", "split must be one of"),
+    ("v00001,scene0_up", "expected 3 fields"),
+])
+def test_bad_labels_name_the_file(tiny_config, tmp_path, row, message):
+    labels = tmp_path / "labels.csv"
+    labels.write_text("video,label,split\n" + row + "\n")
+    cfg = replace(tiny_config, data=replace(tiny_config.data, labels=str(labels)))
+    with pytest.raises(TamError, match=message) as e:
+        fit(cfg, tmp_path / "run", log=lambda s: None)
+    assert str(labels) in str(e.value)
+
+
+def test_empty_training_split_fails(tiny_config, tmp_path):
+    labels = tmp_path / "labels.csv"
+    labels.write_text("video,label,split\nghost,scene0_up,train\n")
+    cfg = replace(tiny_config, data=replace(tiny_config.data, labels=str(labels)))
+    with pytest.raises(TamError, match="train split is empty"):
+        fit(cfg, tmp_path / "run", log=lambda s: None)
+
+
+def test_regression_task(tiny_world, tiny_config, tmp_path):
+    store, labels = tiny_world
+    rng = np.random.default_rng(0)
+    rows = ["video,valence,arousal,split"]
+    for line in open(labels).read().splitlines()[1:]:
+        vid, _, split = line.split(",")
+        rows.append(f"{vid},{rng.normal(3, 1):.3f},{rng.normal(2, .5):.3f},{split}")
+    reg = tmp_path / "reg.csv"
+    reg.write_text("\n".join(rows) + "\n")
+    cfg = replace(tiny_config, data=replace(tiny_config.data, labels=str(reg), task="regression", classes=[]),
+                  optim=replace(tiny_config.optim, epochs=2))
+    r = fit(cfg, tmp_path / "run", log=lambda s: None)
+    assert set(r["test"]) == {"valence_mse", "valence_pcc", "arousal_mse", "arousal_pcc"}
+    assert r["baseline"]["name"] == "training mean" and r["baseline"]["test"]["valence_pcc"] is None
+    assert r["test"]["valence_mse"] < 10  # predictions are de-standardised back to the label scale
