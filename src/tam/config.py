@@ -55,6 +55,7 @@ class OptimConfig:
     lr_step_epochs: int = 0  # multiply lr by lr_gamma every this many epochs; 0 = constant
     lr_gamma: float = 0.1
     grad_clip: float = 1.0  # max global gradient norm; 0 = off
+    fusion_lr: float = 0.0  # lr of the fusion module when fine-tuning from train.init_from (paper: 1e-5); 0 = lr
 
 
 @dataclass
@@ -64,6 +65,9 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda
     eval_batch_size: int = 32  # windows per evaluation batch
     progress: bool = True
+    # fine-tuning: a .safetensors checkpoint (with its .json beside it) whose `fusion.*` weights initialise the
+    # fusion module, e.g. the output of TSC pre-training; the head starts fresh. "" = train from scratch
+    init_from: str = ""
 
 
 @dataclass

@@ -117,3 +117,27 @@ def test_regression_task(tiny_world, tiny_config, tmp_path):
     assert set(r["test"]) == {"valence_mse", "valence_pcc", "arousal_mse", "arousal_pcc"}
     assert r["baseline"]["name"] == "training mean" and r["baseline"]["test"]["valence_pcc"] is None
     assert r["test"]["valence_mse"] < 10  # predictions are de-standardised back to the label scale
+
+
+def test_fine_tune_from_a_checkpoint_carries_every_fusion_weight(tiny_config, tmp_path):
+    from safetensors.torch import load_file
+
+    fit(replace(tiny_config, optim=replace(tiny_config.optim, epochs=1)), tmp_path / "pre", log=lambda s: None)
+    pre = load_file(str(tmp_path / "pre" / "best.safetensors"))
+    cfg = replace(tiny_config, train=replace(tiny_config.train, init_from=str(tmp_path / "pre" / "best.safetensors")),
+                  optim=replace(tiny_config.optim, epochs=1, lr=1e-3, fusion_lr=1e-12))
+    fit(cfg, tmp_path / "ft", log=lambda s: None)
+    ft = load_file(str(tmp_path / "ft" / "best.safetensors"))
+    fusion_keys = [k for k in pre if k.startswith("fusion.")]
+    assert fusion_keys
+    for k in fusion_keys:  # with a vanishing fusion lr the fine-tuned fusion is the pre-trained one
+        torch.testing.assert_close(ft[k], pre[k], atol=1e-6, rtol=0)
+    assert not torch.equal(ft["head.fc.weight"], pre["head.fc.weight"])  # the head is new
+
+
+def test_fine_tune_refuses_a_checkpoint_of_another_shape(tiny_config, tmp_path):
+    fit(replace(tiny_config, optim=replace(tiny_config.optim, epochs=1)), tmp_path / "pre", log=lambda s: None)
+    cfg = replace(tiny_config, model=replace(tiny_config.model, d=32),
+                  train=replace(tiny_config.train, init_from=str(tmp_path / "pre" / "best.safetensors")))
+    with pytest.raises(TamError, match="do not fit this model config"):
+        fit(cfg, tmp_path / "ft", log=lambda s: None)

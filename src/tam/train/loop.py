@@ -139,6 +139,31 @@ def _json_safe(x):
     return x
 
 
+def init_fusion(model, path: str, manifest) -> None:
+    """Load the `fusion.*` weights of a checkpoint (e.g. TSC pre-training) strictly into `model.fusion`."""
+    import json
+
+    from safetensors.torch import load_file
+
+    from tam.data.features import Manifest
+
+    path = Path(path)
+    meta_path = path.with_suffix(".json")
+    if not path.is_file() or not meta_path.is_file():
+        raise TamError(f"{path}: no checkpoint to fine-tune from (need {path.name} and {meta_path.name})")
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    if "features" in meta:
+        pre = Manifest.from_json(meta["features"])
+        if pre.identity() != manifest.identity():
+            raise TamError(f"{path}: pre-trained on features of other encoders {pre.identity()}, "
+                           f"the store has {manifest.identity()}")
+    state = {k.removeprefix("fusion."): v for k, v in load_file(str(path)).items() if k.startswith("fusion.")}
+    try:
+        model.fusion.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise TamError(f"{path}: fusion weights do not fit this model config ({str(e).splitlines()[0]} ...)") from None
+
+
 class Run:
     """State of one training run (model, optimiser, data) and its steps."""
 
@@ -149,8 +174,13 @@ class Run:
         torch.manual_seed(cfg.train.seed)
         self.model = build_model(cfg.model, data.store.manifest.dims, self.outputs).to(device)
         self.mean, self.std = target_stats(data.train)
+        groups = [{"params": list(self.model.head.parameters())},
+                  {"params": list(self.model.fusion.parameters())}]
+        if cfg.train.init_from:
+            init_fusion(self.model, cfg.train.init_from, data.store.manifest)
+            groups[1]["lr"] = cfg.optim.fusion_lr or cfg.optim.lr
         opt = torch.optim.AdamW if cfg.optim.optimizer == "adamw" else torch.optim.Adam
-        self.opt = opt(self.model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+        self.opt = opt(groups, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
         step = cfg.optim.lr_step_epochs or 10**9
         self.sched = torch.optim.lr_scheduler.StepLR(self.opt, step_size=step, gamma=cfg.optim.lr_gamma)
         self.ddp = (torch.nn.parallel.DistributedDataParallel(self.model, device_ids=[device] if device.type == "cuda"
