@@ -21,6 +21,10 @@ COMMANDS = {
     "evaluate": "evaluate",
     "synth": "synth",
     "store": "store",
+    "extract": "extract",
+    "comments": "comments",
+    "dataset": "dataset",
+    "collect": "collect",
 }
 
 
