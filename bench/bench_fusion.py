@@ -37,7 +37,7 @@ def _inputs():
 def _interleaved_min(fns: dict, steps: int = STEPS) -> dict[str, float]:
     """Best time of each step function, run in turns (a busy neighbour process hits all of them alike)."""
     best = {k: float("inf") for k in fns}
-    for k, fn in fns.items():
+    for fn in fns.values():
         fn()  # warm-up
     for _ in range(steps):
         for k, fn in fns.items():
