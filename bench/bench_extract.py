@@ -1,0 +1,122 @@
+"""Feature extraction speed: a 640x360 H.264 + AAC video through full-size random-init encoders.
+
+Measured side by side in one run: the whole pipeline (`tam.encoders.extract`, decoding in a background
+thread), decoding alone (the same decode + resize + log-mel work the pipeline's thread does) and encoding
+alone (the same segments, already decoded, through the same encoders and batches). The target is
+wall <= 1.15 x max(decode, encode): decoding hidden behind compute. The video is 30 s by default to keep
+the benchmark short; `TAM_BENCH_EXTRACT_SECONDS=120` runs the issue's 2-minute version.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import tempfile
+import threading
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+
+def make_video(path: Path, seconds: float, fps: int = 30, size=(640, 360)) -> Path:
+    """Moving shapes over a gradient with a little noise, and a tone sweep: content that compresses like video."""
+    import av
+
+    w, h = size
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:h, 0:w]
+    with av.open(str(path), "w") as out:
+        vs = out.add_stream("libx264", rate=fps, options={"preset": "veryfast", "crf": "23"})
+        vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
+        a = out.add_stream("aac", rate=44100)
+        a.layout = "stereo"
+        for i in range(int(seconds * fps)):
+            t = i / fps
+            img = np.empty((h, w, 3), np.uint8)
+            img[..., 0] = (xx + 40 * t) % 256
+            img[..., 1] = (yy + 25 * t) % 256
+            img[..., 2] = 128 + 100 * np.sin(t)
+            cx, cy = int(w / 2 + 200 * np.sin(t * 0.7)), int(h / 2 + 100 * np.cos(t * 1.3))
+            img[max(cy - 40, 0):cy + 40, max(cx - 40, 0):cx + 40] = (255, 255, 255)
+            img = np.clip(img + rng.integers(-8, 8, img.shape), 0, 255).astype(np.uint8)
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, fps)
+            for p in vs.encode(frame):
+                out.mux(p)
+        for p in vs.encode():
+            out.mux(p)
+        n = int(seconds * 44100)
+        tt = np.arange(n) / 44100
+        wave = (0.3 * np.sin(2 * np.pi * (200 + 20 * tt) * tt) + 0.02 * rng.normal(size=n)).astype(np.float32)
+        for i in range(0, n, 1024):
+            block = np.ascontiguousarray(np.stack([wave[i:i + 1024]] * 2))
+            f = av.AudioFrame.from_ndarray(block, format="fltp", layout="stereo")
+            f.sample_rate, f.pts = 44100, i
+            for p in a.encode(f):
+                out.mux(p)
+        for p in a.encode():
+            out.mux(p)
+    return path
+
+
+def _decode_only(path: Path, encoders, options):
+    """The pipeline's decode work, alone: returns (seconds, parts)."""
+    from tam.encoders.extract import Job, _decode_job
+    from tam.encoders.video_io import FrameSizes
+
+    parts = []
+    sizes = FrameSizes(motion=encoders["motion"].choice.size, image=encoders["image"].choice.size)
+    t0 = time.perf_counter()
+    _decode_job(0, Job("v", path), options.policy, sizes, True, options.chunk,
+                lambda msg: parts.append(msg[2]), threading.Event())
+    return time.perf_counter() - t0, parts
+
+
+def _encode_only(parts, encoders, batch: int) -> float:
+    """The same segments through the same encoders, in batches of `batch` segments."""
+    from tam.encoders.extract import _encode
+
+    t0 = time.perf_counter()
+    group, n = [], 0
+    for p in parts:
+        group.append(p)
+        n += len(p.seg.times)
+        if n >= batch:
+            _encode(group, encoders)
+            group, n = [], 0
+    if group:
+        _encode(group, encoders)
+    return time.perf_counter() - t0
+
+
+def run() -> dict[str, float | str]:
+    import torch
+
+    from tam.encoders.extract import ExtractOptions, Job, run_extraction
+    from tam.encoders.table import DEFAULTS, build_encoder
+
+    seconds = float(os.environ.get("TAM_BENCH_EXTRACT_SECONDS", "30"))
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    with tempfile.TemporaryDirectory() as tmp:
+        path = make_video(Path(tmp) / "bench.mp4", seconds)
+        encoders = {m: build_encoder(n, random_init=True, device=device) for m, n in DEFAULTS.items()}
+        options = ExtractOptions()
+        t0 = time.perf_counter()
+        outcomes, _ = run_extraction([Job("bench", path)], str(Path(tmp) / "store"), encoders, options,
+                                     progress=False)
+        wall = time.perf_counter() - t0
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        assert outcomes[0].status == "done", outcomes[0].error
+        decode, parts = _decode_only(path, encoders, options)
+        encode = _encode_only(parts, encoders, options.batch)
+    return {"video_seconds": seconds, "device": device, "encoders": ", ".join(DEFAULTS.values()) + " (random init)",
+            "wall_s": wall, "decode_only_s": decode, "encode_only_s": encode,
+            "wall_over_max": wall / max(decode, encode), "video_s_per_s": seconds / wall,
+            "peak_rss_mb_pipeline": peak_mb}
+
+
+if __name__ == "__main__":
+    for k, v in run().items():
+        print(f"{k:>22}  {v:.4g}" if isinstance(v, float) else f"{k:>22}  {v}")

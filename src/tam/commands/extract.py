@@ -1,0 +1,63 @@
+"""`tam extract`: decode videos and write image / motion / audio features into a feature store."""
+
+HELP = "extract image (CLIP), motion (3D ResNet) and audio (VGGish) features from video files into a store"
+EXAMPLES = """\
+  tam extract videos/ -o feats/ --image-weights clip-vit-base-patch32/ --motion-weights r3d50_K_200ep.pth \\
+      --audio-weights vggish-10086976.pth
+  tam extract a.mp4 b.mkv -o feats/ --random-init --tiny       # tests and demos: features are NOT real
+  tam extract --list files.txt --root videos/ -o feats/ --shard 0/4   # one of 4 processes, one store
+  tam extract videos/ -o feats/ --motion resnext101 --motion-weights resnext-101-kinetics.pth --fps 25
+  tam extract ./-odd\\ name.mp4 -o feats/ --strict                  # names starting with '-': prefix ./
+encoders (see docs/extraction.md): image clip-vit-b32 (512) | clip-vit-l14 (768);
+  motion r3d50 | r3d101 | resnext101 (2048); audio vggish (128); --tiny: clip-tiny, r3d-tiny (random init only)
+"""
+
+
+def add_arguments(p) -> None:
+    p.add_argument("inputs", nargs="*", help="video files and/or folders (searched recursively)")
+    p.add_argument("-o", "--out", required=True, help="feature store folder (created, or resumed)")
+    p.add_argument("--list", default="", help="text file with one video path per line (relative to the file)")
+    p.add_argument("--root", default="", help="ids of named/listed files are paths relative to this folder")
+    p.add_argument("--keep-extension", action="store_true", help="keep file extensions in video ids")
+    p.add_argument("--modalities", default="image,motion,audio", help="comma-separated subset to extract")
+    for m, default in (("image", "clip-vit-b32"), ("motion", "r3d50"), ("audio", "vggish")):
+        p.add_argument(f"--{m}", default=default, help=f"{m} encoder name (default {default})")
+        p.add_argument(f"--{m}-weights", default="", help=f"{m} weights: local file/folder (or hub id / URL)")
+    p.add_argument("--audio-pca", default="", help="VGGish PCA parameters (vggish_pca_params-*.pth) to apply")
+    p.add_argument("--quantize", action="store_true", help="with --audio-pca: 8-bit quantise as AudioSet did")
+    p.add_argument("--random-init", action="store_true", help="random encoders (seeded): NOT real features")
+    p.add_argument("--tiny", action="store_true", help="small test/demo encoders (implies nothing real)")
+    p.add_argument("--fps", type=float, default=16.0, help="resample frames to this rate (default 16: 1 s segments)")
+    p.add_argument("--native-rate", action="store_true", help="16 consecutive native frames per segment instead")
+    p.add_argument("--batch", type=int, default=16, help="segments per encoder batch (default 16)")
+    p.add_argument("--workers", type=int, default=1, help="decoding threads (default 1)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--shard", default="", help="i/n: take every n-th video from the i-th (torchrun: RANK)")
+    p.add_argument("--strict", action="store_true", help="stop at the first bad file")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args) -> int:
+    import os
+    import sys
+
+    from tam.encoders.cli_support import build_encoders, parse_shard, pick_device
+    from tam.encoders.extract import ExtractOptions, find_videos, run_extraction, shard_jobs
+    from tam.encoders.video_io import SegmentPolicy
+    from tam.errors import TamError
+
+    if not args.inputs and not args.list:
+        raise TamError("give video files, folders or --list FILE")
+    index, count = parse_shard(args.shard, os.environ)
+    jobs = shard_jobs(find_videos(args.inputs, args.list, args.root, args.keep_extension), index, count)
+    device = pick_device(args.device, os.environ)
+    encoders = build_encoders(args, device)
+    if any(e.record.random_init for e in encoders.values()):
+        print("WARNING: --random-init: the features written are NOT real (tests and demos only)", file=sys.stderr)
+    policy = SegmentPolicy(fps=args.fps, native=args.native_rate)
+    options = ExtractOptions(policy=policy, batch=args.batch, workers=args.workers, strict=args.strict)
+    print(f"{len(jobs)} video(s) -> {args.out}  [{policy.describe()}; "
+          + ", ".join(f"{m}: {e.name}" for m, e in encoders.items()) + f"; {device}]")
+    outcomes, text = run_extraction(jobs, args.out, encoders, options, progress=not args.no_progress)
+    print(text)
+    return 1 if any(o.status == "failed" for o in outcomes) else 0

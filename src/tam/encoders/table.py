@@ -1,0 +1,192 @@
+"""The encoders `tam extract` can use, in one visible table, and how each is built and run (frozen).
+
+`ENCODERS[name]` says which modality the encoder serves, its feature dim, what it sees and where its weights
+come from. `DEFAULTS` are the paper's choices (section 5.2); `TINY` are small variants with the same output
+dims for tests and demos (random init only). Building an encoder resolves its weights: a local file or folder
+first, then the default hub id / URL; `random_init=True` builds the full architecture from a fixed seed and
+the manifest records it, so nothing made with it passes for real features.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from tam.data.features import Encoder
+
+
+@dataclass(frozen=True)
+class EncoderChoice:
+    """One row of the table."""
+
+    modality: str
+    dim: int
+    family: str  # clip | r3d | vggish
+    arch: str  # the family's architecture key
+    preprocessing: str
+    weights: str = ""  # default hub id or URL; "" = the user must give a file
+    where: str = ""  # where to get the weights (shown when they are missing)
+    norm: str = ""  # r3d input normalisation (see tam.encoders.motion.NORMS)
+    pretrained: bool = True  # False: a test/demo architecture, random init only
+    size: int = 0  # square input size in pixels (video encoders)
+
+
+_CLIP = "middle frame of each segment; shorter side to 224 px (bicubic), centre crop 224; CLIP mean/std"
+_R3D = "16 frames per segment; shorter side to 112 px (bilinear), centre crop 112; {}"
+_VGGISH = ("16 kHz mono; log-mel 64 bands 125-7500 Hz, 25 ms window, 10 ms hop, log(x + 0.01); "
+           "one 0.96 s example centred on each segment")
+_R3D_WHERE = ("download {} from the 3D-ResNets-PyTorch model links "
+              "(https://github.com/kenshohara/3D-ResNets-PyTorch#pre-trained-models) and pass --motion-weights FILE")
+
+ENCODERS: dict[str, EncoderChoice] = {
+    # image (one frame per segment)
+    "clip-vit-b32": EncoderChoice("image", 512, "clip", "vit-b32", _CLIP, "openai/clip-vit-base-patch32",
+                                  "a folder saved by transformers or the hub id openai/clip-vit-base-patch32",
+                                  size=224),
+    "clip-vit-l14": EncoderChoice("image", 768, "clip", "vit-l14", _CLIP, "openai/clip-vit-large-patch14",
+                                  "a folder saved by transformers or the hub id openai/clip-vit-large-patch14",
+                                  size=224),
+    "clip-tiny": EncoderChoice("image", 512, "clip", "tiny", _CLIP, pretrained=False, size=224),
+    # motion (16 frames per segment)
+    "r3d50": EncoderChoice("motion", 2048, "r3d", "resnet-50", _R3D.format("Kinetics mean/std"), "",
+                           _R3D_WHERE.format("r3d50_K_200ep.pth"), "kinetics", size=112),
+    "r3d101": EncoderChoice("motion", 2048, "r3d", "resnet-101", _R3D.format("Kinetics mean/std"), "",
+                            _R3D_WHERE.format("r3d101_K_200ep.pth"), "kinetics", size=112),
+    "resnext101": EncoderChoice("motion", 2048, "r3d", "resnext-101", _R3D.format("Kinetics mean on 0..255"), "",
+                                _R3D_WHERE.format("resnext-101-kinetics.pth"), "kinetics-255", size=112),
+    "r3d-tiny": EncoderChoice("motion", 2048, "r3d", "resnet-tiny", _R3D.format("Kinetics mean/std"),
+                              norm="kinetics", pretrained=False, size=112),
+    # audio (one 0.96 s log-mel example per segment)
+    "vggish": EncoderChoice("audio", 128, "vggish", "vggish", _VGGISH,
+                            "https://github.com/harritaylor/torchvggish/releases/download/v0.1/vggish-10086976.pth",
+                            "vggish-10086976.pth from https://github.com/harritaylor/torchvggish/releases "
+                            "(pass --audio-weights FILE)"),
+}
+
+DEFAULTS = {"image": "clip-vit-b32", "motion": "r3d50", "audio": "vggish"}
+TINY = {"image": "clip-tiny", "motion": "r3d-tiny", "audio": "vggish"}
+
+
+class FrozenEncoder:
+    """A built encoder: frozen, eval mode, inference only; `encode` maps a numpy batch to float32 [N, dim]."""
+
+    def __init__(self, name: str, choice: EncoderChoice, model, record: Encoder, device, micro_batch: int,
+                 post=None):
+        self.name, self.choice, self.record, self.device = name, choice, record, device
+        self.model = model.to(device).eval().requires_grad_(False)
+        self.post = post.to(device) if post is not None else None
+        self.micro_batch = micro_batch
+
+    @property
+    def modality(self) -> str:
+        return self.choice.modality
+
+    def encode(self, batch: np.ndarray) -> np.ndarray:
+        """uint8 frames / clips or float32 log-mel examples, [N, ...] -> float32 [N, dim]."""
+        import torch
+
+        outs = []
+        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16,
+                                                    enabled=self.device.type == "cuda"):
+            for i in range(0, len(batch), self.micro_batch):
+                x = torch.from_numpy(np.ascontiguousarray(batch[i:i + self.micro_batch])).to(self.device)
+                outs.append(self._forward(x).float().cpu())
+        return torch.cat(outs).numpy() if outs else np.zeros((0, self.record.dim), np.float32)
+
+    def _forward(self, x):
+        from tam.encoders import audio, image, motion
+
+        family = self.choice.family
+        if family == "clip":
+            return image.clip_embed(self.model, image.frames_to_input(x))
+        if family == "r3d":
+            return self.model.forward_features(motion.clips_to_input(x, self.choice.norm))
+        y = self.model(audio.examples_to_input(x))
+        return y if self.post is None else self.post(y)
+
+
+def build_encoder(name: str, weights: str = "", random_init: bool = False, device: str = "cpu", seed: int = 0,
+                  pca: str = "", quantize: bool = False) -> FrozenEncoder:
+    """Build `ENCODERS[name]`; `weights` is a local path (or hub id / URL) overriding the table's default."""
+    import torch
+
+    from tam.errors import TamError
+
+    if name not in ENCODERS:
+        raise TamError(f"unknown encoder {name!r}; choose from {sorted(ENCODERS)}")
+    choice = ENCODERS[name]
+    if not choice.pretrained and not random_init:
+        raise TamError(f"encoder {name} is a test/demo architecture without published weights: use --random-init")
+    dev = torch.device(device)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model, digest, post = _BUILDERS[choice.family](name, choice, weights, random_init, pca, quantize)
+    prep = choice.preprocessing + (f"; PCA{' + 8-bit quantisation' if quantize else ''}" if post is not None else "")
+    record = Encoder(name=name, dim=choice.dim, weights_sha256=digest, preprocessing=prep, random_init=random_init)
+    small = dev.type == "cpu"
+    micro = {"clip": 32 if small else 256, "r3d": 4 if small else 64, "vggish": 32 if small else 512}[choice.family]
+    return FrozenEncoder(name, choice, model, record, dev, micro, post)
+
+
+def _build_clip(name, choice, weights, random_init, pca, quantize):
+    from tam.encoders import image
+    from tam.encoders.weights import sha256_of
+
+    if random_init:
+        return image.random_clip(choice.arch), "", None
+    folder = _clip_folder(weights or choice.weights, name, choice.where)
+    return image.load_clip(str(folder), local=True), sha256_of(folder), None
+
+
+def _clip_folder(source: str, name: str, where: str):
+    """A local folder as is; a hub id through the Hugging Face cache (downloaded when online)."""
+    from pathlib import Path
+
+    from tam.errors import TamError
+
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists() or source.count("/") != 1:
+        raise TamError(f"image encoder {name}: {source} is neither a model folder nor a hub id; {where}")
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(source, allow_patterns=["*.json", "*.safetensors"]))
+    except Exception as e:  # offline, unknown repo, network: many types
+        raise TamError(f"image encoder {name}: cannot get {source} from the hub ({type(e).__name__}); "
+                       f"{where}") from None
+
+
+def _build_r3d(name, choice, weights, random_init, pca, quantize):
+    from tam.encoders import motion
+    from tam.encoders.weights import load_strict, load_torch_state, resolve_file, sha256_of
+
+    model = motion.build_resnet3d(choice.arch)
+    if random_init:
+        return model, "", None
+    path = resolve_file(weights or choice.weights, f"motion encoder {name}", choice.where)
+    load_strict(model, motion.checkpoint_state(load_torch_state(path)), path, f"3D {choice.arch}")
+    return model, sha256_of(path), None
+
+
+def _build_vggish(name, choice, weights, random_init, pca, quantize):
+    from tam.encoders import audio
+    from tam.encoders.weights import load_strict, resolve_file, sha256_of
+
+    model = audio.VGGish()
+    post = None
+    digest = ""
+    if not random_init:
+        path = resolve_file(weights or choice.weights, f"audio encoder {name}", choice.where)
+        load_strict(model, audio.load_vggish_state(path), path, "VGGish")
+        digest = sha256_of(path)
+    if pca:
+        pca_path = resolve_file(pca, "VGGish PCA", "vggish_pca_params-970ea276.pth from the torchvggish releases")
+        post = audio.load_pca(pca_path, quantize)
+        digest += "+pca:" + sha256_of(pca_path)
+    return model, digest, post
+
+
+_BUILDERS = {"clip": _build_clip, "r3d": _build_r3d, "vggish": _build_vggish}
