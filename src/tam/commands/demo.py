@@ -2,7 +2,7 @@
 
 HELP = "run the fusion strategies of Table 2 on the built-in synthetic world and print the table"
 EXAMPLES = """\
-  tam demo                       # ~2000 videos, 6 fusions x 3 seeds; under 10 minutes on 2 CPU cores
+  tam demo                       # 800 videos, 6 fusions x 3 seeds; under 10 minutes on 2 CPU cores
   tam demo --quick               # 400 videos, CTM vs simple concatenation, 1 seed; about a minute
   tam demo --out /tmp/demo --seeds 0 1 2 3 4 --fusions ctm joint
 """
