@@ -43,6 +43,9 @@ class DataConfig:
     classes: list[str] = field(default_factory=list)  # class names in index order; [] = sorted names in the CSV
     val_fraction: float = 0.15  # validation carved from training rows that have no split
     split_seed: int = 0
+    # encoder name expected for each modality, e.g. {image: clip-vit-b32}; a store made by other encoders is
+    # refused. Modalities not listed are not checked (the paper's configs list all three)
+    encoders: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -105,6 +108,11 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if not isinstance(value, dict):
             raise TamError(f"config {where}: expected a mapping, got {value!r}")
         return from_dict(tp, value, where)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise TamError(f"config {where}: expected a mapping, got {value!r}")
+        kt, vt = get_args(tp)
+        return {_coerce(k, kt, f"{where} key"): _coerce(v, vt, f"{where}.{k}") for k, v in value.items()}
     if origin is list:
         if not isinstance(value, list | tuple):
             raise TamError(f"config {where}: expected a list, got {value!r}")

@@ -141,3 +141,24 @@ def test_fine_tune_refuses_a_checkpoint_of_another_shape(tiny_config, tmp_path):
                   train=replace(tiny_config.train, init_from=str(tmp_path / "pre" / "best.safetensors")))
     with pytest.raises(TamError, match="do not fit this model config"):
         fit(cfg, tmp_path / "ft", log=lambda s: None)
+
+
+def test_store_of_other_encoders_is_refused(tiny_config, tmp_path):
+    cfg = replace(tiny_config, data=replace(tiny_config.data, encoders={"image": "clip-vit-b32"}))
+    with pytest.raises(TamError, match="expects image features from 'clip-vit-b32'.*'synthetic-image'"):
+        fit(cfg, tmp_path / "run", log=lambda s: None)
+    ok = replace(tiny_config, data=replace(tiny_config.data, encoders={"image": "synthetic-image"}),
+                 optim=replace(tiny_config.optim, epochs=1))
+    fit(ok, tmp_path / "run", log=lambda s: None)
+
+
+def test_resume_refuses_a_store_of_other_encoders(tiny_config, tmp_path):
+    import json as _json
+
+    fit(replace(tiny_config, optim=replace(tiny_config.optim, epochs=1)), tmp_path / "run", log=lambda s: None)
+    path = tmp_path / "run" / "features_manifest.json"
+    m = _json.loads(path.read_text())
+    m["encoders"]["audio"]["name"] = "vggish"
+    path.write_text(_json.dumps(m))
+    with pytest.raises(TamError, match="features of other encoders"):
+        fit(tiny_config, tmp_path / "run", log=lambda s: None)

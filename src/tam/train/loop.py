@@ -55,6 +55,11 @@ def prepare_data(cfg: RunConfig) -> Data:
     missing = [m for m in cfg.model.modalities if m not in store.manifest.dims]
     if missing:
         raise TamError(f"{cfg.data.store}: the store has no {missing} features (it has {sorted(store.manifest.dims)})")
+    for m, name in cfg.data.encoders.items():
+        have = store.manifest.encoders.get(m)
+        if have is None or have.name != name:
+            raise TamError(f"{cfg.data.store}: the config expects {m} features from {name!r}, the store's manifest "
+                           f"says {have.name if have else 'none'!r}")
     labels = read_labels(cfg.data.labels, cfg.data.task, cfg.data.classes)
     have = set(store.videos())
     keep = [i for i, v in enumerate(labels.videos) if v in have]
@@ -277,6 +282,16 @@ def fit(cfg: RunConfig, run_dir: str | Path, log=print) -> dict:
     run_dir = Path(run_dir)
     data = prepare_data(cfg)
     run = Run(cfg, run_dir, d, device, data)
+    recorded = run_dir / "features_manifest.json"
+    if recorded.is_file():
+        import json
+
+        from tam.data.features import Manifest
+
+        if Manifest.from_json(json.loads(recorded.read_text(encoding="utf-8"))).identity() != \
+                data.store.manifest.identity():
+            raise TamError(f"{run_dir}: this run was made on features of other encoders ({recorded}); "
+                           "use a new --run-dir")
     run.resume()
     tb = None
     if d.main:
