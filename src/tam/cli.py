@@ -25,6 +25,7 @@ COMMANDS = {
     "comments": "comments",
     "dataset": "dataset",
     "collect": "collect",
+    "pretrain": "pretrain",
 }
 
 
