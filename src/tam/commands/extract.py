@@ -9,7 +9,8 @@ EXAMPLES = """\
   tam extract videos/ -o feats/ --motion resnext101 --motion-weights resnext-101-kinetics.pth --fps 25
   tam extract ./-odd\\ name.mp4 -o feats/ --strict                  # names starting with '-': prefix ./
 encoders (see docs/extraction.md): image clip-vit-b32 (512) | clip-vit-l14 (768);
-  motion r3d50 | r3d101 | resnext101 (2048); audio vggish (128); --tiny: clip-tiny, r3d-tiny (random init only)
+  motion r3d50 | r3d101 | resnext101 (2048) | videomae-base (768); audio vggish (128) | ast-audioset (768);
+  --tiny: clip-tiny, r3d-tiny (random init only)
 """
 
 

@@ -118,18 +118,21 @@ def shard_jobs(jobs: list[Job], index: int, count: int) -> list[Job]:
 class _Part:
     index: int  # job index
     seg: Segments
-    audio: np.ndarray | None  # [n, 96, 64] log-mel examples
+    audio: np.ndarray | None  # [n, ...] the audio encoder's inputs (VGGish: [n, 96, 64] log-mel examples)
 
 
 def _decode_job(index: int, job: Job, policy: SegmentPolicy, sizes: FrameSizes, want_audio: bool, chunk: int,
-                put: Callable, stop: threading.Event) -> MediaInfo:
+                put: Callable, stop: threading.Event,
+                audio_front: tuple[Callable, Callable] | None = None) -> MediaInfo:
+    """Decode one file and `put` its parts; `audio_front` is the audio encoder's (features, per-segment inputs)."""
+    features, examples_of = audio_front or (audio_fe.log_mel, audio_fe.segment_examples)
     info = MediaInfo(job.path)
     with open_media(job.path, info) as c:
         has_video, has_audio = pick_video_stream(c) is not None, pick_audio_stream(c) is not None
     if not has_video and not has_audio:
         raise TamError(f"{job.path}: no video or audio stream")
     wave = decode_audio(job.path, info) if (has_audio and (want_audio or not has_video)) else None
-    mel = audio_fe.log_mel(wave) if wave is not None else None
+    mel = features(wave) if wave is not None else None
     if has_video:
         parts = iter_segments(job.path, info, policy, sizes, chunk)
     else:
@@ -140,7 +143,7 @@ def _decode_job(index: int, job: Job, policy: SegmentPolicy, sizes: FrameSizes, 
     for seg in parts:
         if stop.is_set():
             raise TamError(f"{job.path}: stopped")
-        examples = audio_fe.segment_examples(mel, seg.times) if (mel is not None and want_audio) else None
+        examples = examples_of(mel, seg.times) if (mel is not None and want_audio) else None
         put(("part", index, _Part(index, seg, examples)))
     if want_audio and has_video and not has_audio:
         info.notes.append("no audio stream: audio marked absent")
@@ -260,7 +263,8 @@ class _Runner:
         out: queue.Queue = queue.Queue(maxsize=self.opt.queue_parts)
         stop = threading.Event()
         kw = {"policy": self.opt.policy, "sizes": sizes, "want_audio": "audio" in self.encoders,
-              "chunk": self.opt.chunk}
+              "chunk": self.opt.chunk,
+              "audio_front": self.encoders["audio"].audio_front if "audio" in self.encoders else None}
         n_workers = max(1, min(self.opt.workers, len(todo)))
         threads = [threading.Thread(target=_worker, args=(jobs_q, out, stop), kwargs=kw, daemon=True)
                    for _ in range(n_workers)]

@@ -22,7 +22,7 @@ class EncoderChoice:
 
     modality: str
     dim: int
-    family: str  # clip | r3d | vggish
+    family: str  # clip | r3d | vggish | videomae | ast
     arch: str  # the family's architecture key
     preprocessing: str
     weights: str = ""  # default hub id or URL; "" = the user must give a file
@@ -36,6 +36,13 @@ _CLIP = "middle frame of each segment; shorter side to 224 px (bicubic), centre 
 _R3D = "16 frames per segment; shorter side to 112 px (bilinear), centre crop 112; {}"
 _VGGISH = ("16 kHz mono; log-mel 64 bands 125-7500 Hz, 25 ms window, 10 ms hop, log(x + 0.01); "
            "one 0.96 s example centred on each segment")
+_VIDEOMAE = ("16 frames per segment; shorter side to 224 px (bilinear), centre crop 224; the folder's "
+             "preprocessor_config.json mean/std, else ImageNet's; "
+             "mean of the last hidden states (+ fc_norm)")
+_AST = ("16 kHz mono; Kaldi log-mel fbank 128 bands 20-8000 Hz, 25 ms window, 10 ms hop; the segment's "
+        "frames zero-padded to the model's max_length (1024), normalised (x + 4.2677393) / (2 * 4.5689974); "
+        "pooled output")
+_HF_WHERE = "a folder saved by transformers or the hub id {} (pass --{}-weights FOLDER_OR_ID)"
 _R3D_WHERE = ("download {} from the 3D-ResNets-PyTorch model links "
               "(https://github.com/kenshohara/3D-ResNets-PyTorch#pre-trained-models) and pass --motion-weights FILE")
 
@@ -57,11 +64,16 @@ ENCODERS: dict[str, EncoderChoice] = {
                                 _R3D_WHERE.format("resnext-101-kinetics.pth"), "kinetics-255", size=112),
     "r3d-tiny": EncoderChoice("motion", 2048, "r3d", "resnet-tiny", _R3D.format("Kinetics mean/std"),
                               norm="kinetics", pretrained=False, size=112),
-    # audio (one 0.96 s log-mel example per segment)
+    "videomae-base": EncoderChoice("motion", 768, "videomae", "base", _VIDEOMAE,
+                                   "MCG-NJU/videomae-base-finetuned-kinetics",
+                                   _HF_WHERE.format("MCG-NJU/videomae-base-finetuned-kinetics", "motion"), size=224),
+    # audio (one 0.96 s log-mel example per segment; AST: the segment's audio)
     "vggish": EncoderChoice("audio", 128, "vggish", "vggish", _VGGISH,
                             "https://github.com/harritaylor/torchvggish/releases/download/v0.1/vggish-10086976.pth",
                             "vggish-10086976.pth from https://github.com/harritaylor/torchvggish/releases "
                             "(pass --audio-weights FILE)"),
+    "ast-audioset": EncoderChoice("audio", 768, "ast", "base", _AST, "MIT/ast-finetuned-audioset-10-10-0.4593",
+                                  _HF_WHERE.format("MIT/ast-finetuned-audioset-10-10-0.4593", "audio")),
 }
 
 DEFAULTS = {"image": "clip-vit-b32", "motion": "r3d50", "audio": "vggish"}
@@ -82,6 +94,17 @@ class FrozenEncoder:
     def modality(self) -> str:
         return self.choice.modality
 
+    @property
+    def audio_front(self):
+        """(wave -> per-video features, (features, times) -> per-segment inputs) for an audio encoder."""
+        from functools import partial
+
+        from tam.encoders import ast, audio
+
+        if self.choice.family == "ast":
+            return ast.fbank, partial(ast.segment_inputs, max_length=self.model.max_length)
+        return audio.log_mel, audio.segment_examples
+
     def encode(self, batch: np.ndarray) -> np.ndarray:
         """uint8 frames / clips or float32 log-mel examples, [N, ...] -> float32 [N, dim]."""
         import torch
@@ -95,13 +118,17 @@ class FrozenEncoder:
         return torch.cat(outs).numpy() if outs else np.zeros((0, self.record.dim), np.float32)
 
     def _forward(self, x):
-        from tam.encoders import audio, image, motion
+        from tam.encoders import audio, image, motion, videomae
 
         family = self.choice.family
         if family == "clip":
             return image.clip_embed(self.model, image.frames_to_input(x))
         if family == "r3d":
             return self.model.forward_features(motion.clips_to_input(x, self.choice.norm))
+        if family == "videomae":
+            return self.model(videomae.clips_to_input(x, self.model.mean, self.model.std))
+        if family == "ast":
+            return self.model(x.float())
         y = self.model(audio.examples_to_input(x))
         return y if self.post is None else self.post(y)
 
@@ -125,7 +152,8 @@ def build_encoder(name: str, weights: str = "", random_init: bool = False, devic
     prep = choice.preprocessing + (f"; PCA{' + 8-bit quantisation' if quantize else ''}" if post is not None else "")
     record = Encoder(name=name, dim=choice.dim, weights_sha256=digest, preprocessing=prep, random_init=random_init)
     small = dev.type == "cpu"
-    micro = {"clip": 32 if small else 256, "r3d": 4 if small else 64, "vggish": 32 if small else 512}[choice.family]
+    micro = {"clip": 32 if small else 256, "r3d": 4 if small else 64, "vggish": 32 if small else 512,
+             "videomae": 2 if small else 32, "ast": 2 if small else 64}[choice.family]
     return FrozenEncoder(name, choice, model, record, dev, micro, post)
 
 
@@ -135,12 +163,12 @@ def _build_clip(name, choice, weights, random_init, pca, quantize):
 
     if random_init:
         return image.random_clip(choice.arch), "", None
-    folder = _clip_folder(weights or choice.weights, name, choice.where)
+    folder = _hf_folder(weights or choice.weights, f"image encoder {name}", choice.where)
     return image.load_clip(str(folder), local=True), sha256_of(folder), None
 
 
-def _clip_folder(source: str, name: str, where: str):
-    """A local folder as is; a hub id through the Hugging Face cache (downloaded when online)."""
+def _hf_folder(source: str, what: str, where: str):
+    """A local `save_pretrained` folder as is; a hub id through the Hugging Face cache (downloaded when online)."""
     from pathlib import Path
 
     from tam.errors import TamError
@@ -149,14 +177,13 @@ def _clip_folder(source: str, name: str, where: str):
     if path.is_dir():
         return path
     if path.exists() or source.count("/") != 1:
-        raise TamError(f"image encoder {name}: {source} is neither a model folder nor a hub id; {where}")
+        raise TamError(f"{what}: {source} is neither a model folder nor a hub id; {where}")
     from huggingface_hub import snapshot_download
 
     try:
         return Path(snapshot_download(source, allow_patterns=["*.json", "*.safetensors"]))
     except Exception as e:  # offline, unknown repo, network: many types
-        raise TamError(f"image encoder {name}: cannot get {source} from the hub ({type(e).__name__}); "
-                       f"{where}") from None
+        raise TamError(f"{what}: cannot get {source} from the hub ({type(e).__name__}); {where}") from None
 
 
 def _build_r3d(name, choice, weights, random_init, pca, quantize):
@@ -189,4 +216,42 @@ def _build_vggish(name, choice, weights, random_init, pca, quantize):
     return model, digest, post
 
 
-_BUILDERS = {"clip": _build_clip, "r3d": _build_r3d, "vggish": _build_vggish}
+def _build_videomae(name, choice, weights, random_init, pca, quantize):
+    from tam.encoders import videomae
+    from tam.encoders.weights import sha256_of
+
+    if random_init:
+        return videomae.random_videomae(), "", None
+    folder = _hf_folder(weights or choice.weights, f"motion encoder {name}", choice.where)
+    model = videomae.load_videomae(str(folder), local=True)
+    _check_hf(model, choice, name, folder, frames=16)
+    return model, sha256_of(folder), None
+
+
+def _build_ast(name, choice, weights, random_init, pca, quantize):
+    from tam.encoders import ast
+    from tam.encoders.weights import sha256_of
+
+    if random_init:
+        return ast.random_ast(), "", None
+    folder = _hf_folder(weights or choice.weights, f"audio encoder {name}", choice.where)
+    model = ast.load_ast(str(folder), local=True)
+    _check_hf(model, choice, name, folder)
+    return model, sha256_of(folder), None
+
+
+def _check_hf(model, choice: EncoderChoice, name: str, folder, frames: int = 0) -> None:
+    """A transformers checkpoint must give the table's dim (and the frames and size the decoder delivers)."""
+    from tam.errors import TamError
+
+    config = model.backbone.config
+    got = {"dim": config.hidden_size, "frames": getattr(config, "num_frames", 0) if frames else 0,
+           "size": getattr(config, "image_size", 0) if choice.size else 0}
+    want = {"dim": choice.dim, "frames": frames, "size": choice.size}
+    if got != want:
+        bad = ", ".join(f"{k} {got[k]} (table: {want[k]})" for k in want if got[k] != want[k])
+        raise TamError(f"{choice.modality} encoder {name}: {folder} does not fit the table: {bad}")
+
+
+_BUILDERS = {"clip": _build_clip, "r3d": _build_r3d, "vggish": _build_vggish, "videomae": _build_videomae,
+             "ast": _build_ast}
