@@ -7,3 +7,12 @@ MODALITIES = ("image", "motion", "audio")
 
 PAPER_DIMS = {"image": 512, "motion": 2048, "audio": 128}
 """Feature dims of the paper's encoders (section 5.2): CLIP ViT-B/32, 3D ResNet, VGGish."""
+
+
+def __getattr__(name: str):
+    """Lazy exports (keep `import tam` light): `tam.predict(...)` imports torch only when called for."""
+    if name == "predict":
+        import importlib
+
+        return importlib.import_module("tam.predict")  # a callable module: tam.predict(...) runs predict()
+    raise AttributeError(f"module 'tam' has no attribute {name!r}")

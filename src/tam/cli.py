@@ -26,6 +26,7 @@ COMMANDS = {
     "dataset": "dataset",
     "collect": "collect",
     "pretrain": "pretrain",
+    "predict": "predict",
 }
 
 
