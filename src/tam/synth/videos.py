@@ -1,0 +1,225 @@
+"""A seeded synthetic world of real video files: short H.264 + AAC MP4s rendered with PyAV whose pixels,
+motion and sound carry a latent affect per 1-s segment (see docs/synthetic.md, "video + danmaku world").
+
+Each video has T_v one-second segments at 16 fps. Every segment shows a background (a dim, slowly
+drifting grey-blue gradient with pixel noise) with a small white square that wanders slowly, over a low
+drone whose pitch is the video's own. Into it go *events*:
+
+  - audio: one **cue** (a loud 880 Hz beep with a rising chirp) at a random segment t*;
+  - image: at t*, one of 4 **scenes**: the frame is tinted with the scene's hue (red, yellow, green, blue);
+  - motion: at t*, the square (and a second one) **moves fast** up or down across the frame;
+  - distractors: 1-2 other segments show a scene tint of a random kind without a cue, and 1-2 others
+    a fast movement of a random direction, also without a cue.
+
+label = 2 · scene + (movement is up), 8 classes named after the paper's VE-8 emotions (CLASSES). The
+latent affect of a segment is its class's (valence, arousal) at t* and t* + 1 (viewers react late),
+neutral elsewhere; the video's regression target is its class's (valence, arousal). Only the cue says
+which tint and which movement count: a model needs the audio *and* the image and motion of the same
+segment, in a stream with distractors at other times.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import zlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tam.errors import TamError
+from tam.io import atomic_write, write_json, write_text
+
+FPS = 16
+SAMPLE_RATE = 16000
+SCENE_HUES = (0.0, 0.15, 0.33, 0.62)  # red, yellow, green, blue
+CLASSES = ["anger", "fear", "disgust", "sadness", "surprise", "anticipation", "joy", "trust"]
+"""Class index = 2 · scene + (movement is up); names in the order of that index."""
+AFFECT = {  # (valence, arousal) in [-1, 1] x [0, 1] of each class: the latent at its event segments
+    "anger": (-0.6, 0.9), "fear": (-0.8, 0.8), "disgust": (-0.7, 0.5), "sadness": (-0.8, 0.2),
+    "surprise": (0.2, 0.9), "anticipation": (0.4, 0.6), "joy": (0.9, 0.8), "trust": (0.6, 0.3)}
+
+
+@dataclass
+class VideoWorldSpec:
+    labelled: int = 96  # videos with a class label (the supervised set)
+    unlabelled: int = 128  # videos with danmaku only (the pre-training corpus)
+    min_segments: int = 6
+    max_segments: int = 10
+    size: int = 64  # frame width and height in pixels (H.264 needs even sizes)
+    test_fraction: float = 1 / 3  # of the labelled videos
+    seed: int = 0
+
+
+@dataclass
+class VideoPlan:
+    """The ground truth of one video: what was rendered in each segment."""
+
+    video: str
+    T: int
+    cue: int  # t*
+    scene: list[int]  # per segment: scene tint 0..3, -1 none
+    move: list[int]  # per segment: +1 up, -1 down, 0 none
+    label: int
+    valence: list[float]  # latent affect per segment
+    arousal: list[float]
+    drone_hz: float
+
+
+def plan_video(rng: np.random.Generator, video: str, spec: VideoWorldSpec) -> VideoPlan:
+    """Draw the segments' events and the latent affect of one video."""
+    T = int(rng.integers(spec.min_segments, spec.max_segments + 1))
+    cue = int(rng.integers(0, T - 1))
+    scene, move = [-1] * T, [0] * T
+    k, up = int(rng.integers(4)), bool(rng.integers(2))
+    scene[cue], move[cue] = k, 1 if up else -1
+    others = [t for t in range(T) if t != cue]
+    for t in rng.choice(others, size=int(rng.integers(1, 3)), replace=False):
+        scene[int(t)] = int(rng.integers(4))
+    for t in rng.choice(others, size=int(rng.integers(1, 3)), replace=False):
+        move[int(t)] = int(rng.choice([-1, 1]))
+    label = 2 * k + int(up)
+    v, a = AFFECT[CLASSES[label]]
+    val, aro = [0.0] * T, [0.1] * T
+    for t, w in ((cue, 1.0), (cue + 1, 0.6)):
+        val[t], aro[t] = round(v * w, 3), round(max(0.1, a * w), 3)
+    return VideoPlan(video, T, cue, scene, move, label, val, aro, float(rng.uniform(110, 220)))
+
+
+def render_frames(plan: VideoPlan, size: int, seed: int) -> np.ndarray:
+    """uint8 RGB frames [T * 16, size, size, 3] of the plan."""
+    rng = np.random.default_rng([seed, zlib.crc32(plan.video.encode())])
+    n = plan.T * FPS
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    frames = np.empty((n, size, size, 3), np.float32)
+    pos = rng.uniform(0.3, 0.7, 2)
+    box = max(4, size // 8)
+    for i in range(n):
+        t, phase = divmod(i, FPS)
+        drift = 0.5 + 0.5 * np.sin(2 * np.pi * (i / n) + xx * 2 + yy)
+        img = np.stack([0.25 + 0.1 * drift, 0.28 + 0.1 * drift, 0.35 + 0.12 * drift], -1)
+        if plan.scene[t] >= 0:
+            rgb = colorsys.hsv_to_rgb(SCENE_HUES[plan.scene[t]], 0.85, 0.9)
+            img = 0.35 * img + 0.65 * np.array(rgb, np.float32)
+        pos = np.clip(pos + rng.normal(0, 0.01, 2), 0.1, 0.9)
+        squares = [pos]
+        if plan.move[t]:
+            y = 0.9 - 0.8 * phase / (FPS - 1) if plan.move[t] > 0 else 0.1 + 0.8 * phase / (FPS - 1)
+            squares = [np.array([y, pos[1]]), np.array([y, 1 - pos[1]])]
+        for cy, cx in squares:
+            r0, c0 = int(cy * size) - box // 2, int(cx * size) - box // 2
+            img[max(r0, 0):r0 + box, max(c0, 0):c0 + box] = 1.0
+        frames[i] = img + rng.normal(0, 0.03, img.shape)
+    return (np.clip(frames, 0, 1) * 255).astype(np.uint8)
+
+
+def render_audio(plan: VideoPlan, seed: int) -> np.ndarray:
+    """float32 mono samples at 16 kHz: a drone, noise scaled by arousal, the cue's beep."""
+    rng = np.random.default_rng([seed, zlib.crc32(plan.video.encode()), 1])
+    n = plan.T * SAMPLE_RATE
+    t = np.arange(n) / SAMPLE_RATE
+    x = 0.08 * np.sin(2 * np.pi * plan.drone_hz * t)
+    aro = np.repeat(np.asarray(plan.arousal, np.float32), SAMPLE_RATE)
+    x = x + rng.normal(0, 1, n) * 0.02 * (0.5 + aro)
+    s = plan.cue * SAMPLE_RATE + SAMPLE_RATE // 4
+    tb = np.arange(SAMPLE_RATE // 2) / SAMPLE_RATE
+    x[s:s + len(tb)] += 0.5 * np.sin(2 * np.pi * (880 * tb + 400 * tb ** 2)) * np.hanning(len(tb))
+    return np.clip(x, -1, 1).astype(np.float32)
+
+
+def write_mp4(path: Path, frames: np.ndarray, audio: np.ndarray) -> None:
+    """Encode frames (H.264, yuv420p, 16 fps) and mono audio (AAC, 16 kHz) into an MP4, atomically."""
+    import av
+
+    def encode(tmp: Path) -> None:
+        with av.open(str(tmp), "w", format="mp4") as out:
+            vs = out.add_stream("libx264", rate=FPS)
+            vs.width, vs.height, vs.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+            vs.options = {"crf": "23", "preset": "veryfast"}
+            aus = out.add_stream("aac", rate=SAMPLE_RATE)
+            aus.layout = "mono"
+            for f in frames:
+                out.mux(vs.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
+            out.mux(vs.encode())
+            step = 1024
+            for i in range(0, len(audio), step):
+                chunk = audio[i:i + step][None, :]
+                af = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format="flt", layout="mono")
+                af.sample_rate, af.pts = SAMPLE_RATE, i
+                out.mux(aus.encode(af))
+            out.mux(aus.encode())
+
+    atomic_write(path, encode)
+
+
+def _render(args: tuple[Path, VideoPlan, int, int]) -> str:
+    path, plan, size, seed = args
+    write_mp4(path, render_frames(plan, size, seed), render_audio(plan, seed))
+    return plan.video
+
+
+def make_videos(root: str | Path, spec: VideoWorldSpec, progress: bool = False,
+                workers: int = 1) -> dict[str, list[VideoPlan]]:
+    """Render the labelled (`L000`...) and unlabelled (`U000`...) videos; write labels and the ground truth.
+
+    Files: `videos/labelled/*.mp4`, `videos/unlabelled/*.mp4`, `labels.csv` (video,label,split),
+    `labels_va.csv` (video,valence,arousal,split), `truth.json` (every plan), `durations.csv`.
+    A re-run keeps the videos already rendered (the plans are re-drawn from the seed, identical).
+    `workers` > 1 renders in that many processes.
+    """
+    from tqdm import tqdm
+
+    if spec.size % 2 or spec.size < 32:
+        raise TamError(f"video size must be even and >= 32 pixels, got {spec.size}")
+    if spec.min_segments < 2 or spec.max_segments < spec.min_segments:
+        raise TamError(f"segments must satisfy 2 <= min <= max, got {spec.min_segments}..{spec.max_segments}")
+    root = Path(root)
+    _check_spec(root / "world_spec.json", spec)
+    rng = np.random.default_rng(spec.seed)
+    plans = {"labelled": [plan_video(rng, f"L{i:03d}", spec) for i in range(spec.labelled)],
+             "unlabelled": [plan_video(rng, f"U{i:03d}", spec) for i in range(spec.unlabelled)]}
+    todo = [(root / "videos" / part / f"{p.video}.mp4", p, spec.size, spec.seed) for part, ps in plans.items()
+            for p in ps if not (root / "videos" / part / f"{p.video}.mp4").is_file()]
+    bar = tqdm(total=len(todo), desc="render videos", unit="video", disable=not progress)
+    if workers > 1 and len(todo) > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+            for _ in pool.map(_render, todo, chunksize=4):
+                bar.update(1)
+    else:
+        for job in todo:
+            _render(job)
+            bar.update(1)
+    bar.close()
+    _write_tables(root, plans["labelled"], plans, spec)
+    return plans
+
+
+def _check_spec(path: Path, spec: VideoWorldSpec) -> None:
+    """A folder holds one world: resuming with other settings would mix videos of two worlds."""
+    import json
+
+    if path.is_file():
+        have = json.loads(path.read_text(encoding="utf-8"))
+        if have != asdict(spec):
+            diff = {k: (have.get(k), v) for k, v in asdict(spec).items() if have.get(k) != v}
+            raise TamError(f"{path.parent}: holds a world made with other settings {diff} (old, new); "
+                           "use a new folder")
+    else:
+        write_json(path, asdict(spec))
+
+
+def _write_tables(root: Path, labelled: list[VideoPlan], plans: dict, spec: VideoWorldSpec) -> None:
+    n_test = int(round(len(labelled) * spec.test_fraction))
+    split = {p.video: "test" if i < n_test else "" for i, p in enumerate(labelled)}
+    write_text(root / "labels.csv", "video,label,split\n" + "".join(
+        f"{p.video},{CLASSES[p.label]},{split[p.video]}\n" for p in labelled))
+    write_text(root / "labels_va.csv", "video,valence,arousal,split\n" + "".join(
+        f"{p.video},{AFFECT[CLASSES[p.label]][0]},{AFFECT[CLASSES[p.label]][1]},{split[p.video]}\n"
+        for p in labelled))
+    write_text(root / "durations.csv", "video,duration\n" + "".join(
+        f"{p.video},{p.T}\n" for ps in plans.values() for p in ps))
+    write_json(root / "truth.json", {"spec": asdict(spec), "classes": CLASSES, "affect": AFFECT,
+                                     "videos": {part: [asdict(p) for p in ps] for part, ps in plans.items()}})
