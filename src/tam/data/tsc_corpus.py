@@ -272,17 +272,33 @@ def _merge_segments(out_dir: Path, ok: list, owner: dict, n: int, test_fraction:
 
 
 def _iter_parts(out_dir: Path, ok: list, owner: dict, selected: dict, train_only: bool = False):
-    """Yield each part's comment table restricted to selected segments (and the training split)."""
+    """Yield each part's comment table restricted to selected segments (and the training split).
+
+    Vectorised with pyarrow: each row's (video, segment) key is looked up in the part's own selection
+    (segments of the videos this part owns), so no Python work is done per comment.
+    """
     import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
+    def key(videos, segments):
+        return pc.binary_join_element_wise(videos, pc.cast(segments, pa.string()), "\x1f")
+
+    by_part: dict[str, list] = {}
+    for (v, i), sp in selected.items():
+        by_part.setdefault(owner[v][0], []).append((v, i, sp))
     for s in ok:
+        mine = by_part.get(s["key"], [])
+        value_set = key(pa.array([m[0] for m in mine], pa.string()), pa.array([m[1] for m in mine], pa.int64()))
+        splits = pa.array([m[2] for m in mine], pa.string())
         t = pq.read_table(out_dir / "parts" / f"{s['key']}.comments.parquet")
-        splits = [selected.get((v, i)) if owner[v][0] == s["key"] else None
-                  for v, i in zip(t["video"].to_pylist(), t["segment"].to_pylist())]
-        keep = [sp is not None and (sp == "train" or not train_only) for sp in splits]
-        t = t.filter(pa.array(keep, type=pa.bool_()))
-        yield t.append_column("split", pa.array([sp for sp, k in zip(splits, keep) if k], pa.string()))
+        idx = pc.index_in(key(t["video"], t["segment"]), value_set=value_set)
+        split = pc.take(splits, idx)
+        keep = pc.is_valid(idx)
+        if train_only:
+            keep = pc.and_(keep, pc.equal(split, "train"))
+        keep = keep.fill_null(False)
+        yield t.filter(keep).append_column("split", pc.filter(split, keep))
 
 
 def build_vocab(tables: Iterable, min_count: int = 1) -> dict[str, list]:
