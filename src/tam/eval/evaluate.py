@@ -10,7 +10,7 @@ from tam.data.labels import read_labels
 from tam.errors import TamError
 from tam.train.checkpoint import load_model
 from tam.train.distributed import Dist
-from tam.train.loop import baseline, evaluate, predict
+from tam.train.loop import evaluate, predict
 
 
 def evaluate_run(run_dir: str, store_path: str, labels_path: str, split: str | None = None) -> dict:
@@ -33,5 +33,3 @@ def evaluate_run(run_dir: str, store_path: str, labels_path: str, split: str | N
     pred = predict(model, ds, device, Dist(), 32, meta["target_mean"], meta["target_std"], meta["task"])
     return {"n": len(labels), "skipped": skipped, "metrics": evaluate(meta["task"], labels.targets, pred)}
 
-
-__all__ = ["evaluate_run", "baseline"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import sys
 import time
@@ -28,7 +29,7 @@ from tqdm import tqdm
 
 from tam.config import RunConfig, dump_config, to_dict
 from tam.data.collate import ClipDataset, GlobalBatchSampler, collate
-from tam.data.features import FeatureStore
+from tam.data.features import FeatureStore, Manifest
 from tam.data.labels import Labels, carve_validation, read_labels
 from tam.errors import TamError
 from tam.eval.metrics import classification_metrics, confusion_matrix, regression_metrics, selection_score
@@ -144,13 +145,9 @@ def _json_safe(x):
     return x
 
 
-def init_fusion(model, path: str, manifest) -> None:
+def init_fusion(model, path: str, store: FeatureStore) -> None:
     """Load the `fusion.*` weights of a checkpoint (e.g. TSC pre-training) strictly into `model.fusion`."""
-    import json
-
     from safetensors.torch import load_file
-
-    from tam.data.features import Manifest
 
     path = Path(path)
     meta_path = path.with_suffix(".json")
@@ -158,10 +155,7 @@ def init_fusion(model, path: str, manifest) -> None:
         raise TamError(f"{path}: no checkpoint to fine-tune from (need {path.name} and {meta_path.name})")
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
     if "features" in meta:
-        pre = Manifest.from_json(meta["features"])
-        if pre.identity() != manifest.identity():
-            raise TamError(f"{path}: pre-trained on features of other encoders {pre.identity()}, "
-                           f"the store has {manifest.identity()}")
+        store.check_matches(Manifest.from_json(meta["features"]), f"the pre-trained checkpoint {path}")
     state = {k.removeprefix("fusion."): v for k, v in load_file(str(path)).items() if k.startswith("fusion.")}
     try:
         model.fusion.load_state_dict(state, strict=True)
@@ -182,7 +176,7 @@ class Run:
         groups = [{"params": list(self.model.head.parameters())},
                   {"params": list(self.model.fusion.parameters())}]
         if cfg.train.init_from:
-            init_fusion(self.model, cfg.train.init_from, data.store.manifest)
+            init_fusion(self.model, cfg.train.init_from, data.store)
             groups[1]["lr"] = cfg.optim.fusion_lr or cfg.optim.lr
         opt = torch.optim.AdamW if cfg.optim.optimizer == "adamw" else torch.optim.Adam
         self.opt = opt(groups, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
@@ -284,10 +278,6 @@ def fit(cfg: RunConfig, run_dir: str | Path, log=print) -> dict:
     run = Run(cfg, run_dir, d, device, data)
     recorded = run_dir / "features_manifest.json"
     if recorded.is_file():
-        import json
-
-        from tam.data.features import Manifest
-
         if Manifest.from_json(json.loads(recorded.read_text(encoding="utf-8"))).identity() != \
                 data.store.manifest.identity():
             raise TamError(f"{run_dir}: this run was made on features of other encoders ({recorded}); "
