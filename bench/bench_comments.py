@@ -25,7 +25,7 @@ LEXICON = SHARED / "lexicon" / "dutir" / "情感词汇本体.stxupengyu.xlsx"
 
 
 def _real_files() -> tuple[list[Path], list[str]]:
-    from tam.data.danmaku import discover, read_source
+    from tam.comments.formats import discover, read_source
     from tam.errors import TamError
 
     files, texts = [], []
@@ -56,7 +56,7 @@ def _naive(texts: list[str], lexicon: set[str]) -> float:
     import jieba
     from snownlp import SnowNLP
 
-    from tam.data.comments import has_only_allowed_chars
+    from tam.comments.process import has_only_allowed_chars
 
     jieba.setLogLevel(60)
     jieba.lcut("预热")
@@ -69,7 +69,7 @@ def _naive(texts: list[str], lexicon: set[str]) -> float:
 
 
 def _agreement(texts: list[str]) -> dict[str, float]:
-    from tam.data.sentiment import FastSentiment, agreement, snownlp_sentiment
+    from tam.comments.sentiment import FastSentiment, agreement, snownlp_sentiment
 
     fast = FastSentiment()
     t0 = time.perf_counter()
@@ -87,7 +87,7 @@ def _agreement(texts: list[str]) -> dict[str, float]:
 def run() -> dict[str, float | str]:
     if not (SHARED / "danmaku").is_dir() or not LEXICON.is_file():
         return {"skipped": "../shared/realdata is absent"}
-    from tam.data.tsc_corpus import lexicon_table, prepare_corpus
+    from tam.comments.corpus import lexicon_table, prepare_corpus
 
     target = int(os.environ.get("TAM_BENCH_COMMENTS", "200000"))
     files, texts = _real_files()

@@ -21,8 +21,8 @@ def _ranking(path: Path, n: int) -> None:
 
 
 def run() -> dict[str, float | str]:
-    from tam.data.datasets import liris
-    from tam.data.datasets.cliptable import import_table
+    from tam.datasets import liris
+    from tam.datasets.cliptable import import_table
     from tam.eval.protocols import stratified_splits
 
     out: dict[str, float | str] = {}

@@ -12,7 +12,7 @@ import tempfile
 
 
 def run() -> dict[str, float | str]:
-    from tam.demo import PipelineSpec, run_pipeline
+    from tam.demo.run import PipelineSpec, run_pipeline
 
     with tempfile.TemporaryDirectory() as tmp:
         s = run_pipeline(tmp, PipelineSpec.quick(), log=lambda text: None)

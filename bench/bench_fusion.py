@@ -85,7 +85,7 @@ def _reference():
 
 def data_wait_share() -> tuple[float, float]:
     """Train one epoch at the paper's size from a feature store with DataLoader workers; wait / total time."""
-    from tam.synth.features import CLASSES, WorldSpec, make_world
+    from tam.demo.worlds.features import CLASSES, WorldSpec, make_world
     from tam.train.loop import fit
 
     with tempfile.TemporaryDirectory() as tmp:

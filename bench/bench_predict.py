@@ -23,7 +23,7 @@ def _model_dir(root: Path, encoders, policy) -> Path:
     import torch
 
     from tam.config import ModelConfig, to_dict
-    from tam.data.features import Manifest
+    from tam.features.store import Manifest
     from tam.models.model import build_model
     from tam.train.checkpoint import save_model
 
@@ -45,7 +45,7 @@ def run() -> dict[str, float | str]:
     from bench.bench_extract import _decode_only, _encode_only, make_video
     from tam.encoders.extract import ExtractOptions
     from tam.encoders.table import DEFAULTS, build_encoder
-    from tam.predict import predict
+    from tam.infer.pipeline import predict
 
     seconds = float(os.environ.get("TAM_BENCH_PREDICT_SECONDS", "60"))
     device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -25,8 +25,8 @@ CHILD = r"""
 import json, resource, sys, time
 import numpy as np, torch, pyarrow
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-from tam.data.features import FeatureStore
-from tam.data.tsc_pairs import PretrainDataset, build_pairs, pretrain_collate
+from tam.features.store import FeatureStore
+from tam.comments.pairs import PretrainDataset, build_pairs, pretrain_collate
 store = FeatureStore.open(sys.argv[1])
 t0 = time.perf_counter()
 pairs = build_pairs(sys.argv[2], store, T=64)
@@ -47,7 +47,7 @@ def make_corpus(root: Path, n_comments: int, n_videos: int = 4000, per_video: in
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from tam.data.features import Encoder, FeatureStore, Manifest
+    from tam.features.store import Encoder, FeatureStore, Manifest
 
     rng = np.random.default_rng(0)
     store = FeatureStore.create(root / "store", Manifest(encoders={m: Encoder(f"bench-{m}", 2)

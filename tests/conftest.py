@@ -14,7 +14,7 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 @pytest.fixture(scope="session")
 def tiny_world(tmp_path_factory):
     """(store, labels) of a 96-video synthetic world, generated once per test session."""
-    from tam.synth.features import WorldSpec, make_world
+    from tam.demo.worlds.features import WorldSpec, make_world
 
     return make_world(tmp_path_factory.mktemp("world"), WorldSpec(n_videos=96, min_segments=3, max_segments=12))
 
@@ -23,7 +23,7 @@ def tiny_world(tmp_path_factory):
 def tiny_config(tiny_world):
     """A small, fast config on the tiny world (dropout 0 so that runs are exactly comparable)."""
     from tam.config import DataConfig, ModelConfig, OptimConfig, RunConfig, TrainConfig
-    from tam.synth.features import CLASSES
+    from tam.demo.worlds.features import CLASSES
 
     store, labels = tiny_world
     return RunConfig(model=ModelConfig(d=16, layers=1, heads=2, T=8, dropout=0.0),

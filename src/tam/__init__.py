@@ -12,7 +12,7 @@ PAPER_DIMS = {"image": 512, "motion": 2048, "audio": 128}
 def __getattr__(name: str):
     """Lazy exports (keep `import tam` light): `tam.predict(...)` imports torch only when called for."""
     if name == "predict":
-        import importlib
+        from tam.infer.pipeline import predict
 
-        return importlib.import_module("tam.predict")  # a callable module: tam.predict(...) runs predict()
+        return predict
     raise AttributeError(f"module 'tam' has no attribute {name!r}")

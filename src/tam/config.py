@@ -37,7 +37,7 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    store: str = ""  # feature store folder (see tam.data.features)
+    store: str = ""  # feature store folder (see tam.features.store)
     labels: str = ""  # labels CSV: video,label[,split] or video,valence,arousal[,split]
     task: str = "classification"  # classification | regression
     classes: list[str] = field(default_factory=list)  # class names in index order; [] = sorted names in the CSV

@@ -7,9 +7,9 @@ import hashlib
 import numpy as np
 import pytest
 
-from tam.data.datasets import cliptable
-from tam.data.features import FeatureStore
+from tam.datasets import cliptable
 from tam.errors import TamError
+from tam.features.store import FeatureStore
 
 TABLE = ("id\tname\tcolorfulness\tmotion\tloud\tpitch\tdur\n"
          "0\tACCEDE00000.mp4\t5.41E+00\t1.0E-01\t-2.5E+00\t3\t10.5\n"

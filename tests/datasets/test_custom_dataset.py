@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tam.data.datasets.custom import read_custom
+from tam.datasets.custom import read_custom
 from tam.errors import TamError
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from tam.commands import dataset
-from tam.data.datasets.common import read_labels_csv
-from tam.data.features import Encoder, FeatureStore, Manifest
+from tam.datasets.common import read_labels_csv
 from tam.errors import TamError
+from tam.features.store import Encoder, FeatureStore, Manifest
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
 REAL = SHARED / "realdata" / "labels" / "ve8_vaanet"
@@ -50,7 +50,7 @@ def test_ve8_real_lists_to_csv(tmp_path, capsys):
                 "--class-index", REAL / "classInd.txt", "--out", tmp_path)
     out = capsys.readouterr().out
     assert "ve8_split01.csv: written (1099 videos, classification)" in out and "total" in out
-    from tam.data.labels import read_labels
+    from tam.datasets.labels import read_labels
 
     engine = read_labels(tmp_path / "ve8_split01.csv", "classification",
                          ["Anger", "Anticipation", "Disgust", "Fear", "Joy", "Sadness", "Surprise", "Trust"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tam.data.datasets.common import (
+from tam.datasets.common import (
     LabelRow,
     LabelSet,
     dedupe,
@@ -16,7 +16,7 @@ from tam.data.datasets.common import (
     summary_table,
     write_labels_csv,
 )
-from tam.data.labels import read_labels
+from tam.datasets.labels import read_labels
 from tam.errors import TamError
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tam.data.datasets import liris
-from tam.data.datasets.common import read_labels_csv, write_labels_csv
-from tam.data.labels import read_labels
+from tam.datasets import liris
+from tam.datasets.common import read_labels_csv, write_labels_csv
+from tam.datasets.labels import read_labels
 from tam.errors import TamError
 
 RANK_HEADER = "id\tname\tvalenceRank\tarousalRank\tvalenceValue\tarousalValue\tvalenceVariance\tarousalVariance\n"

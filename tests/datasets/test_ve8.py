@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tam.data.datasets import ve8
-from tam.data.datasets.common import read_labels_csv, strip_video_ext
+from tam.datasets import ve8
+from tam.datasets.common import read_labels_csv, strip_video_ext
 from tam.errors import TamError
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"

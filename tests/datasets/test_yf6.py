@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tam.data.datasets import yf6
+from tam.datasets import yf6
 from tam.errors import TamError
 
 

@@ -5,11 +5,11 @@ import pytest
 import torch
 
 from tam.cli import main
-from tam.data.features import FeatureStore
 from tam.encoders import ast
 from tam.encoders.table import ENCODERS, build_encoder
 from tam.encoders.weights import sha256_of
 from tam.errors import TamError
+from tam.features.store import FeatureStore
 
 TINY = {"hidden_size": 768, "num_hidden_layers": 1, "num_attention_heads": 12, "intermediate_size": 64,
         "max_length": 128, "num_mel_bins": 128, "patch_size": 16, "frequency_stride": 16, "time_stride": 16}

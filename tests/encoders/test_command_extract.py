@@ -3,7 +3,7 @@
 import pytest
 
 from tam.cli import main
-from tam.data.features import FeatureStore
+from tam.features.store import FeatureStore
 
 
 @pytest.fixture(scope="module")

@@ -6,11 +6,11 @@ import av
 import numpy as np
 import pytest
 
-from tam.data.features import FeatureStore
 from tam.encoders.extract import ExtractOptions, extract, find_videos, open_store, run_extraction, shard_jobs
 from tam.encoders.table import TINY, build_encoder
 from tam.encoders.video_io import SegmentPolicy
 from tam.errors import TamError
+from tam.features.store import FeatureStore
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +91,7 @@ def test_rerun_resumes_and_skips_finished_videos(folder, tmp_path, encoders):
     outcomes, _ = _run(folder, tmp_path / "s", encoders)
     assert {o.video: o.status for o in outcomes if o.status != "failed"} == {
         "Fear/known": "skipped", "-dash ünï": "skipped", "speech": "skipped"}
-    from tam.data.features import entry_name
+    from tam.features.store import entry_name
 
     shutil.rmtree(tmp_path / "s" / "videos" / entry_name("speech"))
     outcomes, _ = _run(folder, tmp_path / "s", encoders)

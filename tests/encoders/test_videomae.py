@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from tam.cli import main
-from tam.data.features import FeatureStore
 from tam.encoders import videomae
 from tam.encoders.table import ENCODERS, build_encoder
 from tam.encoders.weights import sha256_of
 from tam.errors import TamError
+from tam.features.store import FeatureStore
 
 TINY = {"hidden_size": 768, "num_hidden_layers": 1, "num_attention_heads": 12, "intermediate_size": 64,
         "image_size": 224, "patch_size": 32, "num_frames": 16, "tubelet_size": 2, "use_mean_pooling": True}

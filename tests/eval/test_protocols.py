@@ -246,7 +246,7 @@ def _as_run(run):
 def test_table_import_splits_engine_and_collect_end_to_end(tmp_path):
     """A clip-level table -> store, seeded splits -> labels CSVs, the real engine -> results.json -> Table 1."""
     loop = pytest.importorskip("tam.train.loop")
-    from tam.data.datasets.cliptable import import_table
+    from tam.datasets.cliptable import import_table
 
     rng = np.random.default_rng(0)
     lines, rows = [], []

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from tam.errors import TamError
-from tam.predict import csv_rows, predict, write_outputs
+from tam.infer.pipeline import csv_rows, predict, write_outputs
 
 KEYS = {"video", "source", "status", "model", "task", "segments", "windows", "duration", "timeline", "present",
         "notes", "random_init_features", "seconds"}
@@ -57,8 +57,8 @@ def test_predict_videos_schema_windows_and_bad_files(world, tmp_path):
 
 def test_video_prediction_equals_evaluation(world):
     """The whole-video output is the number `tam evaluate` computes (window-averaged probabilities)."""
-    from tam.data.collate import ClipDataset
-    from tam.data.features import FeatureStore
+    from tam.features.clips import ClipDataset
+    from tam.features.store import FeatureStore
     from tam.train import distributed
     from tam.train.checkpoint import load_model
     from tam.train.loop import predict as eval_predict
@@ -75,14 +75,14 @@ def test_video_prediction_equals_evaluation(world):
 
 
 def _window(store, video, meta, start):
-    from tam.data.collate import ClipDataset, collate
+    from tam.features.clips import ClipDataset, collate
 
     ds = ClipDataset(store, [video], np.zeros(1), meta["model"]["modalities"], meta["model"]["T"], train=False)
     return collate([ds[(0, start)]])
 
 
 def test_token_timeline_is_head_on_segment_tokens(world):
-    from tam.data.features import FeatureStore
+    from tam.features.store import FeatureStore
     from tam.train.checkpoint import load_model
 
     model, meta = load_model(world["ctm"])
@@ -97,7 +97,7 @@ def test_token_timeline_is_head_on_segment_tokens(world):
 
 
 def test_occlusion_timeline_is_output_change_without_the_segment(world):
-    from tam.data.features import FeatureStore
+    from tam.features.store import FeatureStore
     from tam.train.checkpoint import load_model
 
     model, meta = load_model(world["concat"])
@@ -161,5 +161,6 @@ def test_tam_predict_is_the_function(world):
     for r in a + b:
         r.pop("seconds")
     assert a == b and a[0]["video"] == "v3"
+    assert tam.predict is predict and type(sys.modules["tam.infer.pipeline"]).__name__ == "module"
     code = "import sys, tam; assert 'torch' not in sys.modules"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0

@@ -17,9 +17,9 @@ pytestmark = pytest.mark.slow  # pre-trains and fine-tunes tiny models
 def pre(tmp_path_factory, trainer):
     """(store, corpus, pre-trained run, fine-tuned classifier run) on the synthetic comment world."""
     from tam.config import ModelConfig, OptimConfig, TrainConfig
-    from tam.data.features import FeatureStore
-    from tam.synth.comments import CommentWorldSpec, make_comment_world
-    from tam.synth.features import WorldSpec
+    from tam.demo.worlds.features import WorldSpec
+    from tam.demo.worlds.pretrain import CommentWorldSpec, make_comment_world
+    from tam.features.store import FeatureStore
     from tam.train.pretrain import DecoderConfig, PretrainConfig, PretrainDataConfig, pretrain
 
     root = tmp_path_factory.mktemp("words")
@@ -38,10 +38,10 @@ def pre(tmp_path_factory, trainer):
 
 
 def test_words_track_follows_its_definition(pre):
-    from tam.data.comments import SPECIAL_TOKENS
-    from tam.data.features import FeatureStore
+    from tam.comments.process import SPECIAL_TOKENS
+    from tam.features.store import FeatureStore
+    from tam.infer.pipeline import predict
     from tam.infer.words import load_word_model
-    from tam.predict import predict
 
     store, corpus, pre_run, ft = pre
     video = FeatureStore.open(store).videos()[0]
@@ -54,7 +54,7 @@ def test_words_track_follows_its_definition(pre):
     assert all(s == sorted(s, reverse=True) for s in w["score"])
     # segment 0 lies in the first window only: recompute its best word from Eqs. (7) and (8)
     wm = load_word_model(pre_run)
-    from tam.data.collate import ClipDataset, collate
+    from tam.features.clips import ClipDataset, collate
 
     ds = ClipDataset(FeatureStore.open(store), [video], np.zeros(1), wm.meta["model"]["modalities"], wm.T, train=False)
     b = collate([ds[(0, 0)]])
@@ -75,7 +75,7 @@ def test_words_track_follows_its_definition(pre):
 
 
 def test_words_refused_for_other_features(pre, world):
-    from tam.predict import predict
+    from tam.infer.pipeline import predict
 
     _, _, pre_run, _ = pre
     with pytest.raises(TamError, match="pre-trained decoder"):
@@ -83,10 +83,10 @@ def test_words_refused_for_other_features(pre, world):
 
 
 def test_words_in_report(pre, tmp_path):
-    from tam.predict import predict
+    from tam.infer.pipeline import predict
 
     store, _, pre_run, ft = pre
-    from tam.data.features import FeatureStore
+    from tam.features.store import FeatureStore
 
     two = FeatureStore.open(store).videos()[:2]
     results = predict(two, ft, features=str(store), words=str(pre_run), report=str(tmp_path / "r"),

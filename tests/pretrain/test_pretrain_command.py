@@ -10,8 +10,8 @@ from tam.train.pretrain import TABLES, collect_table
 
 @pytest.mark.slow
 def test_cli_run_then_finetune(tmp_path, tiny_config, capsys):
-    from tam.synth.comments import CommentWorldSpec, make_comment_world
-    from tam.synth.features import WorldSpec
+    from tam.demo.worlds.features import WorldSpec
+    from tam.demo.worlds.pretrain import CommentWorldSpec, make_comment_world
     from tam.train.loop import fit
 
     store, corpus = make_comment_world(tmp_path / "w", WorldSpec(min_segments=3, max_segments=12),

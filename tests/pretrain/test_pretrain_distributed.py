@@ -16,8 +16,8 @@ from tam.config import to_dict
 @pytest.mark.slow
 def test_two_processes_match_one(tmp_path):
     from tam.config import ModelConfig, OptimConfig, TrainConfig
-    from tam.synth.comments import CommentWorldSpec, make_comment_world
-    from tam.synth.features import WorldSpec
+    from tam.demo.worlds.features import WorldSpec
+    from tam.demo.worlds.pretrain import CommentWorldSpec, make_comment_world
     from tam.train.pretrain import DecoderConfig, PretrainConfig, PretrainDataConfig
 
     store, corpus = make_comment_world(tmp_path / "w", WorldSpec(min_segments=3, max_segments=12),

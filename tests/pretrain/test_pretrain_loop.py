@@ -19,8 +19,8 @@ from tam.train.pretrain import (
 
 @pytest.fixture(scope="module")
 def comment_world(tmp_path_factory):
-    from tam.synth.comments import CommentWorldSpec, make_comment_world
-    from tam.synth.features import WorldSpec
+    from tam.demo.worlds.features import WorldSpec
+    from tam.demo.worlds.pretrain import CommentWorldSpec, make_comment_world
 
     return make_comment_world(tmp_path_factory.mktemp("cworld"), WorldSpec(min_segments=3, max_segments=12),
                               CommentWorldSpec(n_videos=40))

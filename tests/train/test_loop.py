@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from tam.data.labels import carve_validation, read_labels
+from tam.datasets.labels import carve_validation, read_labels
 from tam.errors import TamError
 from tam.train.checkpoint import load_model, load_state
 from tam.train.loop import fit

@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    from tam.data.tsc_corpus import format_summary, prepare_corpus
+    from tam.comments.corpus import format_summary, prepare_corpus
 
     stats = prepare_corpus(args.inputs, args.out, args.lexicon, n_per_polarity=args.n, durations=args.durations,
                            scorer=args.scorer, masking=args.masking, workers=args.workers,

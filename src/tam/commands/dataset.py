@@ -68,7 +68,7 @@ def _lists(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tam.data.datasets import cliptable, custom, liris, ve8, yf6
+    from tam.datasets import cliptable, custom, liris, ve8, yf6
 
     out = Path(getattr(args, "out", ".") or ".")
     a = args.action
@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _write(path: Path, labels) -> int:
-    from tam.data.datasets.common import summary_table, write_labels_csv
+    from tam.datasets.common import summary_table, write_labels_csv
 
     changed = write_labels_csv(path, labels)
     print(f"{path}: {'written' if changed else 'unchanged'} ({len(labels.rows)} videos, {labels.task})")
@@ -111,7 +111,7 @@ def _write(path: Path, labels) -> int:
 
 
 def _splits(args: argparse.Namespace, out: Path) -> int:
-    from tam.data.datasets import custom, ve8
+    from tam.datasets import custom, ve8
     from tam.errors import TamError
     from tam.eval.protocols import stratified_splits, write_split_set
 
@@ -145,8 +145,8 @@ def _import(cliptable, args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from tam.data.datasets.common import read_labels_csv
-    from tam.data.features import FeatureStore
+    from tam.datasets.common import read_labels_csv
+    from tam.features.store import FeatureStore
 
     labels = read_labels_csv(args.labels)
     store = FeatureStore.open(args.store)

@@ -22,7 +22,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from tam.demo import DemoSpec, PipelineSpec, run_demo, run_pipeline
+    from tam.demo.run import DemoSpec, PipelineSpec, run_demo, run_pipeline
 
     if args.features_only:
         spec = DemoSpec.quick() if args.quick else DemoSpec()

@@ -37,7 +37,7 @@ def run(args) -> int:
     import time
 
     from tam.errors import TamError
-    from tam.predict import predict, summary, write_outputs
+    from tam.infer.pipeline import predict, summary, write_outputs
 
     if not args.inputs and not args.features:
         raise TamError("give video files or folders, or --features STORE")

@@ -56,8 +56,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _acceptance(args: argparse.Namespace) -> int:
+    from tam.demo.worlds.pretrain import AcceptanceSpec, acceptance_table, run_acceptance
     from tam.io import write_json, write_text
-    from tam.synth.comments import AcceptanceSpec, acceptance_table, run_acceptance
 
     spec = AcceptanceSpec(seeds=tuple(args.seeds))
     if args.quick:

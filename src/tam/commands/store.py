@@ -15,7 +15,7 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     import numpy as np
 
-    from tam.data.features import FeatureStore
+    from tam.features.store import FeatureStore
 
     store = FeatureStore.open(args.path)
     m = store.manifest

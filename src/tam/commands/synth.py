@@ -16,7 +16,7 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from tqdm import tqdm
 
-    from tam.synth.features import WorldSpec, make_world
+    from tam.demo.worlds.features import WorldSpec, make_world
 
     bar = tqdm(total=args.videos, desc="videos")
     store, labels = make_world(args.out, WorldSpec(n_videos=args.videos, seed=args.seed),

@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 
-from tam.data.features import FeatureStore, Manifest
 from tam.encoders import audio as audio_fe
 from tam.encoders.table import FrozenEncoder
 from tam.encoders.video_io import (
@@ -41,6 +40,7 @@ from tam.encoders.video_io import (
     pick_video_stream,
 )
 from tam.errors import TamError
+from tam.features.store import FeatureStore, Manifest
 
 
 @dataclass(frozen=True)

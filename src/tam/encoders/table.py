@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tam.data.features import Encoder
+from tam.features.store import Encoder
 
 
 @dataclass(frozen=True)

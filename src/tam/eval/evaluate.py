@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from tam.data.collate import ClipDataset
-from tam.data.features import FeatureStore, Manifest
-from tam.data.labels import read_labels
+from tam.datasets.labels import read_labels
 from tam.errors import TamError
+from tam.features.clips import ClipDataset
+from tam.features.store import FeatureStore, Manifest
 from tam.train.checkpoint import load_model
 from tam.train.distributed import Dist
 from tam.train.loop import evaluate, predict

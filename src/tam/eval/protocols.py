@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from tam import MODALITIES
-from tam.data.datasets.common import LabelRow, LabelSet, labels_csv_text
+from tam.datasets.common import LabelRow, LabelSet, labels_csv_text
 from tam.errors import TamError
 from tam.io import write_json, write_text
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tam.data.features import entry_name
+from tam.features.store import entry_name
 from tam.io import atomic_write, write_text
 
 COLOURS = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f",

@@ -1,6 +1,6 @@
 """Whole-video predictions and a per-segment affect timeline for one video of a feature store.
 
-Windows of T segments cover the video (`tam.data.collate.window_starts`, exactly as evaluation does); the
+Windows of T segments cover the video (`tam.features.clips.window_starts`, exactly as evaluation does); the
 video's prediction is the mean over windows of the head's output on f^0 (probabilities, or valence/arousal in
 their original units) — the same number `tam evaluate` computes.
 
@@ -22,8 +22,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from tam.data.collate import ClipDataset, collate
-from tam.data.features import FeatureStore
+from tam.features.clips import ClipDataset, collate
+from tam.features.store import FeatureStore
 from tam.models.model import REGRESSION_TARGETS, AffectModel
 
 TOKEN_FUSIONS = ("ctm", "inner", "cross")

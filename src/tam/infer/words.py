@@ -37,8 +37,8 @@ def load_word_model(run_dir: str | Path, vocab: str = "", device: str = "cpu") -
     import yaml
     from safetensors.torch import load_file
 
+    from tam.comments.process import SPECIAL_TOKENS
     from tam.config import ModelConfig, from_dict
-    from tam.data.comments import SPECIAL_TOKENS
     from tam.models.decoder import TscPretrainModel, VideoTSCDecoder
     from tam.models.model import build_fusion
     from tam.train.pretrain import DecoderConfig
@@ -69,8 +69,8 @@ def load_word_model(run_dir: str | Path, vocab: str = "", device: str = "cpu") -
 @torch.no_grad()
 def predict_words(wm: WordModel, store, video: str, device: torch.device, k: int = 10, top: int = 3) -> dict:
     """{"method", "model", "top": [[word, ...] per segment], "score": [[score, ...] per segment]}."""
-    from tam.data.collate import ClipDataset, collate
-    from tam.data.comments import MASK, SPECIAL_TOKENS, START
+    from tam.comments.process import MASK, SPECIAL_TOKENS, START
+    from tam.features.clips import ClipDataset, collate
     from tam.train.loop import autocast
 
     ds = ClipDataset(store, [video], np.zeros(1), list(wm.meta["model"]["modalities"]), wm.T, train=False)

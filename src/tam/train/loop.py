@@ -28,11 +28,11 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from tam.config import RunConfig, dump_config, to_dict
-from tam.data.collate import ClipDataset, GlobalBatchSampler, collate
-from tam.data.features import FeatureStore, Manifest
-from tam.data.labels import Labels, carve_validation, read_labels
+from tam.datasets.labels import Labels, carve_validation, read_labels
 from tam.errors import TamError
 from tam.eval.metrics import classification_metrics, confusion_matrix, regression_metrics, selection_score
+from tam.features.clips import ClipDataset, GlobalBatchSampler, collate
+from tam.features.store import FeatureStore, Manifest
 from tam.io import write_json, write_text
 from tam.models.model import build_model
 from tam.train import distributed

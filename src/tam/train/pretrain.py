@@ -24,11 +24,11 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from tam.comments.pairs import PretrainDataset, TscPairs, build_pairs, pretrain_collate
 from tam.config import ModelConfig, OptimConfig, TrainConfig, apply_overrides, from_dict, to_dict
-from tam.data.collate import GlobalBatchSampler
-from tam.data.features import FeatureStore
-from tam.data.tsc_pairs import PretrainDataset, TscPairs, build_pairs, pretrain_collate
 from tam.errors import TamError
+from tam.features.clips import GlobalBatchSampler
+from tam.features.store import FeatureStore
 from tam.io import write_json, write_text
 from tam.models.decoder import TscPretrainModel, VideoTSCDecoder
 from tam.models.model import build_fusion

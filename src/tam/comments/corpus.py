@@ -1,0 +1,465 @@
+"""`prepare_corpus`: danmaku files -> Parquet comment and segment tables, vocabulary and stats report.
+
+Two passes over the output folder:
+1. Per source (a file, or one video's protobuf segments), in worker processes: read, then
+   `tam.comments.process.process_video` for each video; write `parts/<key>.comments.parquet`,
+   `parts/<key>.segments.parquet` and, last, `parts/<key>.json` (the done marker, with the counts).
+   A re-run skips every source whose marker matches the file sizes, times and the settings.
+   A malformed source is reported in one line and skipped; the others go on.
+2. Finalize (streamed, one part at a time): the first source of a video id wins (later ones are
+   reported as duplicates); videos are split train/test by a hash of their id; the N most negative and
+   N most positive segments are selected; the vocabulary counts the training split's selected comments;
+   `comments.parquet` holds the kept comments of the selected segments with token ids, `segments.parquet`
+   every segment with `selected` and `polarity`; `stats.json` the counts after each filter.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing as mp
+import re
+import time
+import zlib
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from tam.comments.formats import Source, discover, read_source
+from tam.comments.process import FILTER_STAGES, MASKINGS, SPECIAL_TOKENS, UNK, FilterSettings, process_video
+from tam.errors import TamError
+from tam.io import atomic_write, write_json
+
+
+@dataclass
+class CorpusSettings:
+    """Everything that changes the per-video parts (a change re-does them)."""
+
+    lexicon: str = ""
+    scorer: str = "fast"
+    masking: str = "emotion"
+    seed: int = 0
+    durations: str = ""  # "" = last comment; a CSV (video,duration) or a folder of video files
+    filters: FilterSettings = field(default_factory=FilterSettings)
+
+    def digest(self) -> str:
+        return hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+
+
+# ---------------------------------------------------------------- durations
+
+VIDEO_EXTENSIONS = (".mp4", ".mkv", ".flv", ".webm", ".avi", ".mov", ".m4v", ".ts")
+
+
+class Durations:
+    """Video durations: from a CSV `video,duration` table, from video files in a folder (PyAV), or None
+    (the caller then uses the last comment's time)."""
+
+    def __init__(self, spec: str = "") -> None:
+        self.table: dict[str, float] = {}
+        self.files: dict[str, Path] = {}
+        if not spec:
+            return
+        p = Path(spec)
+        if p.is_dir():
+            self.files = {f.stem: f for f in sorted(p.rglob("*")) if f.suffix.lower() in VIDEO_EXTENSIONS}
+        elif p.is_file():
+            self.table = _read_duration_table(p)
+        else:
+            raise TamError(f"{p}: durations source not found (a CSV video,duration or a folder of videos)")
+
+    def get(self, video: str) -> float | None:
+        if video in self.table:
+            return self.table[video]
+        if video in self.files:
+            return probe_duration(self.files[video])
+        return None
+
+
+def _read_duration_table(path: Path) -> dict[str, float]:
+    import csv
+
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        reader = csv.DictReader(f)
+        if not {"video", "duration"} <= set(reader.fieldnames or []):
+            raise TamError(f"{path}: durations CSV needs the columns video,duration")
+        out = {}
+        for n, row in enumerate(reader, 2):
+            try:
+                out[row["video"].strip()] = float(row["duration"])
+            except (TypeError, ValueError):
+                raise TamError(f"{path}: line {n}: duration {row.get('duration')!r} is not a number") from None
+        return out
+
+
+def probe_duration(path: Path) -> float:
+    """Duration in seconds of a video file (container duration, else the longest stream)."""
+    import av
+
+    try:
+        with av.open(str(path)) as c:
+            if c.duration:
+                return c.duration / 1_000_000
+            ds = [float(s.duration * s.time_base) for s in c.streams if s.duration and s.time_base]
+    except (av.FFmpegError, OSError) as e:
+        raise TamError(f"{path}: cannot read the video duration ({e})") from None
+    if not ds:
+        raise TamError(f"{path}: the video has no duration")
+    return max(ds)
+
+
+# ---------------------------------------------------------------- pass 1: per source
+
+_CTX: dict = {}
+
+
+def _init_worker(settings: CorpusSettings, lexicon: dict[str, tuple[str, str]], out_dir: str) -> None:
+    from tam.comments.sentiment import make_scorer
+
+    _CTX.update(settings=settings, lexicon=lexicon, out=Path(out_dir), scorer=make_scorer(settings.scorer),
+                durations=Durations(settings.durations))
+
+
+def part_key(source: Source) -> str:
+    """A file-name-safe unique key for a source."""
+    stem = re.sub(r"[^\w.-]", "_", source.paths[0].stem)[:60]
+    return f"{stem}-{hashlib.sha1(source.name.encode()).hexdigest()[:10]}"
+
+
+def _fingerprint(source: Source, settings: CorpusSettings) -> list:
+    stats = [[str(p), p.stat().st_size, p.stat().st_mtime_ns] for p in source.paths]
+    return [settings.digest(), stats]  # lists, so that it compares equal after a JSON round trip
+
+
+def process_source(source: Source) -> dict:
+    """Pass 1 for one source (in a worker): returns its summary; never raises for bad input."""
+    ctx = _CTX
+    key = part_key(source)
+    marker = ctx["out"] / "parts" / f"{key}.json"
+    try:
+        fp = _fingerprint(source, ctx["settings"])
+        done = _read_marker(marker)
+        if done.get("fingerprint") == fp:
+            return {**done, "resumed": True}
+        return _write_parts(source, key, fp, read_source(source), marker)
+    except (TamError, OSError) as e:
+        return {"source": source.name, "key": key, "error": str(e), "videos": []}
+    except Exception as e:  # a file that trips an unforeseen case must not stop the batch
+        return {"source": source.name, "key": key, "videos": [],
+                "error": f"{source.name}: unexpected {type(e).__name__}: {e}".replace("\n", " ")}
+
+
+def _read_marker(marker: Path) -> dict:
+    try:
+        return json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_parts(source: Source, key: str, fp: list, videos: list, marker: Path) -> dict:
+    import pyarrow as pa
+
+    ctx, st = _CTX, _CTX["settings"]
+    comments, segments, summary = [], [], []
+    for v in videos:
+        vc = process_video(v.video, v.comments, ctx["durations"].get(v.video), ctx["lexicon"], ctx["scorer"],
+                           st.filters, st.masking, st.seed)
+        comments.append(pa.table(vc.comments, schema=COMMENT_SCHEMA))
+        segments.append(pa.table(vc.segments, schema=SEGMENT_SCHEMA))
+        summary.append({"video": v.video, "format": v.format, "comments": len(v.comments),
+                        "skipped": dict(v.skipped), "segments": vc.n_segments})
+    parts = ctx["out"] / "parts"
+    _write_parquet(parts / f"{key}.comments.parquet", _concat(comments, COMMENT_SCHEMA))
+    _write_parquet(parts / f"{key}.segments.parquet", _concat(segments, SEGMENT_SCHEMA))
+    done = {"source": source.name, "key": key, "fingerprint": fp, "error": None, "videos": summary}
+    write_json(marker, done)
+    return done
+
+
+def _schemas():
+    import pyarrow as pa
+
+    ls = pa.list_(pa.string())
+    comments = pa.schema([("video", pa.string()), ("segment", pa.int32()), ("time", pa.float64()),
+                          ("text", pa.string()), ("sentiment", pa.float32()), ("tokens", ls),
+                          ("emotion_words", ls), ("emotion_categories", ls), ("emotion_majors", ls),
+                          ("masked", ls), ("mask_positions", pa.list_(pa.int16())), ("targets", ls)])
+    segments = pa.schema([("video", pa.string()), ("index", pa.int32()), ("start", pa.float64()),
+                          ("end", pa.float64()), ("count", pa.int32()), ("sentiment", pa.float64()),
+                          ("n_lexicon", pa.int32()), ("n_length", pa.int32()), ("n_chars", pa.int32()),
+                          ("n_kept", pa.int32())])
+    return comments, segments
+
+
+COMMENT_SCHEMA, SEGMENT_SCHEMA = _schemas()
+
+
+def _concat(tables: list, schema):
+    import pyarrow as pa
+
+    return pa.concat_tables(tables) if tables else schema.empty_table()
+
+
+def _write_parquet(path: Path, table) -> None:
+    import pyarrow.parquet as pq
+
+    atomic_write(path, lambda p: pq.write_table(table, p, compression="zstd"))
+
+
+# ---------------------------------------------------------------- pass 2: finalize
+
+def video_split(video: str, test_fraction: float, seed: int) -> str:
+    """'test' for a deterministic `test_fraction` of video ids (CRC32 of seed:video), else 'train'."""
+    return "test" if zlib.crc32(f"{seed}:{video}".encode()) % 10_000 < test_fraction * 10_000 else "train"
+
+
+def select_segments(sentiment: Sequence[float], keys: Sequence[tuple], n: int) -> list[str]:
+    """'negative' for the n lowest, 'positive' for the n highest, '' otherwise (ties broken by key).
+    With fewer than 2n segments, the lower half (rounded up) is negative, the rest positive."""
+    order = sorted(range(len(keys)), key=lambda i: (sentiment[i], keys[i]))
+    n_pos = min(n, len(keys) // 2)
+    n_neg = min(n, len(keys) - n_pos)
+    out = [""] * len(keys)
+    for i in order[:n_neg]:
+        out[i] = "negative"
+    for i in order[len(order) - n_pos:]:
+        out[i] = "positive"
+    return out
+
+
+def finalize(out_dir: Path, summaries: list[dict], n_per_polarity: int, test_fraction: float, seed: int,
+             min_count: int = 1) -> dict:
+    """Merge the parts of successful sources into the final tables; return the stats report."""
+    import pyarrow.parquet as pq
+
+    ok = sorted((s for s in summaries if not s.get("error")), key=lambda s: s["source"])
+    owner, duplicates = {}, []
+    for s in ok:
+        for v in s["videos"]:
+            if v["video"] in owner:
+                duplicates.append(f"{v['video']}: in {s['source']}, already read from {owner[v['video']][1]}")
+            else:
+                owner[v["video"]] = (s["key"], s["source"])
+    segs = _merge_segments(out_dir, ok, owner, n_per_polarity, test_fraction, seed)
+    atomic_write(out_dir / "segments.parquet", lambda p: pq.write_table(segs, p, compression="zstd"))
+    selected = {(v, i): split for v, i, pol, split in zip(*(segs[c].to_pylist() for c in
+                ("video", "index", "polarity", "split"))) if pol}
+    vocab = build_vocab(_iter_parts(out_dir, ok, owner, selected, train_only=True), min_count)
+    write_json(out_dir / "vocab.json", {"tokens": vocab["tokens"], "counts": vocab["counts"],
+                                        "min_count": min_count, "specials": list(SPECIAL_TOKENS)})
+    n_written = _write_comments(out_dir, ok, owner, selected, vocab["tokens"])
+    return _stats(summaries, segs, duplicates, len(vocab["tokens"]), n_written, n_per_polarity)
+
+
+def _merge_segments(out_dir: Path, ok: list, owner: dict, n: int, test_fraction: float, seed: int):
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    tables = []
+    for s in ok:
+        t = pq.read_table(out_dir / "parts" / f"{s['key']}.segments.parquet")
+        mine = [owner[v][0] == s["key"] for v in t["video"].to_pylist()]
+        tables.append(t.filter(pa.array(mine, type=pa.bool_())))
+    segs = _concat(tables, SEGMENT_SCHEMA)
+    videos = segs["video"].to_pylist()
+    keys = list(zip(videos, segs["index"].to_pylist()))
+    polarity = select_segments(segs["sentiment"].to_pylist(), keys, n)
+    segs = segs.append_column("split", pa.array([video_split(v, test_fraction, seed) for v in videos], pa.string()))
+    segs = segs.append_column("polarity", pa.array(polarity, pa.string()))
+    return segs.append_column("selected", pc.not_equal(segs["polarity"], ""))
+
+
+def _iter_parts(out_dir: Path, ok: list, owner: dict, selected: dict, train_only: bool = False):
+    """Yield each part's comment table restricted to selected segments (and the training split).
+
+    Vectorised with pyarrow: each row's (video, segment) key is looked up in the part's own selection
+    (segments of the videos this part owns), so no Python work is done per comment.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    def key(videos, segments):
+        return pc.binary_join_element_wise(videos, pc.cast(segments, pa.string()), "\x1f")
+
+    by_part: dict[str, list] = {}
+    for (v, i), sp in selected.items():
+        by_part.setdefault(owner[v][0], []).append((v, i, sp))
+    for s in ok:
+        mine = by_part.get(s["key"], [])
+        value_set = key(pa.array([m[0] for m in mine], pa.string()), pa.array([m[1] for m in mine], pa.int64()))
+        splits = pa.array([m[2] for m in mine], pa.string())
+        t = pq.read_table(out_dir / "parts" / f"{s['key']}.comments.parquet")
+        idx = pc.index_in(key(t["video"], t["segment"]), value_set=value_set)
+        split = pc.take(splits, idx)
+        keep = pc.is_valid(idx)
+        if train_only:
+            keep = pc.and_(keep, pc.equal(split, "train"))
+        keep = keep.fill_null(False)
+        yield t.filter(keep).append_column("split", pc.filter(split, keep))
+
+
+def build_vocab(tables: Iterable, min_count: int = 1) -> dict[str, list]:
+    """Vocabulary: the special tokens, then tokens seen >= min_count times, by count then text."""
+    import pyarrow.compute as pc
+
+    counts: Counter = Counter()
+    for t in tables:
+        vc = pc.value_counts(pc.list_flatten(t["tokens"]))
+        counts.update(dict(zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist())))
+    items = sorted(((w, c) for w, c in counts.items() if c >= min_count and w not in SPECIAL_TOKENS),
+                   key=lambda wc: (-wc[1], wc[0]))
+    return {"tokens": list(SPECIAL_TOKENS) + [w for w, _ in items], "counts": [0] * 4 + [c for _, c in items]}
+
+
+def token_ids(column, vocab):
+    """A list<string> column -> list<int32> of vocabulary ids ([UNK] for unknown), same offsets."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    ids = pc.index_in(column.values, value_set=vocab).fill_null(SPECIAL_TOKENS.index(UNK)).cast(pa.int32())
+    return pa.ListArray.from_arrays(column.offsets, ids)
+
+
+def _write_comments(out_dir: Path, ok: list, owner: dict, selected: dict, vocab_tokens: list[str]) -> int:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    vocab = pa.array(vocab_tokens, pa.string())
+    written = 0
+
+    def write(path: Path) -> None:
+        nonlocal written
+        with pq.ParquetWriter(path, COMMENT_SCHEMA_OUT, compression="zstd") as w:
+            for t in _iter_parts(out_dir, ok, owner, selected):
+                if t.num_rows:
+                    for name in ("tokens", "masked", "targets"):
+                        t = t.append_column(f"{name.rstrip('s')}_ids", token_ids(t[name], vocab))
+                    w.write_table(t.select(COMMENT_SCHEMA_OUT.names).cast(COMMENT_SCHEMA_OUT))
+                    written += t.num_rows
+
+    atomic_write(out_dir / "comments.parquet", write)
+    return written
+
+
+def _out_schema():
+    import pyarrow as pa
+
+    li = pa.list_(pa.int32())
+    return pa.schema(list(COMMENT_SCHEMA) + [pa.field("split", pa.string()), pa.field("token_ids", li),
+                                             pa.field("masked_ids", li), pa.field("target_ids", li)])
+
+
+COMMENT_SCHEMA_OUT = _out_schema()
+
+
+def _stats(summaries: list[dict], segs, duplicates: list[str], vocab_size: int, n_written: int, n: int) -> dict:
+    import pyarrow.compute as pc
+
+    skipped: Counter = Counter()
+    parsed = videos = empty_videos = 0
+    for s in summaries:
+        for v in s["videos"]:
+            skipped.update(v["skipped"])
+            parsed += v["comments"]
+            videos += 1
+            empty_videos += v["comments"] == 0
+    sel = segs.filter(segs["selected"])
+    stage = {name: {"all": int(pc.sum(segs[c]).as_py() or 0), "selected": int(pc.sum(sel[c]).as_py() or 0)}
+             for name, c in zip(("comments", "with emotional word", "3-15 words", "allowed characters only",
+                                 "no repeat within 1 s"), FILTER_STAGES)}
+    return {"sources": len(summaries), "sources_failed": [s["error"] for s in summaries
+                                                         if s.get("error")],
+            "sources_resumed": sum(bool(s.get("resumed")) for s in summaries),
+            "videos": videos, "videos_without_comments": empty_videos, "duplicate_videos": duplicates,
+            "comments_parsed": parsed, "comments_skipped": dict(skipped), "segments": segs.num_rows,
+            "segments_selected": {"negative": int(pc.sum(pc.equal(segs["polarity"], "negative")).as_py() or 0),
+                                  "positive": int(pc.sum(pc.equal(segs["polarity"], "positive")).as_py() or 0),
+                                  "per_polarity_requested": n},
+            "filters": stage, "comments_written": n_written, "vocab_size": vocab_size}
+
+
+# ---------------------------------------------------------------- driver
+
+def lexicon_table(path: str) -> dict[str, tuple[str, str]]:
+    """word -> (minor category, major category) of its primary sense ('' when the lexicon has none)."""
+    from tam.comments.lexicon import load_lexicon
+
+    lex = load_lexicon(path)
+    return {w: (s[0].category or "", s[0].major or "") for w, s in lex.entries.items()}
+
+
+def prepare_corpus(inputs: Sequence[str | Path], out_dir: str | Path, lexicon: str, n_per_polarity: int = 8000,
+                   durations: str = "", scorer: str = "fast", masking: str = "emotion", workers: int = 2,
+                   test_fraction: float = 0.2, seed: int = 0, filters: FilterSettings | None = None,
+                   progress: bool = True) -> dict:
+    """Build the corpus in `out_dir` (see the module docstring); return the stats report (also in stats.json)."""
+    if masking not in MASKINGS:
+        raise TamError(f"unknown masking {masking!r} (choose from {sorted(MASKINGS)})")
+    t0 = time.perf_counter()
+    out = Path(out_dir)
+    sources = discover(inputs)
+    if not sources:
+        raise TamError(f"no danmaku files found in {', '.join(map(str, inputs))}")
+    settings = CorpusSettings(str(Path(lexicon).resolve()), scorer, masking, seed, durations,
+                              filters or FilterSettings())
+    Durations(durations)  # fail early on a bad durations source
+    table = lexicon_table(lexicon)
+    t1 = time.perf_counter()
+    summaries = _run_sources(sources, settings, table, out, workers, progress)
+    t2 = time.perf_counter()
+    stats = finalize(out, summaries, n_per_polarity, test_fraction, seed)
+    stats["seconds_by_step"] = {"lexicon": round(t1 - t0, 2), "videos": round(t2 - t1, 2),
+                                "finalize": round(time.perf_counter() - t2, 2)}
+    stats["settings"] = {**asdict(settings), "n_per_polarity": n_per_polarity, "test_fraction": test_fraction}
+    stats["seconds"] = round(time.perf_counter() - t0, 2)
+    write_json(out / "stats.json", stats)
+    return stats
+
+
+def _run_sources(sources: list[Source], settings: CorpusSettings, lexicon: dict, out: Path, workers: int,
+                 progress: bool) -> list[dict]:
+    from tqdm import tqdm
+
+    (out / "parts").mkdir(parents=True, exist_ok=True)
+    args = (settings, lexicon, str(out))
+    bar = tqdm(total=len(sources), unit="file", desc="comments", disable=not progress)
+    summaries = []
+
+    def collect(results: Iterable[dict]) -> None:
+        for s in results:
+            summaries.append(s)
+            if s.get("error"):
+                tqdm.write(f"skipped {s['error']}")
+            bar.update(1)
+
+    if workers <= 1:
+        _init_worker(*args)
+        collect(process_source(s) for s in sources)
+    else:
+        with mp.get_context("spawn").Pool(workers, _init_worker, args) as pool:
+            collect(pool.imap_unordered(process_source, sources, chunksize=1))
+    bar.close()
+    return summaries
+
+
+def format_summary(stats: dict) -> str:
+    """A readable table of the stats report."""
+    rows = [("sources (failed / resumed)", f"{stats['sources']} ({len(stats['sources_failed'])} / "
+                                          f"{stats['sources_resumed']})"),
+            ("videos (without comments)", f"{stats['videos']} ({stats['videos_without_comments']})"),
+            ("duplicate videos skipped", str(len(stats["duplicate_videos"]))),
+            ("comments parsed", str(stats["comments_parsed"]))]
+    rows += [(f"  skipped: {k}", str(v)) for k, v in sorted(stats["comments_skipped"].items())]
+    sel = stats["segments_selected"]
+    rows += [("segments (selected neg / pos)", f"{stats['segments']} ({sel['negative']} / {sel['positive']})")]
+    rows += [(f"after: {k}", f"{v['all']} all, {v['selected']} in selected") for k, v in stats["filters"].items()]
+    rows += [("comments written", str(stats["comments_written"])), ("vocabulary", str(stats["vocab_size"])),
+             ("seconds", str(stats.get("seconds", "")))]
+    width = max(len(r[0]) for r in rows)
+    lines = [f"{a.ljust(width)}  {b}" for a, b in rows]
+    lines += [f"failed: {f}" for f in stats["sources_failed"]]
+    return "\n".join(lines)

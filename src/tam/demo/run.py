@@ -1,0 +1,395 @@
+"""`tam demo`: the whole pipeline on the built-in synthetic video + danmaku world, and (`--features-only`) the
+fusion strategies of Table 2 on the feature-level world.
+
+`run_pipeline` renders real MP4 + Bilibili XML files (tam.demo.worlds.videos, tam.demo.worlds.danmaku), then calls the
+library function of each stage: comments prepare -> extract (tiny random-init encoders) -> TSC pre-training ->
+fine-tuning and evaluation of every table's runs -> the report folder (tam.report). `run_demo` is the
+feature-level fusion table of issue 2. Every number either prints comes from runs made by this command: each
+model is trained with several seeds (model selection on a validation split carved from the training videos),
+tested once, and reported as mean ± std over seeds beside the majority-class baseline.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tam.config import DataConfig, ModelConfig, OptimConfig, RunConfig, TrainConfig
+from tam.demo.checks import FUSION_NAMES, expectations
+from tam.demo.worlds.features import CLASSES, WorldSpec, make_world
+from tam.io import write_json, write_text
+
+
+@dataclass
+class DemoSpec:
+    videos: int = 800
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    fusions: list[str] = field(default_factory=lambda: list(FUSION_NAMES))
+    epochs: int = 8
+    d: int = 64
+    layers: int = 2
+    heads: int = 4
+    T: int = 16
+    lr: float = 1e-3
+    batch_size: int = 16
+    workers: int = 2  # runs trained in parallel (one CPU thread each)
+
+    @classmethod
+    def quick(cls) -> DemoSpec:
+        return cls(videos=400, seeds=[0], fusions=["concat", "ctm"], epochs=4)
+
+
+def run_config(spec: DemoSpec, store: Path, labels: Path, fusion: str, seed: int) -> RunConfig:
+    return RunConfig(
+        model=ModelConfig(fusion=fusion, d=spec.d, layers=spec.layers, heads=spec.heads, T=spec.T, dropout=0.1),
+        data=DataConfig(store=str(store), labels=str(labels), classes=list(CLASSES)),
+        optim=OptimConfig(optimizer="adamw", lr=spec.lr, batch_size=spec.batch_size, epochs=spec.epochs),
+        train=TrainConfig(seed=seed, num_workers=0, device="cpu", progress=False))
+
+
+def _fit_one(args) -> dict:
+    cfg, run_dir = args
+    import torch
+
+    from tam.train.loop import fit
+
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    results = fit(cfg, run_dir, log=lambda s: None)
+    results["seconds"] = time.perf_counter() - t0
+    return results
+
+
+def run_demo(out: str | Path, spec: DemoSpec, log=print) -> dict:
+    """Generate the world, train every (fusion, seed), write report.md + results.json; return the summary."""
+    out = Path(out)
+    t0 = time.perf_counter()
+    log(f"[1/3] synthetic world: {spec.videos} videos with features at the paper's dims -> {out / 'world'}")
+    store, labels = make_world(out / "world", WorldSpec(n_videos=spec.videos, min_segments=6,
+                                                        max_segments=spec.T, seed=0))
+    jobs = [(run_config(spec, store, labels, f, s), out / "runs" / f"{f}-seed{s}") for f in spec.fusions
+            for s in spec.seeds]
+    log(f"[2/3] training {len(jobs)} runs ({len(spec.fusions)} fusions x {len(spec.seeds)} seeds, "
+        f"d={spec.d}, L={spec.layers}, {spec.epochs} epochs), {spec.workers} at a time")
+    results: dict[str, list[dict]] = {f: [] for f in spec.fusions}
+    ctx = _mp_context()
+    with ProcessPoolExecutor(max_workers=spec.workers, mp_context=ctx) as pool:
+        for (cfg, _), r in zip(jobs, pool.map(_fit_one, jobs)):
+            results[cfg.model.fusion].append(r)
+            log(f"      {cfg.model.fusion:<7} seed {cfg.train.seed}: test accuracy {r['test']['accuracy']:.3f} "
+                f"({r['seconds']:.0f} s)")
+    summary = summarise(results, spec)
+    summary["seconds"] = time.perf_counter() - t0
+    table = table2(summary)
+    write_text(out / "report.md", table)
+    write_json(out / "results.json", summary)
+    log("[3/3] results\n\n" + table)
+    log(f"report: {out / 'report.md'}  ({summary['seconds']:.0f} s in all)")
+    return summary
+
+
+def _mp_context():
+    import multiprocessing as mp
+
+    return mp.get_context("forkserver" if os.name == "posix" else "spawn")
+
+
+def summarise(results: dict[str, list[dict]], spec: DemoSpec) -> dict:
+    rows = {}
+    for f, rs in results.items():
+        acc = np.array([r["test"]["accuracy"] for r in rs])
+        f1 = np.array([r["test"]["macro_f1"] for r in rs])
+        rows[f] = {"accuracy_mean": float(acc.mean()), "accuracy_std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
+                   "macro_f1_mean": float(f1.mean()), "runs": len(rs), "accuracy": acc.tolist()}
+    first = next(iter(results.values()))[0]
+    return {"rows": rows, "baseline": first["baseline"], "n": first["n"], "seeds": spec.seeds,
+            "model": {"d": spec.d, "layers": spec.layers, "heads": spec.heads, "T": spec.T, "epochs": spec.epochs}}
+
+
+def table2(summary: dict) -> str:
+    """Markdown in the shape of the paper's Table 2, with mean ± std over seeds and the trivial baseline."""
+    n, m = summary["n"], summary["model"]
+    lines = ["# Fusion strategies on the synthetic world (shape of the paper's Table 2)", "",
+             f"Test accuracy (%), mean ± std over seeds {summary['seeds']}; {n['train']} train / {n['val']} val / "
+             f"{n['test']} test videos; d={m['d']}, L={m['layers']}, {m['heads']} heads, T={m['T']}, "
+             f"{m['epochs']} epochs; model selection on validation. Synthetic data: see docs/synthetic.md.", "",
+             "| Fusion strategy | Accuracy (%) | Macro-F1 (%) | runs |", "|---|---|---|---|"]
+    for f, r in summary["rows"].items():
+        lines.append(f"| {FUSION_NAMES[f]} | {100 * r['accuracy_mean']:.2f} ± {100 * r['accuracy_std']:.2f} | "
+                     f"{100 * r['macro_f1_mean']:.2f} | {r['runs']} |")
+    b = summary["baseline"]
+    lines.append(f"| {b['name']} (trivial baseline) | {100 * b['test']['accuracy']:.2f} | "
+                 f"{100 * b['test']['macro_f1']:.2f} | — |")
+    lines += ["", "Expectations from the world's construction (docs/synthetic.md), checked on this run:"]
+    lines += [f"- {text}: **{verdict}**" for text, verdict in expectations(summary)]
+    return "\n".join(lines) + "\n"
+
+
+# ================================================================ the whole pipeline on video + danmaku files
+
+
+
+
+@dataclass
+class PipelineSpec:
+    """Sizes of the synthetic video + danmaku world and of the runs of `tam demo` (see docs/demo.md)."""
+
+    labelled: int = 160
+    unlabelled: int = 192
+    min_segments: int = 5
+    max_segments: int = 8
+    test_fraction: float = 0.25  # of the labelled videos
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    fusions: list[str] = field(default_factory=lambda: list(FUSION_NAMES))
+    subsets: list[str] = field(default_factory=lambda: ["image", "motion", "audio"])  # CTM on these alone
+    epochs: int = 12
+    pretrain_epochs: int = 15
+    d: int = 64
+    layers: int = 2
+    heads: int = 4
+    decoder_layers: int = 1
+    lr: float = 1e-3
+    batch_size: int = 16
+    workers: int = 2  # processes for rendering, corpus, training (one CPU thread each)
+
+    @classmethod
+    def quick(cls) -> PipelineSpec:
+        return cls(labelled=32, unlabelled=24, min_segments=5, max_segments=7, seeds=[0], fusions=["concat", "ctm"],
+                   subsets=["image", "motion", "audio"], epochs=4, pretrain_epochs=3)
+
+    @property
+    def T(self) -> int:
+        return self.max_segments
+
+
+def pipeline_configs(spec: PipelineSpec, out: Path):
+    """(name, kind, config, run dir) of every pre-training and fine-tuning run of the demo."""
+    from tam.demo.worlds.videos import CLASSES
+    from tam.train.pretrain import DecoderConfig, LossConfig, PretrainConfig, PretrainDataConfig
+
+    store, runs = out / "features", out / "runs"
+    data = DataConfig(store=str(store), labels=str(out / "world" / "labels.csv"), classes=list(CLASSES))
+
+    def model(fusion: str = "ctm", subset: str = "image+motion+audio") -> ModelConfig:
+        return ModelConfig(fusion=fusion, modalities=subset.split("+"), d=spec.d, layers=spec.layers,
+                           heads=spec.heads, T=spec.T, dropout=0.1)
+
+    def train(seed: int, init: str = "") -> TrainConfig:
+        return TrainConfig(seed=seed, num_workers=0, device="cpu", progress=False, init_from=init)
+
+    def fine(fusion, subset, seed, init="") -> RunConfig:
+        return RunConfig(model=model(fusion, subset), data=data, train=train(seed, init), optim=OptimConfig(
+            lr=spec.lr, fusion_lr=spec.lr if init else 0.0, batch_size=spec.batch_size, epochs=spec.epochs))
+
+    pre = [(f"pretrain-seed{s}", "pretrain", PretrainConfig(
+        model=model(), decoder=DecoderConfig(layers=spec.decoder_layers, heads=spec.heads),
+        data=PretrainDataConfig(store=str(store), corpus=str(out / "corpus"), comments_per_clip=32),
+        loss=LossConfig(), train=train(s), optim=OptimConfig(optimizer="adam", lr=spec.lr, weight_decay=0.0,
+                                                            batch_size=spec.batch_size, epochs=spec.pretrain_epochs)),
+            runs / f"pretrain-seed{s}") for s in spec.seeds]
+    fits = [(f"{f}-seed{s}", "fit", fine(f, "image+motion+audio", s), runs / f"{f}-seed{s}")
+            for f in spec.fusions for s in spec.seeds]
+    fits += [(f"ctm-{m}-seed{s}", "fit", fine("ctm", m, s), runs / f"ctm-{m}-seed{s}")
+             for m in spec.subsets for s in spec.seeds]
+    va = DataConfig(store=str(store), labels=str(out / "world" / "labels_va.csv"), task="regression")
+    fits += [(f"ctm-va-seed{s}", "fit", RunConfig(model=model(), data=va, train=train(s), optim=OptimConfig(
+        lr=spec.lr, batch_size=spec.batch_size, epochs=spec.epochs)), runs / f"ctm-va-seed{s}") for s in spec.seeds]
+    fits += [(f"ctm-pretrained-seed{s}", "fit", fine("ctm", "image+motion+audio", s,
+                                                       str(runs / f"pretrain-seed{s}" / "pretrained.safetensors")),
+              runs / f"ctm-pretrained-seed{s}") for s in spec.seeds]
+    return pre, fits
+
+
+def _job(args) -> dict:
+    """One pre-training or fine-tuning run in a worker process (one CPU thread)."""
+    name, kind, cfg, run_dir = args
+    import torch
+
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    if kind == "pretrain":
+        from tam.train.pretrain import pretrain
+        r = pretrain(cfg, run_dir, log=lambda s: None)
+    else:
+        from tam.train.loop import fit
+        r = fit(cfg, run_dir, log=lambda s: None)
+    return {**r, "name": name, "seconds": time.perf_counter() - t0}
+
+
+def _pool(jobs: list, workers: int, what: str) -> dict[str, dict]:
+    """Run `_job` over `jobs` in `workers` processes (in this process when 1), with a progress bar."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(jobs), desc=what, unit="run")
+    out: dict[str, dict] = {}
+    if workers <= 1:
+        results = map(_job, jobs)
+    else:
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=_mp_context())
+        results = pool.map(_job, jobs)
+    try:
+        for r in results:
+            out[r["name"]] = r
+            bar.update(1)
+    finally:
+        bar.close()
+        if workers > 1:
+            pool.shutdown(cancel_futures=True)
+    return out
+
+
+def build_world(out: Path, spec: PipelineSpec, log) -> dict:
+    """Stage 1: render the videos, write their danmaku and the project's lexicon (resumes)."""
+    from tam.demo.worlds.danmaku import DanmakuSpec, make_danmaku
+    from tam.demo.worlds.videos import VideoWorldSpec, make_videos
+    from tam.demo.worlds.words import write_lexicon
+
+    t0 = time.perf_counter()
+    world = out / "world"
+    vspec = VideoWorldSpec(labelled=spec.labelled, unlabelled=spec.unlabelled, min_segments=spec.min_segments,
+                           max_segments=spec.max_segments, test_fraction=spec.test_fraction)
+    plans = make_videos(world, vspec, progress=True, workers=spec.workers)
+    kinds = make_danmaku(world, plans, DanmakuSpec())
+    write_lexicon(world / "lexicon.csv")
+    return {"plans": plans, "comment_kinds": kinds, "seconds": time.perf_counter() - t0}
+
+
+def prepare_comments(out: Path, spec: PipelineSpec, log) -> dict:
+    """Stage 2: `tam comments prepare` on the unlabelled videos' danmaku (all segments selected)."""
+    from tam.comments.corpus import format_summary, prepare_corpus
+
+    world = out / "world"
+    stats = prepare_corpus([world / "danmaku" / "unlabelled"], out / "corpus", str(world / "lexicon.csv"),
+                           n_per_polarity=(spec.unlabelled + 1) // 2, durations=str(world / "durations.csv"),
+                           workers=1, progress=False)
+    log(format_summary(stats))
+    return stats
+
+
+def _extract_shard(args) -> list:
+    """Extract every `count`-th video from the `index`-th into the store (one process, one CPU thread)."""
+    out, index, count = args
+    import torch
+
+    from tam.encoders.extract import ExtractOptions, find_videos, run_extraction, shard_jobs
+    from tam.encoders.table import TINY, build_encoder
+
+    torch.set_num_threads(1)
+    encoders = {m: build_encoder(name, random_init=True) for m, name in TINY.items()}
+    videos = Path(out) / "world" / "videos"
+    jobs = find_videos([str(videos / "labelled")]) + find_videos([str(videos / "unlabelled")])
+    outcomes, _ = run_extraction(shard_jobs(jobs, index, count), str(Path(out) / "features"), encoders,
+                                 ExtractOptions(batch=32), progress=index == 0)
+    return outcomes
+
+
+def extract_features(out: Path, spec: PipelineSpec, log) -> dict:
+    """Stage 3: what `tam extract --tiny --random-init` does, on every video into one store, as `workers`
+    shards in parallel processes (resumes: videos already in the store are skipped)."""
+    from tam.encoders.extract import summary
+    from tam.encoders.table import TINY
+    from tam.features.store import FeatureStore
+
+    t0 = time.perf_counter()
+    n = max(1, spec.workers)
+    if n == 1:
+        outcomes = _extract_shard((out, 0, 1))
+    else:
+        with ProcessPoolExecutor(max_workers=n, mp_context=_mp_context()) as pool:
+            outcomes = [o for part in pool.map(_extract_shard, [(out, i, n) for i in range(n)]) for o in part]
+    wall = time.perf_counter() - t0
+    log(summary(outcomes, wall, FeatureStore.open(out / "features").manifest))
+    return {"videos": len(outcomes), "written": sum(o.status == "done" for o in outcomes),
+            "resumed": sum(o.status == "skipped" for o in outcomes),
+            "failed": [o.error for o in outcomes if o.status == "failed"], "segments": sum(o.T for o in outcomes),
+            "encoders": dict(TINY), "random_init": True, "seconds": wall}
+
+
+def run_pipeline(out: str | Path, spec: PipelineSpec, log=print) -> dict:
+    """World -> comments prepare -> extract -> pre-train -> fine-tune -> evaluate -> report folder."""
+    from tam.demo.report import write_report
+
+    out = Path(out)
+    t0 = time.perf_counter()
+    log(f"[1/6] synthetic world: {spec.labelled} labelled + {spec.unlabelled} unlabelled videos -> {out / 'world'}")
+    world = build_world(out, spec, log)
+    log("[2/6] comments prepare (the unlabelled videos' danmaku)")
+    corpus = prepare_comments(out, spec, log)
+    log("[3/6] extract features with tiny RANDOM-INIT encoders (NOT real features: a demo of the pipeline)")
+    extraction = extract_features(out, spec, log)
+    pre_jobs, fit_jobs = pipeline_configs(spec, out)
+    log(f"[4/6] TSC pre-training: {len(pre_jobs)} run(s), {spec.pretrain_epochs} epochs")
+    t1 = time.perf_counter()
+    pre = _pool(pre_jobs, spec.workers, "pre-train")
+    log(f"[5/6] fine-tuning and evaluation: {len(fit_jobs)} runs ({spec.epochs} epochs), {spec.workers} at a time")
+    t2 = time.perf_counter()
+    fits = _pool(fit_jobs, spec.workers, "fine-tune")
+    summary = pipeline_summary(spec, world, corpus, extraction, pre, fits)
+    summary["seconds_by_stage"] = {"world": world["seconds"], "comments": corpus["seconds"],
+                                   "extraction": extraction["seconds"], "pre-training": t2 - t1,
+                                   "fine-tuning": time.perf_counter() - t2}
+    summary["seconds"] = time.perf_counter() - t0
+    log("[6/6] report")
+    paths = write_report(out, summary)
+    write_json(out / "results.json", summary)
+    log("\n" + table2(summary).split("\n\nExpectations")[0])
+    log(paths["text"])
+    log("seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in summary["seconds_by_stage"].items()))
+    log(f"report: {paths['html']}  (and {paths['md']}; {summary['seconds']:.0f} s in all)")
+    return summary
+
+
+def pipeline_summary(spec: PipelineSpec, world: dict, corpus: dict, extraction: dict, pre: dict, fits: dict) -> dict:
+    """Everything the report shows, as plain JSON: per-table rows of mean ± std over seeds, stats, curves."""
+    from dataclasses import asdict
+
+    def group(prefix: str) -> list[dict]:
+        return [fits[f"{prefix}-seed{s}"] for s in spec.seeds]
+
+    fusion = {f: group(f) for f in spec.fusions}
+    subsets = {m: group(f"ctm-{m}") for m in spec.subsets}
+    if "ctm" in spec.fusions:
+        subsets["image+motion+audio"] = fusion["ctm"]
+    pretrained = {"no pre-training": group("ctm")} if "ctm" in spec.fusions else {}
+    pretrained["TSC pre-training"] = group("ctm-pretrained")
+    first = next(iter(fits.values()))
+    kinds = world["comment_kinds"]
+    return {
+        **summarise(fusion, DemoSpec(seeds=spec.seeds, epochs=spec.epochs, d=spec.d, layers=spec.layers,
+                                     heads=spec.heads, T=spec.T)),
+        "spec": asdict(spec), "subsets": _rows(subsets), "pretraining": _rows(pretrained),
+        "pretrain_runs": {k: {"heldout": v["heldout"], "baseline": v["baseline"], "clips": v["clips"],
+                              "comments": v["comments"]} for k, v in pre.items()},
+        "regression": _regression([fits[f"ctm-va-seed{s}"] for s in spec.seeds]),
+        "corpus": corpus, "comment_kinds": kinds, "extraction": extraction, "world_seconds": world["seconds"],
+        "classes": first.get("classes", []),
+        "runs": {k: {"test": v["test"], "val": v["val"], "best_epoch": v["best_epoch"], "seconds": v["seconds"],
+                     "confusion": v.get("confusion")} for k, v in fits.items()},
+    }
+
+
+def _regression(rs: list[dict]) -> dict:
+    """Valence / arousal MSE and PCC of the regression runs, mean and std over seeds, with the baseline."""
+    keys = list(rs[0]["test"])
+    vals = {k: np.array([r["test"][k] for r in rs], dtype=float) for k in keys}
+    def safe(x: float) -> float | None:
+        return None if np.isnan(x) else float(x)
+
+    return {"mean": {k: safe(np.mean(v)) for k, v in vals.items()},
+            "std": {k: safe(v.std(ddof=1)) if len(v) > 1 else 0.0 for k, v in vals.items()},
+            "runs": len(rs), "baseline": rs[0]["baseline"], "n": rs[0]["n"]}
+
+
+def _rows(groups: dict[str, list[dict]]) -> dict:
+    rows = {}
+    for name, rs in groups.items():
+        acc = np.array([r["test"]["accuracy"] for r in rs])
+        f1 = np.array([r["test"]["macro_f1"] for r in rs])
+        rows[name] = {"accuracy_mean": float(acc.mean()), "accuracy_std": float(acc.std(ddof=1)) if len(acc) > 1
+                      else 0.0, "macro_f1_mean": float(f1.mean()), "runs": len(rs), "accuracy": acc.tolist()}
+    return rows

@@ -1,0 +1,207 @@
+"""Danmaku readers: exact counts on the real files, protobuf/XML agreement, safe XML, every format."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tam.comments.formats import (
+    Comment,
+    decode_dm_seg,
+    discover,
+    iter_fields,
+    read_bilibili_protobuf,
+    read_bilibili_xml,
+    read_danmaku,
+    read_json,
+    read_source,
+    read_table,
+)
+from tam.errors import TamError
+
+SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
+DANMAKU = SHARED / "realdata" / "danmaku"
+
+# file -> (<d>/records in the file (MANIFEST), advanced modes 7/8/9 in it)
+REAL = {
+    "biliass-corpus/xml/18678311.xml": (5, 0), "biliass-corpus/xml/2170097.xml": (973, 77),
+    "biliass-corpus/xml/527533.xml": (1200, 1), "commentcorelibrary/bilibili.xml": (331, 267),
+    "commentcorelibrary/boss.xml": (1000, 63), "commentcorelibrary/comment.xml": (1386, 0),
+    "commentcorelibrary/extended.xml": (6343, 6343), "commentcorelibrary/mikunoshoushitsu.xml": (2674, 1563),
+    "commentcorelibrary/rokubunnoichi.xml": (877, 876), "commentcorelibrary/scripting__av2775802.xml": (20, 20),
+    "commentcorelibrary/scripting__crazy-night.xml": (49, 49), "commentcorelibrary/scripting__kanpai.xml": (110, 110),
+    "commentcorelibrary/scripting__tsubasa.xml": (654, 634), "commentcorelibrary/test.xml": (1104, 659),
+    "commentcorelibrary/test2.xml": (766, 742), "commentcorelibrary/unowen.xml": (1853, 1436),
+    "commentcorelibrary/utsukushiki_mono.xml": (6258, 5188), "danmakufactory/danmaku01.xml": (1200, 0),
+    "danmakuflamemaster/comments.xml": (1239, 279), "commentcorelibrary/ACFun.json": (155, 90),
+    "commentcorelibrary/ac940133.json": (2146, 2145), "niconicomments/commentdata_-1.json": (51, 0),
+    "niconicomments/commentdata_0.json": (954, 0), "niconicomments/commentdata_12.json": (143, 0),
+    "niconicomments/commentdata_8.json": (158, 0),
+}
+
+
+def need_shared() -> None:
+    if not DANMAKU.is_dir():
+        pytest.skip("../shared/realdata/danmaku is absent")
+
+
+@pytest.mark.parametrize("name", sorted(REAL))
+def test_real_file_exact_counts(name):
+    need_shared()
+    (v,) = read_danmaku(DANMAKU / name)
+    total, advanced = REAL[name]
+    assert v.skipped["advanced"] == advanced
+    assert len(v.comments) + sum(v.skipped.values()) == total
+    assert v.skipped["bad_record"] == 0
+    assert all(c.mode not in (7, 8, 9) and c.text.strip() and c.time >= 0 for c in v.comments)
+
+
+def test_real_protobuf_counts_and_agreement_with_xml():
+    need_shared()
+    for cid, n, n_adv in (("2170097", 973, 77), ("18678311", 5, 0)):
+        pb = read_bilibili_protobuf(sorted((DANMAKU / "biliass-corpus/protobuf" / cid).glob("*.pb")))
+        xml = read_bilibili_xml(DANMAKU / "biliass-corpus/xml" / f"{cid}.xml")
+        assert pb.video == xml.video == cid
+        assert len(pb.comments) + pb.skipped["advanced"] == n and pb.skipped["advanced"] == n_adv
+        key = {c.id: (round(c.time * 1000), c.mode, c.text, c.pool, c.ctime, c.user) for c in xml.comments}
+        got = {c.id: (round(c.time * 1000), c.mode, c.text, c.pool, c.ctime, c.user) for c in pb.comments}
+        assert got == key
+
+
+def test_real_protobuf_empty_segments():
+    need_shared()
+    for seg in (1, 2, 3):
+        assert decode_dm_seg((DANMAKU / f"biliass-corpus/protobuf/18678311/18678311-{seg}.pb").read_bytes()) == []
+
+
+@pytest.mark.parametrize("name", ["invalid__no_closing.xml", "invalid__syntax_error.xml", "invalid__xss.xml"])
+def test_real_malformed_files_fail_in_one_line(name):
+    need_shared()
+    path = DANMAKU / "commentcorelibrary" / name
+    with pytest.raises(TamError) as e:
+        read_bilibili_xml(path)
+    assert name in str(e.value) and "\n" not in str(e.value)
+
+
+def test_real_non_bmp_and_entities_kept():
+    need_shared()
+    (v,) = read_danmaku(DANMAKU / "danmakuflamemaster/comments.xml")
+    assert sum(ord(ch) > 0xFFFF for c in v.comments for ch in c.text) == 12
+    (v,) = read_danmaku(DANMAKU / "biliass-corpus/xml/2170097.xml")
+    assert not any("&lt;" in c.text or "&gt;" in c.text for c in v.comments)
+
+
+def test_discover_groups_protobuf_segments_and_reads_everything():
+    need_shared()
+    sources = discover([DANMAKU])
+    pb = [s for s in sources if s.format == "bilibili-protobuf"]
+    assert sorted(len(s.paths) for s in pb) == [1, 4]
+    errors = []
+    for s in sources:
+        try:
+            read_source(s)
+        except TamError as e:
+            errors.append(str(e))
+    assert len(errors) == 3 and all("invalid__" in e for e in errors)
+
+
+def test_xml_double_escape_newline_emoji_and_fields(tmp_path):
+    p = tmp_path / "v1.xml"
+    p.write_text('<?xml version="1.0" encoding="UTF-8"?><i><chatid>1</chatid>'
+                 '<d p="1.5,1,25,16777215,1500000000,0,abc,42">a &amp;lt;3 &amp;amp; b</d>'
+                 '<d p="2,4,25,1,1,0,u,43">x/ny 😀\x08</d>'
+                 '<d p="3,7,25,1,1,0,u,44">[0,0,"1-1",4.5]</d><d p="bad">no time</d><d p="4,8,25">code</d>'
+                 '<d p="5,1,25,1,1,0,u,45">  </d></i>', encoding="utf-8")
+    v = read_bilibili_xml(p)
+    assert v.video == "v1"
+    assert v.comments == [Comment(1.5, "a <3 & b", 1, 0, "abc", 1500000000, "42"),
+                          Comment(2.0, "x\ny 😀", 4, 0, "u", 1, "43")]
+    assert dict(v.skipped) == {"advanced": 2, "bad_record": 1, "empty": 1}
+
+
+def test_xml_entity_expansion_is_refused(tmp_path):
+    p = tmp_path / "bomb.xml"
+    p.write_text('<?xml version="1.0"?><!DOCTYPE i [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;">]>'
+                 '<i><d p="1,1,25,1,1,0,u,1">&b;</d></i>')
+    with pytest.raises(TamError, match="bomb.xml: refused unsafe XML"):
+        read_bilibili_xml(p)
+    p.write_text('<?xml version="1.0"?><!DOCTYPE i [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+                 '<i><d p="1,1,25,1,1,0,u,1">&x;</d></i>')
+    with pytest.raises(TamError, match="refused unsafe XML"):
+        read_bilibili_xml(p)
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b, n = n & 0x7F, n >> 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _field(num: int, value: int | bytes) -> bytes:
+    if isinstance(value, int):
+        return _varint(num << 3) + _varint(value)
+    return _varint(num << 3 | 2) + _varint(len(value)) + value
+
+
+def test_protobuf_decoder_hand_built(tmp_path):
+    e1 = _field(1, 7) + _field(2, 61500) + _field(3, 5) + _field(7, "好看😀".encode()) + _field(8, 1600000000) \
+        + _field(12, b"7") + _field(20, b"ignored") + _varint(21 << 3 | 5) + b"\x00\x00\x80\x3f"
+    e2 = _field(1, 8) + _field(7, "零时".encode()) + _field(11, 1)  # progress 0 and mode omitted on the wire
+    e3 = _field(2, 1000) + _field(3, 7) + _field(7, b"[advanced]")
+    seg = _field(1, e1) + _field(1, e2) + _field(1, e3) + _field(5, b"colorful")
+    (tmp_path / "99-1.pb").write_bytes(seg)
+    (tmp_path / "99-2.pb").write_bytes(_field(1, _field(2, 400000) + _field(7, "后".encode())))
+    v = read_bilibili_protobuf([tmp_path / "99-2.pb", tmp_path / "99-1.pb"])
+    assert v.video == "99"
+    assert [(c.time, c.text, c.mode, c.pool) for c in v.comments] == [
+        (61.5, "好看😀", 5, 0), (0.0, "零时", 1, 1), (400.0, "后", 1, 0)]
+    assert v.comments[0].id == "7" and v.comments[0].ctime == 1600000000 and v.skipped["advanced"] == 1
+    assert [n for n, _, _ in iter_fields(seg)] == [1, 1, 1, 5]
+    (tmp_path / "bad-0.pb").write_bytes(seg[:-3])
+    with pytest.raises(TamError, match="bad-0.pb: not a Bilibili DmSegMobileReply"):
+        read_bilibili_protobuf([tmp_path / "bad-0.pb"])
+
+
+def test_json_formats(tmp_path):
+    (tmp_path / "ac.json").write_text(json.dumps([{"c": "12.5,16777215,1,25,u,1600000000,9", "m": "好 &amp; 坏"},
+                                                  {"c": "3,1,7,25,u,1", "m": "{}"}, {"c": "x", "m": "bad"}]))
+    v = read_json(tmp_path / "ac.json")
+    assert v.format == "acfun" and [(c.time, c.text) for c in v.comments] == [(12.5, "好 & 坏")]
+    assert dict(v.skipped) == {"advanced": 1, "bad_record": 1}
+    nico = [{"thread": {"x": 1}}, {"chat": {"vpos": 150, "content": "草", "mail": "184 ue"}},
+            {"chat": {"vpos": 20, "content": "うぽつ", "mail": "shita"}}]
+    (tmp_path / "nico.json").write_text(json.dumps(nico, ensure_ascii=False))
+    v = read_json(tmp_path / "nico.json")
+    assert v.format == "niconico" and [(c.time, c.text, c.mode) for c in v.comments] == [(1.5, "草", 5),
+                                                                                      (0.2, "うぽつ", 4)]
+    v1 = {"data": {"threads": [{"comments": [{"vposMs": 2500, "body": "すごい", "commands": ["big"]}]}]}}
+    (tmp_path / "nv1.json").write_text(json.dumps(v1, ensure_ascii=False))
+    assert [(c.time, c.text) for c in read_json(tmp_path / "nv1.json").comments] == [(2.5, "すごい")]
+    (tmp_path / "odd.json").write_text('{"foo": 1}')
+    with pytest.raises(TamError, match="odd.json"):
+        read_json(tmp_path / "odd.json")
+    (tmp_path / "broken.json").write_text('[{"c": ')
+    with pytest.raises(TamError, match="broken.json: not valid JSON"):
+        read_json(tmp_path / "broken.json")
+
+
+def test_csv_and_jsonl_tables(tmp_path):
+    (tmp_path / "t.csv").write_text("video,time,text\na,1.5,你好\nb,2,\"逗号,引号\"\na,x,坏\n", encoding="utf-8")
+    vs = read_table(tmp_path / "t.csv")
+    assert [(v.video, [(c.time, c.text) for c in v.comments]) for v in vs] == [("a", [(1.5, "你好")]),
+                                                                              ("b", [(2.0, "逗号,引号")])]
+    assert vs[0].skipped["bad_record"] == 1
+    (tmp_path / "t.jsonl").write_text('{"video": "v", "time": 3, "text": "哈哈"}\n\n{"video": "v", "time": 1, '
+                                      '"text": "嗯", "mode": 8}\n', encoding="utf-8")
+    (v,) = read_table(tmp_path / "t.jsonl")
+    assert [(c.time, c.text) for c in v.comments] == [(3.0, "哈哈")] and v.skipped["advanced"] == 1
+    (tmp_path / "bad.csv").write_text("vid,t,text\n1,2,3\n")
+    with pytest.raises(TamError, match="bad.csv: CSV header lacks"):
+        read_table(tmp_path / "bad.csv")
+    with pytest.raises(TamError, match="no such file"):
+        discover([tmp_path / "missing"])

@@ -1,0 +1,87 @@
+"""The synthetic videos are real H.264 + AAC MP4 files whose pixels, motion and sound carry the plan."""
+
+import colorsys
+
+import numpy as np
+import pytest
+
+from tam.demo.worlds.videos import AFFECT, CLASSES, FPS, SAMPLE_RATE, SCENE_HUES, VideoWorldSpec, make_videos
+from tam.errors import TamError
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("vworld")
+    plans = make_videos(root, VideoWorldSpec(labelled=6, unlabelled=3, min_segments=4, max_segments=6, seed=3))
+    return root, plans
+
+
+def _decode(path):
+    import av
+
+    with av.open(str(path)) as c:
+        v, a = c.streams.video[0], c.streams.audio[0]
+        assert v.codec_context.name == "h264" and a.codec_context.name == "aac"
+        assert a.rate == SAMPLE_RATE
+        frames = np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
+    with av.open(str(path)) as c:
+        res = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+        audio = np.concatenate([r.to_ndarray()[0] for f in c.decode(audio=0) for r in res.resample(f)])
+    return frames, audio
+
+
+def test_files_labels_and_truth(world):
+    root, plans = world
+    assert [p.video for p in plans["labelled"]] == [f"L{i:03d}" for i in range(6)]
+    lines = (root / "labels.csv").read_text().splitlines()
+    assert lines[0] == "video,label,split" and len(lines) == 7
+    for line, p in zip(lines[1:], plans["labelled"]):
+        video, label, _ = line.split(",")
+        assert video == p.video and label == CLASSES[p.label]
+        assert p.label == 2 * p.scene[p.cue] + (p.move[p.cue] > 0)
+        assert p.valence[p.cue] == AFFECT[label][0]
+    assert (root / "truth.json").is_file() and (root / "videos" / "unlabelled" / "U002.mp4").is_file()
+
+
+def test_pixels_motion_and_sound_carry_the_plan(world):
+    root, plans = world
+    p = plans["labelled"][0]
+    frames, audio = _decode(root / "videos" / "labelled" / f"{p.video}.mp4")
+    assert len(frames) == p.T * FPS and frames.shape[1:] == (64, 64, 3)
+    assert abs(len(audio) / SAMPLE_RATE - p.T) < 0.2
+    seg = frames.reshape(p.T, FPS, 64, 64, 3).astype(float)
+    for t in range(p.T):  # the tinted segments have the scene's hue; the others are grey-blue
+        mean = seg[t].mean((0, 1, 2)) / 255
+        hue = colorsys.rgb_to_hsv(*mean)[0]
+        if p.scene[t] >= 0:
+            target = SCENE_HUES[p.scene[t]]
+            assert min(abs(hue - target), 1 - abs(hue - target)) < 0.08, (t, hue, target)
+        else:
+            assert colorsys.rgb_to_hsv(*mean)[1] < 0.35
+    motion = (np.abs(np.diff(seg, axis=1)) > 100).mean((1, 2, 3, 4))  # large frame-to-frame changes per segment
+    moving = [t for t in range(p.T) if p.move[t]]
+    still = [t for t in range(p.T) if not p.move[t]]
+    assert min(motion[moving]) > 2 * max(motion[still])
+    energy = [np.sqrt(np.mean(audio[t * SAMPLE_RATE:(t + 1) * SAMPLE_RATE] ** 2)) for t in range(p.T)]
+    assert int(np.argmax(energy)) == p.cue and energy[p.cue] > 2 * np.median(energy)
+
+
+def test_rerun_keeps_rendered_files_and_is_deterministic(world):
+    root, plans = world
+    path = root / "videos" / "labelled" / "L001.mp4"
+    before = path.stat().st_mtime_ns
+    again = make_videos(root, VideoWorldSpec(labelled=6, unlabelled=3, min_segments=4, max_segments=6, seed=3))
+    assert path.stat().st_mtime_ns == before and again == plans
+
+
+def test_bad_spec_is_one_line_error(tmp_path):
+    with pytest.raises(TamError, match="even"):
+        make_videos(tmp_path, VideoWorldSpec(size=63))
+    with pytest.raises(TamError, match="segments"):
+        make_videos(tmp_path, VideoWorldSpec(min_segments=1))
+
+
+def test_resuming_with_other_settings_is_refused(world):
+    root, _ = world
+    with pytest.raises(TamError, match="other settings"):
+        make_videos(root, VideoWorldSpec(labelled=7, unlabelled=3, min_segments=4, max_segments=6, seed=3))
