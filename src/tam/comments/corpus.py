@@ -397,6 +397,7 @@ def prepare_corpus(inputs: Sequence[str | Path], out_dir: str | Path, lexicon: s
                    test_fraction: float = 0.2, seed: int = 0, filters: FilterSettings | None = None,
                    progress: bool = True) -> dict:
     """Build the corpus in `out_dir` (see the module docstring); return the stats report (also in stats.json)."""
+    _refuse_in_spawned_child()
     if masking not in MASKINGS:
         raise TamError(f"unknown masking {masking!r} (choose from {sorted(MASKINGS)})")
     t0 = time.perf_counter()
@@ -427,7 +428,7 @@ def _run_sources(sources: list[Source], settings: CorpusSettings, lexicon: dict,
     (out / "parts").mkdir(parents=True, exist_ok=True)
     args = (settings, lexicon, str(out))
     bar = tqdm(total=len(sources), unit="file", desc="comments", disable=not progress)
-    summaries = []
+    summaries: list[dict] = []
 
     def collect(results: Iterable[dict]) -> None:
         for s in results:
@@ -436,14 +437,50 @@ def _run_sources(sources: list[Source], settings: CorpusSettings, lexicon: dict,
                 tqdm.write(f"skipped {s['error']}")
             bar.update(1)
 
-    if workers <= 1:
-        _init_worker(*args)
-        collect(process_source(s) for s in sources)
-    else:
-        with mp.get_context("spawn").Pool(workers, _init_worker, args) as pool:
-            collect(pool.imap_unordered(process_source, sources, chunksize=1))
-    bar.close()
+    try:
+        if workers <= 1:
+            _init_worker(*args)
+            collect(process_source(s) for s in sources)
+        else:
+            collect(_in_pool(sources, args, workers, summaries))
+    finally:
+        bar.close()
     return summaries
+
+
+def _in_pool(sources: list[Source], args: tuple, workers: int, summaries: list[dict]) -> Iterable[dict]:
+    """Run `process_source` over `sources` in spawned worker processes; yield the summaries as they come.
+
+    A worker that dies (killed, out of memory, or refusing to start, see `_refuse_in_spawned_child`) breaks
+    the pool: the others are stopped and a one-line TamError says so; every source done so far keeps its
+    parts, so a re-run resumes."""
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    pool = ProcessPoolExecutor(workers, mp.get_context("spawn"), initializer=_init_worker, initargs=args)
+    try:
+        futures = [pool.submit(process_source, s) for s in sources]
+        for f in as_completed(futures):
+            yield f.result()
+    except BrokenProcessPool:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise TamError(f"a comment worker process died after {len(summaries)} of {len(sources)} sources (killed, "
+                       "out of memory, or prepare_corpus called from a script without an "
+                       "`if __name__ == \"__main__\":` guard, which spawned workers re-run): guard the call or "
+                       "free memory, then re-run to resume (sources done so far are kept), or use workers=1") from None
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _refuse_in_spawned_child() -> None:
+    """Stop at once when a spawned worker is re-importing a script that calls prepare_corpus unguarded.
+
+    With the spawn start method each worker imports the parent's `__main__`; without an
+    `if __name__ == "__main__":` guard that import calls prepare_corpus again, which would start workers of
+    its own. Exiting here (one line on stderr) makes the worker die, which the parent reports."""
+    if getattr(mp.current_process(), "_inheriting", False):  # what multiprocessing itself checks
+        raise SystemExit("tam: prepare_corpus was called while a worker process was starting: the calling "
+                         "script needs an `if __name__ == \"__main__\":` guard")
 
 
 def format_summary(stats: dict) -> str:

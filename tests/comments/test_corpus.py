@@ -1,0 +1,101 @@
+"""The batch job `prepare_corpus`: a dead worker never hangs it, size limits, resume."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tam.comments.corpus import prepare_corpus
+from tam.errors import TamError
+
+ROOT = Path(__file__).resolve().parents[2]
+ROWS = ((1, "我今天很开心"), (1.5, "我今天很开心"), (50, "我真的好难过呀"), (52, "坏"), (90, "我很开心啊"))
+
+
+def _inputs(tmp_path: Path, n: int) -> tuple[list[Path], Path]:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    files = []
+    for i in range(n):
+        f = folder / f"s{i:02d}.csv"
+        f.write_text("video,time,text\n" + "".join(f"v{i},{t},{x}\n" for t, x in ROWS), encoding="utf-8")
+        files.append(f)
+    lex = tmp_path / "lex.txt"
+    lex.write_text("开心\n难过\n", encoding="utf-8")
+    return files, lex
+
+
+def _kill_first_worker(stop: threading.Event) -> None:
+    while not stop.is_set():
+        for p in mp.active_children():
+            if p.pid:
+                os.kill(p.pid, signal.SIGKILL)
+                return
+        time.sleep(0.005)
+
+
+def test_killed_worker_fails_in_one_line_and_keeps_done_sources(tmp_path):
+    files, lex = _inputs(tmp_path, 6)
+    out = tmp_path / "out"
+    prepare_corpus(files[:3], out, str(lex), workers=1, progress=False)  # three sources done before
+    done = sorted((out / "parts").glob("*.json"))
+    assert len(done) == 3
+    stop = threading.Event()
+    killer = threading.Thread(target=_kill_first_worker, args=(stop,), daemon=True)
+    killer.start()
+    t0 = time.perf_counter()
+    try:
+        with pytest.raises(TamError) as e:
+            prepare_corpus(files, out, str(lex), workers=2, progress=False)
+    finally:
+        stop.set()
+        killer.join()
+    assert time.perf_counter() - t0 < 60
+    msg = str(e.value)
+    assert "\n" not in msg and "worker process died" in msg and "re-run to resume" in msg
+    assert not mp.active_children()  # the pool is stopped
+    assert all(p.is_file() for p in done)
+    stats = prepare_corpus(files, out, str(lex), workers=1, progress=False)
+    assert stats["sources_resumed"] >= 3 and stats["videos"] == 6 and not stats["sources_failed"]
+
+
+@pytest.mark.slow
+def test_unguarded_script_fails_fast_instead_of_hanging(tmp_path):
+    files, lex = _inputs(tmp_path, 2)
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "import sys\n"
+        "from tam.comments.corpus import prepare_corpus\n"
+        "from tam.errors import TamError\n"
+        "try:\n"
+        f"    prepare_corpus({[str(f) for f in files]!r}, {str(tmp_path / 'out')!r}, {str(lex)!r}, workers=2,\n"
+        "                   progress=False)\n"
+        "except TamError as e:\n"
+        "    print(f'error: {e}', file=sys.stderr)\n"
+        "    sys.exit(2)\n", encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=180, env=env)
+    assert r.returncode == 2, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("error: ")]
+    assert len(lines) == 1 and "__main__" in lines[0] and "worker process died" in lines[0]
+    assert "needs an `if __name__" in r.stderr  # the worker's own one-line reason
+    assert "Traceback" not in r.stderr
+
+
+def test_guarded_two_workers_matches_one(tmp_path):
+    files, lex = _inputs(tmp_path, 3)
+    a = prepare_corpus(files, tmp_path / "a", str(lex), workers=1, progress=False)
+    b = prepare_corpus(files, tmp_path / "b", str(lex), workers=2, progress=False)
+    assert a["filters"] == b["filters"] and a["comments_written"] == b["comments_written"]
+    for name in ("comments.parquet", "segments.parquet", "vocab.json"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    assert json.loads((tmp_path / "b" / "stats.json").read_text())["videos"] == 3
