@@ -4,6 +4,8 @@ HELP = "generate the built-in synthetic world (feature store + labels CSV)"
 EXAMPLES = """\
   tam synth --out /tmp/world                 # 600 videos, seed 0
   tam synth --out /tmp/world --videos 2000 --seed 3
+  tam synth --out /tmp/timing --world timing  # a world with power (docs/synthetic.md): 400 train + 1,000 test
+  tam synth --out /tmp/pre --world pretrain --unlabelled 600   # + unlabelled videos and their comment corpus
 """
 
 
@@ -11,6 +13,11 @@ def add_arguments(p) -> None:
     p.add_argument("--out", required=True, help="output folder (store/ and labels.csv are written inside)")
     p.add_argument("--videos", type=int, default=600, help="number of videos (default 600)")
     p.add_argument("--seed", type=int, default=0, help="world seed (default 0)")
+    p.add_argument("--world", default="features", choices=["features", "timing", "order", "cooccur", "pretrain"],
+                   help="features (default: the demo's world) or a world with power (see docs/synthetic.md)")
+    p.add_argument("--train", type=int, default=400, help="worlds with power: training rows (default 400)")
+    p.add_argument("--test", type=int, default=1000, help="worlds with power: test rows (default 1000)")
+    p.add_argument("--unlabelled", type=int, default=600, help="pretrain world: unlabelled videos with comments")
 
 
 def run(args) -> int:
@@ -18,9 +25,28 @@ def run(args) -> int:
 
     from tam.demo.worlds.features import WorldSpec, make_world
 
+    if args.world != "features":
+        return _power(args)
     bar = tqdm(total=args.videos, desc="videos")
     store, labels = make_world(args.out, WorldSpec(n_videos=args.videos, seed=args.seed),
                                progress=lambda i, n: bar.update(1))
     bar.close()
     print(f"feature store: {store}\nlabels:        {labels}")
+    return 0
+
+
+def _power(args) -> int:
+    from tqdm import tqdm
+
+    from tam.demo.worlds.power import CorpusSpec, PowerSpec, make_power_world, make_pretrain_corpus
+
+    spec = PowerSpec(world=args.world, n_train=args.train, n_test=args.test, seed=args.seed)
+    with tqdm(total=args.train + args.test, desc=f"{args.world} videos") as bar:
+        store, labels = make_power_world(args.out, spec, progress=lambda i, n: bar.update(1))
+    print(f"feature store: {store}\nlabels:        {labels}")
+    if args.world == "pretrain":
+        with tqdm(total=args.unlabelled, desc="unlabelled videos") as bar:
+            ustore, corpus = make_pretrain_corpus(f"{args.out}/unlabelled", spec, CorpusSpec(n_videos=args.unlabelled),
+                                                  progress=lambda i, n: bar.update(1))
+        print(f"unlabelled:    {ustore}\ncorpus:        {corpus}")
     return 0
