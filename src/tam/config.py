@@ -21,6 +21,9 @@ from tam.errors import TamError
 FUSIONS = ("ctm", "inner", "cross", "concat", "divide", "joint")
 """Fusion strategies: the paper's CTM, its two ablations (Table 2, lower) and three baselines (section 5.3)."""
 
+READOUTS = ("f0", "mean", "attentive")
+"""What the head reads from the fusion output f: the paper's f^0, or a pooling over the valid segments."""
+
 
 @dataclass
 class ModelConfig:
@@ -33,6 +36,9 @@ class ModelConfig:
     ffn_mult: int = 4  # FFN hidden width = ffn_mult * d
     dropout: float = 0.1
     T: int = 64  # segments per training clip; evaluation slides windows of T over the whole video
+    # what the head reads: f0 (the paper's video token f^0) | mean (mean of f over the valid segments) |
+    # attentive (a learned query's softmax over the valid segments of f; docs/pretraining.md "Readout")
+    readout: str = "f0"
 
 
 @dataclass
@@ -59,6 +65,8 @@ class OptimConfig:
     lr_gamma: float = 0.1
     grad_clip: float = 1.0  # max global gradient norm; 0 = off
     fusion_lr: float = 0.0  # lr of the fusion module when fine-tuning from train.init_from (paper: 1e-5); 0 = lr
+    freeze_fusion_epochs: int = 0  # fine-tuning: the fusion module is not updated in the first this many epochs
+    layer_decay: float = 1.0  # fine-tuning: fusion layer l of L gets fusion lr × layer_decay^(L - l); 1 = off
 
 
 @dataclass
@@ -89,6 +97,11 @@ class RunConfig:
                            f"got {m.modalities}")
         if m.d % m.heads:
             raise TamError(f"model.d = {m.d} is not divisible by model.heads = {m.heads}")
+        if m.readout not in READOUTS:
+            raise TamError(f"model.readout must be one of {READOUTS}, got {m.readout!r}")
+        if self.optim.freeze_fusion_epochs < 0 or not 0 < self.optim.layer_decay <= 1:
+            raise TamError(f"optim.freeze_fusion_epochs must be >= 0 and optim.layer_decay in (0, 1], got "
+                           f"{self.optim.freeze_fusion_epochs}, {self.optim.layer_decay}")
         if self.data.task not in ("classification", "regression"):
             raise TamError(f"data.task must be classification or regression, got {self.data.task!r}")
         if self.optim.optimizer not in ("adam", "adamw"):

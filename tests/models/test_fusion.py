@@ -170,3 +170,32 @@ def test_order_matters_through_position_embedding():
     v = torch.ones_like(valid)
     with torch.no_grad():
         assert (model(x, v, present).f0 - model(xr, v, present).f0).abs().max() > 1e-4
+
+
+def test_attention_maps_match_the_forward_and_mask_padding():
+    """attention_maps: rows sum to 1, padded keys get 0, and weights · V reproduce the layer's attention."""
+    import torch.nn.functional as F
+
+    from tam.models.fusion import CTMFusion, attention_maps, layer_attention, token_mask
+
+    torch.manual_seed(0)
+    dims = {"image": 6, "motion": 5, "audio": 4}
+    fusion = CTMFusion(dims, d=8, layers=2, heads=2, T=5, dropout=0.0).eval()
+    x = {m: torch.randn(2, 5, D) for m, D in dims.items()}
+    valid = torch.tensor([[True] * 5, [True, True, True, False, False]])
+    present = torch.ones(2, 3, dtype=torch.bool)
+    maps = attention_maps(fusion, x, valid, present)
+    assert len(maps) == 2 and maps[0].shape == (2, 9, 2, 6, 6)  # 3 inner + 6 cross pairs, T+1 = 6 tokens
+    assert torch.allclose(maps[1].sum(-1), torch.ones(2, 9, 2, 6))
+    assert (maps[1][1, :, :, :, 4:] == 0).all()  # the padded segments 4, 5 (tokens) are never attended
+    layer = fusion.layers[0]
+    Z = fusion.embed(x)
+    key_ok = token_mask(valid)[:, None, :] & present[:, :, None]
+    A = layer_attention(layer, Z, key_ok)
+    V = torch.einsum("bmld,mde->bmle", layer.norm1(Z), layer.W_qkv).chunk(3, -1)[2]
+    V = V.reshape(2, 3, 6, 2, 4).transpose(2, 3)[:, layer.k_idx]  # [B, P, h, L, dh]
+    Q, K = (t.reshape(2, 3, 6, 2, 4).transpose(2, 3) for t in torch.einsum(
+        "bmld,mde->bmle", layer.norm1(Z), layer.W_qkv).chunk(3, -1)[:2])
+    ref = F.scaled_dot_product_attention(Q[:, layer.q_idx], K[:, layer.k_idx], V,
+                                         attn_mask=key_ok[:, layer.k_idx][:, :, None, None, :])
+    assert torch.allclose(A @ V, ref, atol=1e-5)

@@ -168,3 +168,36 @@ class CTMFusion(nn.Module):
         f = torch.einsum("bm,bmld->bld", w, O)  # Eq. (6): f [B, T+1, d]
         f = f * tok[..., None].to(f.dtype)
         return FusionOutput(f=f, f0=f[:, 0], valid=tok)
+
+
+def layer_attention(layer: CTMLayer, Z: Tensor, key_ok: Tensor) -> Tensor:
+    """The attention weights σ(Q^m K^nᵀ/√d_h) of one CTM layer for its input Z [B, M, L, d]: [B, P, h, L, L] over
+    the layer's (query modality, key modality) pairs (`CTMLayer.pairs`: the M inner ones first); 0 on masked keys."""
+    B, M, L, d = Z.shape
+    h, dh = layer.h, d // layer.h
+    QKV = torch.einsum("bmld,mde->bmle", layer.norm1(Z), layer.W_qkv)
+    Q, K, _ = (t.reshape(B, M, L, h, dh).transpose(2, 3) for t in QKV.chunk(3, dim=-1))  # [B, M, h, L, dh]
+    S = torch.einsum("bphqe,bphke->bphqk", Q[:, layer.q_idx], K[:, layer.k_idx]) / math.sqrt(dh)
+    mask = key_ok[:, layer.k_idx]  # [B, P, L]
+    mask = mask | ~mask.any(-1, keepdim=True)
+    return S.float().masked_fill(~mask[:, :, None, None, :], float("-inf")).softmax(-1)
+
+
+@torch.no_grad()
+def attention_maps(fusion: CTMFusion, x: dict[str, Tensor], valid: Tensor, present: Tensor) -> list[Tensor]:
+    """Per CTM layer, the attention weights [B, P, h, T+1, T+1] of a forward pass in eval mode (forward
+    pre-hooks read each layer's input; the forward itself is unchanged). Row 0 is f^0's token X_0."""
+    if not isinstance(fusion, CTMFusion):
+        raise TypeError(f"attention maps are defined for CTM fusions, not {type(fusion).__name__}")
+    maps: list[Tensor] = []
+    hooks = [layer.register_forward_pre_hook(lambda mod, args: maps.append(layer_attention(mod, args[0], args[1])))
+             for layer in fusion.layers]
+    was_training = fusion.training
+    fusion.eval()
+    try:
+        fusion(x, valid, present)
+    finally:
+        for hk in hooks:
+            hk.remove()
+        fusion.train(was_training)
+    return maps

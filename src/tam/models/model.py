@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from torch import Tensor, nn
 
 from tam.config import ModelConfig
 from tam.models.baselines import ConcatFusion, JointFusion
 from tam.models.fusion import CTMFusion, FusionOutput
-from tam.models.heads import Head
+from tam.models.heads import Head, SegmentPool
 
 REGRESSION_TARGETS = ("valence", "arousal")
 
@@ -16,14 +18,18 @@ REGRESSION_TARGETS = ("valence", "arousal")
 class AffectModel(nn.Module):
     """`forward_features` gives the fused representation; `forward_head` the prediction from f^0."""
 
-    def __init__(self, fusion: nn.Module, outputs: int, dropout: float):
+    def __init__(self, fusion: nn.Module, outputs: int, dropout: float, readout: str = "f0"):
         super().__init__()
         self.fusion = fusion
         self.modalities = list(fusion.modalities)
-        self.head = Head(fusion.out_dim, outputs, dropout)
+        self.readout = readout
+        pool = None if readout == "f0" else SegmentPool(fusion.d, readout)
+        self.head = Head(fusion.out_dim if pool is None else fusion.d, outputs, dropout, pool)
 
     def forward_features(self, x: dict[str, Tensor], valid: Tensor, present: Tensor) -> FusionOutput:
-        return self.fusion(x, valid, present)
+        """The fusion output; its `f0` is what the head reads (`model.readout`: f^0 or a pooling of f)."""
+        fo = self.fusion(x, valid, present)
+        return fo if self.head.pool is None else replace(fo, f0=self.head.pool(fo.f, fo.valid))
 
     def forward_head(self, f0: Tensor) -> Tensor:
         return self.head(f0)
@@ -51,7 +57,7 @@ def build_model(cfg: ModelConfig, dims: dict[str, int], outputs: int) -> AffectM
     missing = [m for m in cfg.modalities if m not in dims]
     if missing:
         raise ValueError(f"modalities {missing} have no features (available: {sorted(dims)})")
-    return AffectModel(build_fusion(cfg, dims), outputs, cfg.dropout)
+    return AffectModel(build_fusion(cfg, dims), outputs, cfg.dropout, readout=cfg.readout)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -37,6 +37,7 @@ from tam.io import write_json, write_text
 from tam.models.model import build_model
 from tam.train import distributed
 from tam.train.checkpoint import load_state, save_model, save_state
+from tam.train.groups import drop_frozen_grads, param_groups
 from tam.version import code_version
 
 
@@ -173,11 +174,9 @@ class Run:
         torch.manual_seed(cfg.train.seed)
         self.model = build_model(cfg.model, data.store.manifest.dims, self.outputs).to(device)
         self.mean, self.std = target_stats(data.train)
-        groups = [{"params": list(self.model.head.parameters())},
-                  {"params": list(self.model.fusion.parameters())}]
         if cfg.train.init_from:
             init_fusion(self.model, cfg.train.init_from, data.store)
-            groups[1]["lr"] = cfg.optim.fusion_lr or cfg.optim.lr
+        groups = param_groups(self.model, cfg.optim, cfg.model.layers, fine_tuning=bool(cfg.train.init_from))
         opt = torch.optim.AdamW if cfg.optim.optimizer == "adamw" else torch.optim.Adam
         self.opt = opt(groups, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
         step = cfg.optim.lr_step_epochs or 10**9
@@ -217,6 +216,7 @@ class Run:
             loss = loss_sum(self.cfg.data.task, out, b.target, self.mean, self.std) * (self.d.world / len(g))
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
+            drop_frozen_grads(self.model, self.cfg.optim, epoch, fine_tuning=bool(self.cfg.train.init_from))
             if self.cfg.optim.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
             self.opt.step()
