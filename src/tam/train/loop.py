@@ -270,8 +270,13 @@ def _read_metrics(path: Path, before_epoch: int) -> list[dict]:
         return [r for r in csv.DictReader(f) if int(r["epoch"]) < before_epoch]
 
 
-def fit(cfg: RunConfig, run_dir: str | Path, log=print) -> dict:
-    """Train, select on validation, test the best checkpoint once; returns the results dict."""
+def fit(cfg: RunConfig, run_dir: str | Path, log=print, on_epoch=None, test: bool = True) -> dict:
+    """Train, select on validation, test the best checkpoint once; returns the results dict.
+
+    `on_epoch(epoch, score, row)` is called on the main process after each epoch is saved (score: the validation
+    selection score; row: the metrics.csv row); an exception it raises (e.g. optuna.TrialPruned) ends the run
+    after closing its writers. `test=False` never evaluates the test split (hyper-parameter search).
+    """
     d, device = distributed.init(cfg.train.device)
     run_dir = Path(run_dir)
     data = prepare_data(cfg)
@@ -312,9 +317,16 @@ def fit(cfg: RunConfig, run_dir: str | Path, log=print) -> dict:
             save_state(run_dir / "last.pt", run.state(epoch))
             log(f"epoch {epoch + 1:>3}/{cfg.optim.epochs}  loss {loss:.4f}  val {_fmt(val)}"
                 + ("  *" if run.best_epoch == epoch else ""))
+            if on_epoch is not None:
+                try:
+                    on_epoch(epoch, score, row)
+                except BaseException:
+                    tb.close()
+                    distributed.shutdown(d)
+                    raise
         run.best, run.best_epoch = distributed.broadcast_object(d, (run.best, run.best_epoch))
         distributed.barrier(d)
-    results = finish(run)
+    results = finish(run, score_test=test)
     if tb is not None:
         tb.close()
     distributed.shutdown(d)
@@ -325,19 +337,23 @@ def _fmt(metrics: dict) -> str:
     return "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())
 
 
-def finish(run: Run) -> dict:
-    """Reload the best checkpoint, evaluate validation and test once, write results.json and results.md."""
+def finish(run: Run, score_test: bool = True) -> dict:
+    """Reload the best checkpoint, evaluate validation and test once, write results.json and results.md.
+
+    With `score_test=False` the test split is neither evaluated nor scored by the baseline (results["test"] = {}).
+    """
     from safetensors.torch import load_file
 
     cfg, data, d = run.cfg, run.data, run.d
     distributed.barrier(d)
     run.model.load_state_dict(load_file(str(run.run_dir / "best.safetensors"), device=str(run.device)))
     val, _ = run.eval_split(data.val)
-    test, pred = run.eval_split(data.test) if len(data.test) else ({}, None)
+    test, pred = run.eval_split(data.test) if score_test and len(data.test) else ({}, None)
     results = {
         "task": cfg.data.task, "config": to_dict(cfg), "code_version": code_version(),
         "n": {"train": len(data.train), "val": len(data.val), "test": len(data.test), "skipped": len(data.skipped)},
-        "best_epoch": run.best_epoch, "val": val, "test": test, "baseline": baseline(data.train, data.test),
+        "best_epoch": run.best_epoch, "val": val, "test": test,
+        "baseline": baseline(data.train, data.test) if score_test else {},
         "random_init_features": data.store.manifest.random_init, "classes": data.labels.classes,
         "data_wait_seconds": run.data_wait,
     }
