@@ -1,23 +1,49 @@
-"""`tam store info`: describe a feature store (manifest, video count, segment counts, presence)."""
+"""`tam store STORE`: describe a feature store (manifest, video count, segment counts, presence);
+`tam store check STORE`: check every entry (meta.json, .npy headers and sizes) and list the damaged ones."""
 
-HELP = "describe a feature store: encoders, dims, videos, segments, missing modalities"
+HELP = "describe a feature store (encoders, dims, videos, segments), or `check` its entries"
 EXAMPLES = """\
   tam store /tmp/world/store
   tam store feats/ --list
+  tam store check feats/          # one line per damaged entry; exit 1 if any
 """
 
 
 def add_arguments(p) -> None:
-    p.add_argument("path", help="feature store folder")
+    p.add_argument("path", nargs="+", metavar="[check] STORE", help="feature store folder (after `check`: check it)")
     p.add_argument("--list", action="store_true", help="also list every video with its segment count")
 
 
 def run(args) -> int:
+    from tam.errors import TamError
+
+    if len(args.path) == 2 and args.path[0] == "check":
+        return check(args.path[1])
+    if len(args.path) != 1:
+        raise TamError(f"give one store folder (or `check STORE`), got {args.path}")
+    return info(args.path[0], args.list)
+
+
+def check(path: str) -> int:
+    """Print one line per damaged entry and a summary; 1 if any entry is damaged."""
+    from tam.features.store import FeatureStore
+
+    store = FeatureStore.open(path)
+    problems = store.check()
+    for p in problems:
+        print(p)
+    folder = store.root / "videos"
+    n = sum(not d.name.startswith(".") for d in folder.iterdir()) if folder.is_dir() else 0
+    print(f"{store.root}: {n} entries checked, {len(problems)} damaged")
+    return 1 if problems else 0
+
+
+def info(path: str, list_videos: bool) -> int:
     import numpy as np
 
     from tam.features.store import FeatureStore
 
-    store = FeatureStore.open(args.path)
+    store = FeatureStore.open(path)
     m = store.manifest
     print(f"store {store.root}  (format {m.format_version}, code {m.code_version})")
     print(f"segments: {m.segment}")
@@ -31,7 +57,7 @@ def run(args) -> int:
         Ts.append(f.T)
         for k, p in f.present.items():
             absent[k] += not p
-        if args.list:
+        if list_videos:
             print(f"  {v}  T={f.T}  missing={[k for k, p in f.present.items() if not p]}")
     if Ts:
         print(f"videos: {len(videos)}; segments per video: min {min(Ts)}, median {int(np.median(Ts))}, max {max(Ts)}")

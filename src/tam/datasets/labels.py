@@ -58,7 +58,7 @@ def read_labels(path: str | Path, task: str, classes: list[str] | None = None) -
     if any(n not in header for n in need):
         raise TamError(f"{path}:1: header must contain {need} (+ optional split) for {task}, got {header}")
     col = {h: i for i, h in enumerate(header)}
-    videos, raw, split, seen = [], [], [], set()
+    videos, raw, split, lines, seen = [], [], [], [], set()
     for lineno, row in enumerate(rows[1:], start=2):
         if not row or all(not c.strip() for c in row):
             continue
@@ -85,15 +85,21 @@ def read_labels(path: str | Path, task: str, classes: list[str] | None = None) -
                 raise TamError(f"{path}:{lineno}: valence/arousal must be finite, got {raw[-1]}")
         videos.append(video)
         split.append(s)
+        lines.append(lineno)
     if not videos:
         raise TamError(f"{path}: no rows")
     if task == "regression":
         return Labels(task, videos, np.asarray(raw, dtype=np.float32).reshape(-1, 2), split)
-    classes = list(classes) if classes else sorted(set(raw))
+    given = bool(classes)
+    classes = list(classes) if given else sorted({lab for lab, sp in zip(raw, split) if sp != "test"})
     index = {c: i for i, c in enumerate(classes)}
-    for lineno, lab in enumerate(raw, start=2):
-        if lab not in index:
-            raise TamError(f"{path}: label {lab!r} of video {videos[lineno - 2]!r} is not one of the classes {classes}")
+    for lineno, (lab, video, sp) in zip(lines, zip(raw, videos, split)):
+        if lab in index:
+            continue
+        if given:
+            raise TamError(f"{path}:{lineno}: label {lab!r} of video {video!r} is not one of the classes {classes}")
+        raise TamError(f"{path}:{lineno}: class {lab!r} of video {video!r} appears only in {sp} rows (the train/val "
+                       f"rows have {classes}); list every class in data.classes to keep it")
     return Labels(task, videos, np.asarray([index[c] for c in raw], dtype=np.int64), split, classes)
 
 

@@ -73,7 +73,7 @@ def _open_features(root: str, ids: list[str], meta: dict, where: str):
     check_identity(store.manifest, want, list(meta["model"]["modalities"]), root)
     have = set(store.videos())
     items = [(v, "", "" if v in have else f"{root}: no features for video {v!r}") for v in (ids or sorted(have))]
-    return store, items
+    return store, [(v, p, e or next(iter(store.check([v])), "")) for v, p, e in items]  # damaged entries fail
 
 
 def _extract(videos, meta, where, root, weights, audio_pca, device, batch, workers, strict, progress):
@@ -117,14 +117,17 @@ def _analyse_all(net, meta, store, items, method, device, batch, progress, where
             results.append({"video": video, "source": path, "status": "failed", "error": error})
             continue
         t0 = time.perf_counter()
-        vf = store.read(video)
-        an = analyse(net, meta, store, video, method, device, batch)
-        r = video_result(vf, path or vf.extra.get("source", ""), an, meta, method, where,
-                         store.manifest.random_init, time.perf_counter() - t0)
-        if wm is not None:
-            from tam.infer.words import predict_words
+        try:  # a damaged entry fails this video only; the rest of the batch goes on
+            vf = store.read(video)
+            an = analyse(net, meta, store, video, method, device, batch)
+            r = video_result(vf, path or vf.extra.get("source", ""), an, meta, method, where,
+                             store.manifest.random_init, time.perf_counter() - t0)
+            if wm is not None:
+                from tam.infer.words import predict_words
 
-            r["words"] = predict_words(wm, store, video, device)
+                r["words"] = predict_words(wm, store, video, device)
+        except TamError as e:
+            r = {"video": video, "source": path, "status": "failed", "error": str(e)}
         results.append(r)
     return results
 

@@ -67,6 +67,11 @@ def analyse(model: AffectModel, meta: dict, store: FeatureStore, video: str, met
     from tam.train.loop import autocast
 
     cfg, score = meta["model"], Scorer(meta)
+    if len(score.names) != model.head.fc.out_features:
+        from tam.errors import TamError
+
+        raise TamError(f"the model has {model.head.fc.out_features} outputs but its description names "
+                       f"{len(score.names)} ({score.names[:5]})")
     ds = ClipDataset(store, [video], np.zeros(1), list(cfg["modalities"]), int(cfg["T"]), train=False)
     T_v, windows = ds.lengths()[0], ds.windows()
     K = len(score.names)

@@ -13,7 +13,6 @@ fine-tuned classifier's fusion has moved away from the decoder's input space).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +20,8 @@ import numpy as np
 import torch
 
 from tam.errors import TamError
+
+MAX_VOCAB = 1 << 24
 
 
 @dataclass
@@ -34,36 +35,73 @@ class WordModel:
 
 def load_word_model(run_dir: str | Path, vocab: str = "", device: str = "cpu") -> WordModel:
     """Rebuild fusion + decoder from `run_dir/pretrained.{json,safetensors}`; `vocab` defaults to the corpus's."""
-    import yaml
-    from safetensors.torch import load_file
-
-    from tam.comments.process import SPECIAL_TOKENS
-    from tam.config import ModelConfig, from_dict
-    from tam.models.decoder import TscPretrainModel, VideoTSCDecoder
-    from tam.models.model import build_fusion
-    from tam.train.pretrain import DecoderConfig
+    from tam.train.checkpoint import build_checked, check_dims, check_features, check_model_config, read_json
+    from tam.train.pretrain import PretrainConfig, build_pretrain_model
 
     run_dir = Path(run_dir)
     meta_path, weights = run_dir / "pretrained.json", run_dir / "pretrained.safetensors"
     if not meta_path.is_file() or not weights.is_file():
         raise TamError(f"{run_dir}: no pre-trained decoder (pretrained.json + pretrained.safetensors)")
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    meta = read_json(meta_path)
+    cfg = check_model_config(meta, meta_path)
+    dims = check_dims(meta, cfg, meta_path)
+    check_features(meta, dims, meta_path)
+    dc = _decoder_config(meta, cfg, meta_path)
+    tokens = _vocab(run_dir, vocab, meta["vocab_size"])
+    pcfg = PretrainConfig(model=cfg, decoder=dc)
+    model = build_checked(lambda: build_pretrain_model(pcfg, dims, meta["vocab_size"]), weights, device, meta_path)
+    return WordModel(model.to(device).eval(), meta, tokens, cfg.T, str(run_dir))
+
+
+def _decoder_config(meta: dict, cfg, path: Path):
+    """`meta["decoder"]` and `meta["vocab_size"]`, type- and range-checked (nothing is built yet)."""
+    from tam.comments.process import SPECIAL_TOKENS
+    from tam.config import from_dict
+    from tam.train.pretrain import DecoderConfig
+
+    if not isinstance(meta.get("decoder"), dict):
+        raise TamError(f"{path}: no 'decoder' section")
+    try:
+        dc = from_dict(DecoderConfig, meta["decoder"], "decoder")
+    except TamError as e:
+        raise TamError(f"{path}: {e}") from None
+    ranges = {"layers": (0, 1024), "heads": (1, 4096), "ffn_mult": (1, 256), "max_len": (2, 1 << 16)}
+    for key, (lo, hi) in ranges.items():
+        if not lo <= getattr(dc, key) <= hi:
+            raise TamError(f"{path}: decoder.{key} = {getattr(dc, key)} is outside [{lo}, {hi}]")
+    if cfg.d % dc.heads or not 0 <= dc.dropout < 1:
+        raise TamError(f"{path}: decoder.heads = {dc.heads} does not divide model.d = {cfg.d}, or bad dropout")
+    n = meta.get("vocab_size")
+    if not isinstance(n, int) or isinstance(n, bool) or not len(SPECIAL_TOKENS) < n <= MAX_VOCAB:
+        raise TamError(f"{path}: 'vocab_size' must be an integer in ({len(SPECIAL_TOKENS)}, {MAX_VOCAB}], got "
+                       f"{str(n)[:40]}")
+    return dc
+
+
+def _vocab(run_dir: Path, vocab: str, size: int) -> list[str]:
+    """The corpus's tokens (from `vocab`, or the corpus named in run_dir/config.yaml), checked against `size`."""
+    import yaml
+
+    from tam.comments.process import SPECIAL_TOKENS
+    from tam.train.checkpoint import read_json
+
     if not vocab and (run_dir / "config.yaml").is_file():
-        corpus = (yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}).get("data", {})
-        vocab = str(Path(corpus.get("corpus", "")) / "vocab.json") if corpus.get("corpus") else ""
+        try:
+            corpus = (yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}).get("data", {})
+        except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError):
+            raise TamError(f"{run_dir / 'config.yaml'}: unreadable config") from None
+        vocab = str(Path(corpus.get("corpus", "")) / "vocab.json") if isinstance(corpus, dict) and \
+            isinstance(corpus.get("corpus"), str) and corpus.get("corpus") else ""
     if not vocab or not Path(vocab).is_file():
         raise TamError(f"{run_dir}: cannot find the corpus vocabulary ({vocab or 'no corpus in config.yaml'}); "
                        "pass --vocab CORPUS/vocab.json")
-    tokens = json.loads(Path(vocab).read_text(encoding="utf-8"))["tokens"]
-    if len(tokens) != meta["vocab_size"] or tuple(tokens[:len(SPECIAL_TOKENS)]) != SPECIAL_TOKENS:
+    tokens = read_json(vocab, "vocabulary", limit=256 << 20).get("tokens")
+    if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+        raise TamError(f"{vocab}: 'tokens' must be a list of strings")
+    if len(tokens) != size or tuple(tokens[:len(SPECIAL_TOKENS)]) != SPECIAL_TOKENS:
         raise TamError(f"{vocab}: {len(tokens)} tokens, but the decoder in {run_dir} was trained on "
-                       f"{meta['vocab_size']} (or the special tokens differ)")
-    cfg, dc = from_dict(ModelConfig, meta["model"]), from_dict(DecoderConfig, meta["decoder"])
-    decoder = VideoTSCDecoder(meta["vocab_size"], d=cfg.d, layers=dc.layers, heads=dc.heads, ffn_mult=dc.ffn_mult,
-                              dropout=dc.dropout, max_len=dc.max_len)
-    model = TscPretrainModel(build_fusion(cfg, meta["dims"]), decoder)
-    model.load_state_dict(load_file(str(weights), device=str(device)), strict=True)
-    return WordModel(model.to(device).eval(), meta, tokens, cfg.T, str(run_dir))
+                       f"{size} (or the special tokens differ)")
+    return tokens
 
 
 @torch.no_grad()
@@ -80,7 +118,8 @@ def predict_words(wm: WordModel, store, video: str, device: torch.device, k: int
     for w in ds.windows():
         b = collate([ds[w]]).to(device)
         with autocast(device):
-            fo = wm.model.fusion(b.x, b.valid, b.present)
+            x = wm.model.norm(b.x, b.valid) if hasattr(wm.model, "norm") else b.x  # the decoder's training input
+            fo = wm.model.fusion(x, b.valid, b.present)
             tok = torch.tensor([[s_id, m_id]], device=device)
             ok = torch.ones_like(tok, dtype=torch.bool)
             p_w = wm.model.decoder(tok, ok, fo.f, fo.valid).word_logits[0, 1].float()

@@ -1,20 +1,37 @@
 """Checkpoints. A model is `NAME.safetensors` (weights) + `NAME.json` (everything needed to rebuild it), so a
 run directory rebuilds its model alone. The resume state (`last.pt`: optimiser, scheduler, RNG, epoch) holds
 only tensors and plain containers and is read with `torch.load(weights_only=True)`.
+
+Loading treats both files as untrusted: the JSON description is read with a size cap and checked (types,
+ranges, classes vs outputs), the safetensors header is parsed here with bounded reads, and the model is first
+built on the `meta` device (no memory) so its parameter names, shapes and dtypes are compared with the header
+before anything is allocated. Every failure is a one-line `TamError` naming the file.
 """
 
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from tam.config import ModelConfig, from_dict
+from tam.config import FUSIONS, ModelConfig, from_dict
 from tam.errors import TamError
 from tam.io import atomic_write, write_json
-from tam.models.model import AffectModel, build_model
+from tam.models.model import REGRESSION_TARGETS, AffectModel, build_model
+
+MAX_JSON_BYTES = 4 << 20  # a checkpoint description is a few kB
+MAX_HEADER_BYTES = 100 << 20  # the safetensors format's own cap
+MAX_DIM = 1 << 20  # feature width of one modality
+MAX_OUTPUTS = 1 << 16
+# ranges of the model description; a file beyond them is refused before anything is built
+RANGES = {"d": (1, 1 << 16), "layers": (0, 1024), "heads": (1, 1 << 12), "ffn_mult": (1, 256), "T": (1, 1 << 20)}
+DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+          "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+          "BOOL": torch.bool}
 
 
 def save_model(run_dir: str | Path, name: str, model: torch.nn.Module, meta: dict) -> None:
@@ -25,22 +42,254 @@ def save_model(run_dir: str | Path, name: str, model: torch.nn.Module, meta: dic
     write_json(run_dir / f"{name}.json", meta)
 
 
+# ---- untrusted files: bounded reads ------------------------------------------------------------
+def read_json(path: str | Path, what: str = "checkpoint description", limit: int = MAX_JSON_BYTES) -> dict:
+    """A JSON object from `path`, read with a size cap; any problem is a one-line TamError naming the file."""
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            raw = f.read(limit + 1)
+    except OSError as e:
+        raise TamError(f"{path}: cannot read the {what} ({e.strerror or e})") from None
+    if len(raw) > limit:
+        raise TamError(f"{path}: {what} larger than {limit} bytes; refusing it")
+    try:
+        obj = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise TamError(f"{path}: {what} is not UTF-8 text") from None
+    except (ValueError, RecursionError) as e:
+        raise TamError(f"{path}: {what} is not valid JSON ({str(e).splitlines()[0][:120]})") from None
+    if not isinstance(obj, dict):
+        raise TamError(f"{path}: {what} must be a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+def safetensors_header(path: str | Path) -> dict[str, tuple[torch.dtype, tuple[int, ...]]]:
+    """name -> (dtype, shape) from a safetensors file's header, checked against the file's size.
+
+    Reads 8 bytes (little-endian header length, capped) and the header; the tensors' byte ranges must tile
+    the data area exactly, so nothing the header promises lies outside the file.
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as f:
+            raw = f.read(8)
+            n = int.from_bytes(raw, "little") if len(raw) == 8 else -1
+            if n < 0:
+                raise TamError(f"{path}: not a safetensors file ({size} bytes, no header length)")
+            if n > MAX_HEADER_BYTES or 8 + n > size:
+                raise TamError(f"{path}: corrupt safetensors file (header of {n} bytes in a {size}-byte file)")
+            head = f.read(n)
+    except OSError as e:
+        raise TamError(f"{path}: cannot read the weights ({e.strerror or e})") from None
+    try:
+        obj = json.loads(head.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise TamError(f"{path}: corrupt safetensors file (the header is not valid JSON)") from None
+    if not isinstance(obj, dict):
+        raise TamError(f"{path}: corrupt safetensors file (the header is not a JSON object)")
+    obj.pop("__metadata__", None)
+    out, spans = {}, []
+    for name, info in obj.items():
+        dtype, shape, span = _tensor_info(path, name, info)
+        out[name] = (dtype, shape)
+        spans.append(span)
+    end = 0
+    for a, b in sorted(spans):
+        if a != end:
+            raise TamError(f"{path}: corrupt safetensors file (tensor data overlaps or leaves gaps at byte {a})")
+        end = b
+    if end != size - 8 - n:
+        raise TamError(f"{path}: corrupt safetensors file (the header describes {end} bytes of data, the file "
+                       f"holds {size - 8 - n}; truncated?)")
+    return out
+
+
+def _tensor_info(path: Path, name: str, info) -> tuple[torch.dtype, tuple[int, ...], tuple[int, int]]:
+    bad = f"{path}: corrupt safetensors file (entry {str(name)[:80]!r}"
+    if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
+        raise TamError(f"{bad} is not {{dtype, shape, data_offsets}})")
+    dtype, shape, offsets = DTYPES.get(info["dtype"]), info["shape"], info["data_offsets"]
+    if dtype is None:
+        raise TamError(f"{bad} has an unknown dtype {str(info['dtype'])[:20]!r})")
+    if not _ints(shape) or not _ints(offsets) or len(offsets) != 2 or len(shape) > 8:
+        raise TamError(f"{bad} has a malformed shape or data_offsets)")
+    a, b = offsets
+    if b - a != math.prod(shape) * dtype.itemsize:
+        raise TamError(f"{bad}: shape {shape} does not match its {b - a} bytes)")
+    return dtype, tuple(shape), (a, b)
+
+
+def _ints(x) -> bool:
+    return isinstance(x, list) and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in x)
+
+
+# ---- the description ---------------------------------------------------------------------------
+def check_model_config(meta: dict, path: Path) -> ModelConfig:
+    """`meta["model"]` as a ModelConfig, with every field type- and range-checked."""
+    raw = meta.get("model")
+    if not isinstance(raw, dict):
+        raise TamError(f"{path}: no 'model' section (the model description)")
+    try:
+        cfg = from_dict(ModelConfig, raw, "model")
+    except TamError as e:
+        raise TamError(f"{path}: {e}") from None
+    if cfg.fusion not in FUSIONS:
+        raise TamError(f"{path}: unknown fusion {cfg.fusion!r} (known: {', '.join(FUSIONS)})")
+    for key, (lo, hi) in RANGES.items():
+        v = getattr(cfg, key)
+        if not lo <= v <= hi:
+            raise TamError(f"{path}: model.{key} = {v} is outside [{lo}, {hi}]")
+    if cfg.d % cfg.heads:
+        raise TamError(f"{path}: model.d = {cfg.d} is not divisible by model.heads = {cfg.heads}")
+    if not 0 <= cfg.dropout < 1:
+        raise TamError(f"{path}: model.dropout = {cfg.dropout} is outside [0, 1)")
+    mods = cfg.modalities
+    if not mods or len(set(mods)) != len(mods) or not all(mods):
+        raise TamError(f"{path}: model.modalities must be distinct, non-empty names, got {mods}")
+    return cfg
+
+
+def check_dims(meta: dict, cfg: ModelConfig, path: Path) -> dict[str, int]:
+    """`meta["dims"]`: a positive feature width for every modality of the model."""
+    dims = meta.get("dims")
+    if not isinstance(dims, dict) or not all(isinstance(v, int) and not isinstance(v, bool) for v in dims.values()):
+        raise TamError(f"{path}: 'dims' must map each modality to its feature width, got {str(dims)[:80]}")
+    missing = [m for m in cfg.modalities if m not in dims]
+    if missing:
+        raise TamError(f"{path}: 'dims' has no width for modalities {missing}")
+    bad = {m: v for m, v in dims.items() if not 1 <= v <= MAX_DIM}
+    if bad:
+        raise TamError(f"{path}: feature widths {bad} are outside [1, {MAX_DIM}]")
+    return {m: dims[m] for m in cfg.modalities}
+
+
+def check_head(meta: dict, path: Path) -> int:
+    """The task, outputs, classes and target statistics agree: returns the number of outputs."""
+    task, outputs, classes = meta.get("task"), meta.get("outputs"), meta.get("classes")
+    if task not in ("classification", "regression"):
+        raise TamError(f"{path}: 'task' must be classification or regression, got {str(task)[:40]!r}")
+    if not isinstance(outputs, int) or isinstance(outputs, bool) or not 1 <= outputs <= MAX_OUTPUTS:
+        raise TamError(f"{path}: 'outputs' must be an integer in [1, {MAX_OUTPUTS}], got {str(outputs)[:40]}")
+    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+        raise TamError(f"{path}: 'classes' must be a list of names")
+    if task == "classification" and (len(classes) != outputs or len(set(classes)) != outputs):
+        raise TamError(f"{path}: {len(classes)} distinct class names for {outputs} outputs")
+    if task == "regression" and outputs != len(REGRESSION_TARGETS):
+        raise TamError(f"{path}: a regression model has {len(REGRESSION_TARGETS)} outputs, not {outputs}")
+    for key in ("target_mean", "target_std"):
+        v = meta.get(key, [])
+        ok = isinstance(v, list) and all(isinstance(x, int | float) and not isinstance(x, bool)
+                                         and math.isfinite(x) for x in v)
+        n = outputs if task == "regression" else 0  # regression targets are standardised with training stats
+        if not ok or len(v) != n:
+            raise TamError(f"{path}: '{key}' must be {n} finite numbers for {task}, got {str(v)[:60]}")
+    if any(s <= 0 for s in meta.get("target_std", [])):
+        raise TamError(f"{path}: 'target_std' must be positive")
+    return outputs
+
+
+def check_features(meta: dict, dims: dict[str, int], path: Path) -> None:
+    """The recorded feature manifest (if any) parses and agrees with `dims`."""
+    if "features" not in meta:
+        return
+    from tam.features.store import Manifest
+
+    try:
+        manifest = Manifest.from_json(meta["features"])
+        widths = manifest.dims
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise TamError(f"{path}: unreadable 'features' (the feature store manifest)") from None
+    wrong = {m: (widths.get(m), D) for m, D in dims.items() if widths.get(m) != D}
+    if wrong:
+        raise TamError(f"{path}: 'features' and 'dims' disagree on feature widths {wrong}")
+
+
+# ---- building ----------------------------------------------------------------------------------
+def build_checked(build: Callable[[], torch.nn.Module], weights: Path, device: str | torch.device,
+                  what: Path) -> torch.nn.Module:
+    """Build on the meta device, compare its state with the header of `weights`, then build and load for real."""
+    header = safetensors_header(weights)
+    try:
+        with torch.device("meta"):
+            shell = build()
+    except (TamError, ValueError, KeyError, TypeError, RuntimeError) as e:
+        raise TamError(f"{what}: cannot build the described model ({str(e).splitlines()[0][:160]})") from None
+    expected = {k: (v.dtype, tuple(v.shape)) for k, v in shell.state_dict().items()}
+    del shell
+    missing, unexpected = sorted(set(expected) - set(header)), sorted(set(header) - set(expected))
+    if missing or unexpected:
+        raise TamError(f"{weights}: the weights do not fit {what.name} (missing {missing[:3]}, unexpected "
+                       f"{unexpected[:3]}{', ...' if len(missing) > 3 or len(unexpected) > 3 else ''})")
+    for k, (dtype, shape) in expected.items():
+        if header[k] != (dtype, shape):
+            raise TamError(f"{weights}: tensor {k!r} is {header[k][1]} {header[k][0]}, but {what.name} describes "
+                           f"{shape} {dtype}")
+    model = build()
+    try:
+        state = load_file(str(weights), device="cpu")
+    except Exception as e:  # noqa: BLE001 - the header was checked; anything left is a corrupt file
+        raise TamError(f"{weights}: unreadable weights ({type(e).__name__}: {str(e).splitlines()[0][:120]})") \
+            from None
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise TamError(f"{weights}: tensors {bad[:3]} contain NaN/Inf")
+    model.load_state_dict(state, strict=True)
+    return model.to(device)
+
+
 def load_model(run_dir: str | Path, name: str = "best", device: str | torch.device = "cpu") -> tuple[AffectModel, dict]:
-    """Rebuild a model from `run_dir/NAME.json` and load its weights strictly."""
+    """Rebuild a model from `run_dir/NAME.json` and load its weights strictly (both files checked first)."""
     run_dir = Path(run_dir)
     meta_path, weights = run_dir / f"{name}.json", run_dir / f"{name}.safetensors"
     if not meta_path.is_file() or not weights.is_file():
         raise TamError(f"{run_dir}: no checkpoint {name!r} ({meta_path.name} + {weights.name})")
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    cfg = from_dict(ModelConfig, meta["model"])
-    model = build_model(cfg, meta["dims"], meta["outputs"])
-    model.load_state_dict(load_file(str(weights), device=str(device)), strict=True)
-    return model.to(device).eval(), meta
+    meta = read_json(meta_path)
+    cfg = check_model_config(meta, meta_path)
+    dims = check_dims(meta, cfg, meta_path)
+    outputs = check_head(meta, meta_path)
+    check_features(meta, dims, meta_path)
+    model = build_checked(lambda: build_model(cfg, dims, outputs), weights, device, meta_path)
+    return model.eval(), meta
 
 
+# ---- resume state ------------------------------------------------------------------------------
 def save_state(path: str | Path, state: dict) -> None:
     atomic_write(path, lambda p: torch.save(state, p))
 
 
 def load_state(path: str | Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """The resume state, unpickled with `weights_only=True` (no code runs); a one-line TamError if unreadable."""
+    path = Path(path)
+    try:
+        s = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch.load raises many types for corrupt or hostile files
+        first = (str(e).strip().splitlines() or [""])[0][:160]
+        raise TamError(f"{path}: unreadable resume state ({type(e).__name__}: {first}); delete it to start "
+                       "afresh") from None
+    if not isinstance(s, dict):
+        raise TamError(f"{path}: the resume state is a {type(s).__name__}, not a dict")
+    kinds = {"model": dict, "opt": dict, "sched": dict, "epoch": int, "best": int | float, "best_epoch": int,
+             "config": str, "rng": torch.Tensor}
+    for key, tp in kinds.items():
+        v = s.get(key)
+        if (key in ("model", "epoch") or key in s) and (not isinstance(v, tp) or isinstance(v, bool)):
+            raise TamError(f"{path}: the resume state has no valid {key!r}")
+    rng = s.get("rng")
+    if rng is not None and (rng.dtype != torch.uint8 or rng.shape != torch.get_rng_state().shape):
+        raise TamError(f"{path}: the resume state's RNG state is not a CPU generator state")
+    return s
+
+
+def restore_state(path: str | Path, s: dict, model: torch.nn.Module, opt=None, sched=None) -> None:
+    """Load the model (strictly), optimiser and scheduler parts of a resume state; a mismatch is a TamError."""
+    try:
+        model.load_state_dict(s["model"])
+        if opt is not None:
+            opt.load_state_dict(s["opt"])
+        if sched is not None:
+            sched.load_state_dict(s["sched"])
+    except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as e:
+        first = (str(e).strip().splitlines() or [""])[0][:160]
+        raise TamError(f"{path}: the resume state does not fit this run ({type(e).__name__}: {first})") from None
