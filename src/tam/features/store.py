@@ -26,6 +26,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -207,35 +208,137 @@ class FeatureStore:
         out = []
         if self._videos.is_dir():
             for d in self._videos.iterdir():
-                meta = d / "meta.json"
-                if not d.name.startswith(".") and meta.is_file():
-                    out.append(json.loads(meta.read_text(encoding="utf-8"))["video"])
+                if not d.name.startswith(".") and (d / "meta.json").is_file():
+                    try:  # an unreadable entry is not listed; `check` names it
+                        out.append(self._entry_meta(d)["video"])
+                    except TamError:
+                        continue
         return sorted(out)
 
     def __len__(self) -> int:
         return len(self.videos())
 
     def read(self, video: str) -> VideoFeatures:
+        """One video's features as read-only memory maps; a damaged entry is a TamError naming video and file."""
         d = self._videos / entry_name(video)
-        try:
-            meta = json.loads((d / "meta.json").read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise TamError(f"{self.root}: no features for video {video!r}") from None
-        T = int(meta["T"])
+        if not (d / "meta.json").is_file():
+            raise TamError(f"{self.root}: no features for video {video!r}")
+        meta = self._entry_meta(d, video)
+        T = meta["T"]
         feats = {}
         for m, D in self.manifest.dims.items():
             if meta["present"].get(m, False):
-                feats[m] = np.load(d / f"{m}.npy", mmap_mode="r")
+                feats[m] = _load_npy(d / f"{m}.npy", np.float32, (T, D), video)
             else:
                 feats[m] = np.zeros((T, D), dtype=np.float32)
-        times = np.load(d / "times.npy", mmap_mode="r")
+        times = _load_npy(d / "times.npy", np.float64, (T, 2), video)
         present = {m: bool(meta["present"].get(m, False)) for m in self.manifest.dims}
         return VideoFeatures(video, feats, present, times, meta.get("extra", {}))
 
     def check_matches(self, expected: Manifest | dict, what: str) -> None:
         """Refuse features made by other encoders than `what` (a model or a config) expects."""
         ident = expected.identity() if isinstance(expected, Manifest) else expected
-        ident = {m: tuple(v) for m, v in ident.items()}
+        ident = {m: tuple(v) if isinstance(v, (list, tuple)) else v for m, v in ident.items()}
         if self.manifest.identity() != ident:
             raise TamError(f"{self.root}: features were made by {self.manifest.identity()}, "
                            f"but {what} expects {ident}")
+
+    # ---- checking ------------------------------------------------------------------------------
+    def check(self, videos: Iterable[str] | None = None) -> list[str]:
+        """One line per damaged entry of `videos` (default: every entry), naming the video and the file.
+
+        Reads each meta.json and the headers of its `.npy` files only, comparing dtypes, shapes and file
+        sizes, so a truncated or corrupt entry is found without loading any features. Videos without an
+        entry are not problems here (callers skip them as "no features").
+        """
+        if videos is None:
+            dirs = sorted(d for d in self._videos.iterdir() if not d.name.startswith(".")) \
+                if self._videos.is_dir() else []
+            return [p for d in dirs if (p := self._check_entry(d, None))]
+        return [p for v in videos if (d := self._videos / entry_name(v)).exists() and (p := self._check_entry(d, v))]
+
+    def require_valid(self, videos: Iterable[str]) -> None:
+        """Raise one TamError (the first problem and a count) if any entry of `videos` is damaged."""
+        problems = self.check(videos)
+        if problems:
+            more = f" (and {len(problems) - 1} more damaged entries; see `tam store check {self.root}`)" \
+                if len(problems) > 1 else ""
+            raise TamError(problems[0] + more)
+
+    def _check_entry(self, d: Path, video: str | None) -> str:
+        try:
+            meta = self._entry_meta(d, video)
+            T, video = meta["T"], meta["video"]
+            npy_header(d / "times.npy", np.float64, (T, 2), video)
+            for m, D in self.manifest.dims.items():
+                if meta["present"].get(m, False):
+                    npy_header(d / f"{m}.npy", np.float32, (T, D), video)
+        except TamError as e:
+            return str(e)
+        return ""
+
+    def _entry_meta(self, d: Path, video: str | None = None) -> dict:
+        """The checked meta.json of entry folder `d` (of `video`, when known)."""
+        path = d / "meta.json"
+        who = f"video {video!r}: " if video is not None else f"entry {d.name}: "
+        try:
+            raw = path.read_bytes()[:META_LIMIT + 1]
+            meta = json.loads(raw.decode("utf-8")) if len(raw) <= META_LIMIT else None
+        except FileNotFoundError:
+            raise TamError(f"{who}{path}: missing (incomplete entry)") from None
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+            raise TamError(f"{who}{path}: unreadable (not UTF-8 JSON)") from None
+        if not isinstance(meta, dict) or not isinstance(meta.get("video"), str):
+            raise TamError(f"{who}{path}: not an entry description (no video id)")
+        who = f"video {meta['video']!r}: "
+        if entry_name(meta["video"]) != d.name or (video is not None and meta["video"] != video):
+            raise TamError(f"{who}{path}: the entry folder {d.name} belongs to another video id")
+        T, present = meta.get("T"), meta.get("present")
+        if not isinstance(T, int) or isinstance(T, bool) or T < 1:
+            raise TamError(f"{who}{path}: T must be a positive integer, got {str(T)[:40]}")
+        if not isinstance(present, dict) or not all(isinstance(p, bool) for p in present.values()) \
+                or not any(present.get(m) for m in self.manifest.dims):
+            raise TamError(f"{who}{path}: 'present' must map modalities to true/false, one of "
+                           f"{sorted(self.manifest.dims)} true")
+        if not isinstance(meta.get("extra", {}), dict):
+            raise TamError(f"{who}{path}: 'extra' must be an object")
+        return meta
+
+
+META_LIMIT = 1 << 20
+
+
+def npy_header(path: Path, dtype, shape: tuple[int, ...], video: str) -> int:
+    """Check a `.npy` file's header (dtype, shape) and its size against the data it promises; returns the
+    offset of the data. Reads the header only."""
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as f:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                got, fortran, dt = np.lib.format.read_array_header_1_0(f)
+            elif version == (2, 0):
+                got, fortran, dt = np.lib.format.read_array_header_2_0(f)
+            else:
+                raise ValueError(f"unsupported .npy version {version}")
+            offset = f.tell()
+    except FileNotFoundError:
+        raise TamError(f"video {video!r}: {path}: missing") from None
+    except (OSError, ValueError, EOFError, SyntaxError, TypeError) as e:
+        raise TamError(f"video {video!r}: {path}: not a readable .npy file "
+                       f"({(str(e).splitlines() or [''])[0][:100]})") from None
+    if dt != np.dtype(dtype) or tuple(got) != tuple(shape) or fortran:
+        raise TamError(f"video {video!r}: {path}: holds {dt} {list(got)}, expected {np.dtype(dtype)} {list(shape)}")
+    need = offset + int(np.prod(shape)) * np.dtype(dtype).itemsize
+    if size != need:
+        raise TamError(f"video {video!r}: {path}: {size} bytes, its header promises {need} (truncated or damaged)")
+    return offset
+
+
+def _load_npy(path: Path, dtype, shape: tuple[int, ...], video: str) -> np.ndarray:
+    """A read-only memory map of a checked `.npy` file (header and size checked first)."""
+    offset = npy_header(path, dtype, shape, video)
+    try:
+        return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
+    except (OSError, ValueError) as e:
+        raise TamError(f"video {video!r}: {path}: cannot map ({e})") from None

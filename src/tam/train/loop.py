@@ -36,7 +36,7 @@ from tam.features.store import FeatureStore, Manifest
 from tam.io import write_json, write_text
 from tam.models.model import build_model
 from tam.train import distributed
-from tam.train.checkpoint import load_state, save_model, save_state
+from tam.train.checkpoint import load_state, restore_state, save_model, save_state
 from tam.train.groups import drop_frozen_grads, param_groups
 from tam.version import code_version
 
@@ -63,6 +63,7 @@ def prepare_data(cfg: RunConfig) -> Data:
             raise TamError(f"{cfg.data.store}: the config expects {m} features from {name!r}, the store's manifest "
                            f"says {have.name if have else 'none'!r}")
     labels = read_labels(cfg.data.labels, cfg.data.task, cfg.data.classes)
+    store.require_valid(labels.videos)  # damaged entries are named now, not as a traceback after the epochs
     have = set(store.videos())
     keep = [i for i, v in enumerate(labels.videos) if v in have]
     skipped = [v for v in labels.videos if v not in have]
@@ -244,11 +245,9 @@ class Run:
         if not path.is_file():
             return
         s = load_state(path)
-        if s["config"] != dump_config(self.cfg):
+        if s.get("config") != dump_config(self.cfg):
             raise TamError(f"{path}: the run directory holds a run with another config; use a new --run-dir")
-        self.model.load_state_dict(s["model"])
-        self.opt.load_state_dict(s["opt"])
-        self.sched.load_state_dict(s["sched"])
+        restore_state(path, s, self.model, self.opt, self.sched)  # a mismatch: one line naming last.pt
         torch.set_rng_state(s["rng"])
         self.start_epoch, self.best, self.best_epoch = s["epoch"] + 1, s["best"], s["best_epoch"]
 
