@@ -1,7 +1,10 @@
 """Clips from the feature store, padding and masks (True = valid).
 
-Training draws T random consecutive segments of each video (section 5.2); the draw is a pure function of
-(seed, epoch, video index), so a resumed run and a run split over several processes see the same clips.
+Training draws T random consecutive segments of each video (section 5.2; with `min_fraction` < 1 a random
+length in [min_fraction·T, T] too); the draw is a pure function of (seed, epoch, video index), so a resumed
+run and a run split over several processes see the same clips. Each training item also carries a per-sample
+seed from (seed, epoch, index) for the model's stochastic layers (tam.models.stochastic), and an optional
+`augment` callable (tam.train.augment) transforms it with its own (seed, epoch, index) stream.
 Evaluation covers the whole video with windows of T segments (the last window aligned with the end), and
 the caller averages the window predictions per video.
 """
@@ -25,10 +28,14 @@ class Batch:
     present: Tensor  # [B, M] bool
     target: Tensor  # [B] long or [B, 2] float
     index: Tensor  # [B] row of the labels table (evaluation: which video a window belongs to)
+    seed: Tensor | None = None  # [B] int64 per-sample seeds of the model's random streams (training)
+    target_b: Tensor | None = None  # [B] or [B, 2] mixup partner's target (training with mixup)
+    lam: Tensor | None = None  # [B] float mixup weight of `target` (1 - lam for target_b)
 
     def to(self, device: torch.device) -> Batch:
+        opt = {k: None if v is None else v.to(device) for k, v in (("target_b", self.target_b), ("lam", self.lam))}
         return Batch({m: v.to(device, non_blocking=True) for m, v in self.x.items()}, self.valid.to(device),
-                     self.present.to(device), self.target.to(device), self.index)
+                     self.present.to(device), self.target.to(device), self.index, self.seed, **opt)
 
 
 def crop_start(T_v: int, T: int, seed: int, epoch: int, index: int) -> int:
@@ -37,6 +44,22 @@ def crop_start(T_v: int, T: int, seed: int, epoch: int, index: int) -> int:
         return 0
     rng = np.random.default_rng([seed, epoch, index])
     return int(rng.integers(0, T_v - T + 1))
+
+
+def crop_window(T_v: int, T: int, seed: int, epoch: int, index: int, min_fraction: float = 1.0) -> tuple[int, int]:
+    """(start, length) of a random training window: length T (or T·u, u ~ U[min_fraction, 1]), at most T_v.
+
+    With min_fraction = 1 this is exactly `crop_start`'s window (the paper's crop)."""
+    if min_fraction >= 1:
+        return crop_start(T_v, T, seed, epoch, index), min(T, T_v)
+    rng = np.random.default_rng([seed, epoch, index, 2])
+    n = min(T_v, max(1, int(round(T * rng.uniform(min_fraction, 1.0)))))
+    return int(rng.integers(0, T_v - n + 1)), n
+
+
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    """Seed of sample `index`'s random streams in `epoch` (model layers: dropout, stochastic depth, noise)."""
+    return int(np.random.default_rng([seed, epoch, index, 1]).integers(0, 2**62))
 
 
 def window_starts(T_v: int, T: int) -> list[int]:
@@ -53,9 +76,11 @@ class ClipDataset(Dataset):
     """Items are (row, epoch) for training crops, or (row, start) windows for evaluation."""
 
     def __init__(self, store: FeatureStore, videos: list[str], targets: np.ndarray, modalities: list[str], T: int,
-                 seed: int = 0, train: bool = True):
+                 seed: int = 0, train: bool = True, min_fraction: float = 1.0, augment=None):
         self.store, self.videos, self.targets = store, videos, targets
         self.modalities, self.T, self.seed, self.train = modalities, T, seed, train
+        self.min_fraction = min_fraction
+        self.augment = augment  # (ds, item, epoch) -> item, training only (tam.train.augment.Augment)
         self._lengths: list[int] | None = None
 
     def lengths(self) -> list[int]:
@@ -70,31 +95,51 @@ class ClipDataset(Dataset):
     def __len__(self) -> int:
         return len(self.videos)
 
-    def __getitem__(self, item: tuple[int, int]):
-        i, k = item
-        v = self.store.read(self.videos[i])
-        start = crop_start(v.T, self.T, self.seed, k, i) if self.train else k
-        stop = min(start + self.T, v.T)
+    def clip(self, i: int, start: int, n: int, v=None) -> tuple[dict[str, Tensor], Tensor]:
+        """Features of segments [start, start + n) of video i (cut at its end) and its present flags [M]."""
+        v = v if v is not None else self.store.read(self.videos[i])
+        stop = min(start + n, v.T)
         x = {m: torch.from_numpy(np.array(v.features[m][start:stop], dtype=np.float32)) for m in self.modalities}
-        present = torch.tensor([v.present[m] for m in self.modalities])
-        return x, present, torch.as_tensor(self.targets[i]), i
+        return x, torch.tensor([v.present[m] for m in self.modalities])
+
+    def __getitem__(self, item: tuple[int, int]):
+        """Evaluation: (x, present, target, i); training: the same plus a dict of extras (seed, valid, mixup)."""
+        i, k = item
+        if not self.train:
+            return (*self.clip(i, k, self.T), torch.as_tensor(self.targets[i]), i)
+        v = self.store.read(self.videos[i])
+        start, n = crop_window(v.T, self.T, self.seed, k, i, self.min_fraction)
+        x, present = self.clip(i, start, n, v)
+        it = (x, present, torch.as_tensor(self.targets[i]), i, {"seed": sample_seed(self.seed, k, i)})
+        return self.augment(self, it, k) if self.augment is not None else it
 
 
-def collate(items) -> Batch:
-    """Pad clips to the longest in the batch; `valid` marks real segments."""
-    B, T = len(items), max(it[0][next(iter(it[0]))].shape[0] for it in items)
+def collate(items, pad_to: int = 0) -> Batch:
+    """Pad clips to the longest in the batch (at least `pad_to`); `valid` marks real segments.
+
+    Items are (x, present, target, index) or, from training, the same plus a dict of extras: `seed` (the
+    sample's seed), `valid` ([n] bool: segments kept by token dropout), `target_b` and `lam` (mixup).
+    Training pads to T (`pad_to`) so that every sample's random draws have one shape whatever its batch."""
+    B, T = len(items), max([pad_to] + [it[0][next(iter(it[0]))].shape[0] for it in items])
     mods = list(items[0][0])
     x = {m: torch.zeros(B, T, items[0][0][m].shape[1]) for m in mods}
     valid = torch.zeros(B, T, dtype=torch.bool)
-    for b, (feats, _, _, _) in enumerate(items):
+    extras = [it[4] if len(it) > 4 else {} for it in items]
+    for b, (it, ex) in enumerate(zip(items, extras, strict=True)):
+        feats = it[0]
         n = feats[mods[0]].shape[0]
-        valid[b, :n] = True
+        valid[b, :n] = ex["valid"] if "valid" in ex else True
         for m in mods:
             x[m][b, :n] = feats[m]
     present = torch.stack([it[1] for it in items])
     target = torch.stack([it[2] for it in items])
     index = torch.tensor([it[3] for it in items])
-    return Batch(x, valid, present, target, index)
+    seed = torch.tensor([ex["seed"] for ex in extras], dtype=torch.long) if "seed" in extras[0] else None
+    if "lam" not in extras[0]:
+        return Batch(x, valid, present, target, index, seed)
+    target_b = torch.stack([torch.as_tensor(ex["target_b"]) for ex in extras])
+    lam = torch.tensor([float(ex["lam"]) for ex in extras])
+    return Batch(x, valid, present, target, index, seed, target_b, lam)
 
 
 class GlobalBatchSampler:

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tam.models.fusion import FeedForward, FusionOutput, ModalityEmbedding, token_mask
+from tam.models.stochastic import Dropout, DropPath, depth_rates
 
 
 class SelfAttention(nn.Module):
@@ -32,7 +33,7 @@ class SelfAttention(nn.Module):
         self.h = heads
         self.qkv = nn.Linear(d, 3 * d)
         self.out = nn.Linear(d, d)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
 
     def forward(self, x: Tensor, key_ok: Tensor) -> Tensor:
         """x [N, L, d], key_ok [N, L] -> [N, L, d]."""
@@ -44,10 +45,13 @@ class SelfAttention(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm Transformer layer; with `divide=True` a cross-modal attention sits between the two sub-layers."""
+    """Pre-norm Transformer layer; with `divide=True` a cross-modal attention sits between the two sub-layers.
+    `drop_path`: stochastic depth on every residual branch (training only)."""
 
-    def __init__(self, d: int, heads: int, ffn_hidden: int, dropout: float, divide: bool = False):
+    def __init__(self, d: int, heads: int, ffn_hidden: int, dropout: float, divide: bool = False,
+                 drop_path: float = 0.0):
         super().__init__()
+        self.drop_path = DropPath(drop_path)
         self.norm1, self.attn = nn.LayerNorm(d), SelfAttention(d, heads, dropout)
         self.divide = divide
         if divide:
@@ -55,8 +59,8 @@ class Block(nn.Module):
         self.norm2, self.ffn = nn.LayerNorm(d), FeedForward(d, ffn_hidden, dropout)
 
     def forward(self, x: Tensor, key_ok: Tensor) -> Tensor:
-        x = x + self.attn(self.norm1(x), key_ok)
-        return x + self.ffn(self.norm2(x))
+        x = x + self.drop_path(self.attn(self.norm1(x), key_ok))
+        return x + self.drop_path(self.ffn(self.norm2(x)))
 
 
 class _FirstTokens(nn.Module):
@@ -74,13 +78,14 @@ class ConcatFusion(_FirstTokens):
     """Simple concatenation and, with `divide=True`, divide attention."""
 
     def __init__(self, dims: dict[str, int], d: int = 768, layers: int = 12, heads: int = 8, ffn_mult: int = 4,
-                 dropout: float = 0.1, T: int = 64, divide: bool = False):
+                 dropout: float = 0.1, T: int = 64, divide: bool = False, drop_path: float = 0.0, noise: float = 0.0):
         super().__init__()
         self.modalities = list(dims)
         self.d, self.out_dim = d, d * len(dims)
-        self.embed = ModalityEmbedding(dims, d, T)
+        self.embed = ModalityEmbedding(dims, d, T, noise)
         self.towers = nn.ModuleList([
-            nn.ModuleList([Block(d, heads, ffn_mult * d, dropout, divide) for _ in range(layers)]) for _ in dims])
+            nn.ModuleList([Block(d, heads, ffn_mult * d, dropout, divide, p) for p in depth_rates(drop_path, layers)])
+            for _ in dims])
         self.divide = divide
         self.norm = nn.LayerNorm(d)
 
@@ -92,15 +97,16 @@ class ConcatFusion(_FirstTokens):
             outs = []
             for m, tower in enumerate(self.towers):  # temporal self-attention within each modality
                 blk = tower[i]
-                outs.append(Z[:, m] + blk.attn(blk.norm1(Z[:, m]), tok))
+                outs.append(Z[:, m] + blk.drop_path(blk.attn(blk.norm1(Z[:, m]), tok)))
             Z = torch.stack(outs, dim=1)
             if self.divide:  # then self-attention across the M modalities of each segment
                 seg = Z.transpose(1, 2).reshape(B * L, M, d)
                 ok = present[:, None, :].expand(B, L, M).reshape(B * L, M)
-                Z = torch.stack([Z[:, m] + self.towers[m][i].attn_x(self.towers[m][i].norm_x(seg), ok)
-                                 .view(B, L, M, d)[:, :, m] for m in range(M)], dim=1)
-            Z = torch.stack([Z[:, m] + tower[i].ffn(tower[i].norm2(Z[:, m])) for m, tower in enumerate(self.towers)],
-                            dim=1)
+                Z = torch.stack([Z[:, m] + self.towers[m][i].drop_path(
+                    self.towers[m][i].attn_x(self.towers[m][i].norm_x(seg), ok).view(B, L, M, d)[:, :, m])
+                    for m in range(M)], dim=1)
+            Z = torch.stack([Z[:, m] + tower[i].drop_path(tower[i].ffn(tower[i].norm2(Z[:, m])))
+                             for m, tower in enumerate(self.towers)], dim=1)
         return self.readout(Z, tok, present)
 
 
@@ -108,12 +114,13 @@ class JointFusion(_FirstTokens):
     """Joint attention: one encoder over all M(T+1) tokens."""
 
     def __init__(self, dims: dict[str, int], d: int = 768, layers: int = 12, heads: int = 8, ffn_mult: int = 4,
-                 dropout: float = 0.1, T: int = 64):
+                 dropout: float = 0.1, T: int = 64, drop_path: float = 0.0, noise: float = 0.0):
         super().__init__()
         self.modalities = list(dims)
         self.d, self.out_dim = d, d * len(dims)
-        self.embed = ModalityEmbedding(dims, d, T)
-        self.blocks = nn.ModuleList([Block(d, heads, ffn_mult * d, dropout) for _ in range(layers)])
+        self.embed = ModalityEmbedding(dims, d, T, noise)
+        self.blocks = nn.ModuleList([Block(d, heads, ffn_mult * d, dropout, drop_path=p)
+                                     for p in depth_rates(drop_path, layers)])
         self.norm = nn.LayerNorm(d)
 
     def forward(self, x: dict[str, Tensor], valid: Tensor, present: Tensor) -> FusionOutput:

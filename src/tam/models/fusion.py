@@ -34,6 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from tam.models.stochastic import Dropout, DropPath, depth_rates, gaussian_noise
+
 
 @dataclass
 class FusionOutput:
@@ -45,9 +47,10 @@ class FusionOutput:
 class ModalityEmbedding(nn.Module):
     """Eq. (1) with the per-modality input projections: features [B, T, D_m] -> Z [B, M, T+1, d]."""
 
-    def __init__(self, dims: dict[str, int], d: int, T: int):
+    def __init__(self, dims: dict[str, int], d: int, T: int, noise: float = 0.0):
         super().__init__()
         self.modalities = list(dims)
+        self.noise = noise  # σ of Gaussian noise added to the input features in training (0 = off)
         self.proj = nn.ModuleDict({m: nn.Linear(D, d) for m, D in dims.items()})
         self.X0 = nn.Parameter(torch.zeros(len(dims), d))  # X_0^m, one learnable token per modality
         self.P_e = nn.Parameter(torch.zeros(T + 1, d))  # P_e ∈ R^{(T+1)×d}, shared by the modalities
@@ -55,7 +58,8 @@ class ModalityEmbedding(nn.Module):
         nn.init.trunc_normal_(self.P_e, std=0.02)
 
     def forward(self, x: dict[str, Tensor]) -> Tensor:
-        X = torch.stack([self.proj[m](x[m]) for m in self.modalities], dim=1)  # [B, M, T, d]
+        X = torch.stack([self.proj[m](gaussian_noise(x[m], self.noise, self.training)) for m in self.modalities],
+                        dim=1)  # [B, M, T, d]
         B, M, T, d = X.shape
         if T + 1 > self.P_e.shape[0]:
             raise ValueError(f"{T} segments given, but the position embedding holds T = {self.P_e.shape[0] - 1}")
@@ -69,21 +73,23 @@ def token_mask(valid: Tensor) -> Tensor:
 
 
 class FeedForward(nn.Module):
-    """FFN(x) = W_2 GELU(W_1 x), with dropout."""
+    """FFN(x) = W_2 GELU(W_1 x), with (per-sample) dropout."""
 
     def __init__(self, d: int, hidden: int, dropout: float):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(d, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, d),
-                                 nn.Dropout(dropout))
+        self.net = nn.Sequential(nn.Linear(d, hidden), nn.GELU(), Dropout(dropout), nn.Linear(hidden, d),
+                                 Dropout(dropout))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
 
 
 class CTMLayer(nn.Module):
-    """One cross-temporal multimodal fusion module (Eqs. 2-5) followed by its FFN."""
+    """One cross-temporal multimodal fusion module (Eqs. 2-5) followed by its FFN; `drop_path` is the rate of
+    stochastic depth on both residual branches (training only)."""
 
-    def __init__(self, M: int, d: int, heads: int, ffn_hidden: int, dropout: float, attention: str = "both"):
+    def __init__(self, M: int, d: int, heads: int, ffn_hidden: int, dropout: float, attention: str = "both",
+                 drop_path: float = 0.0):
         super().__init__()
         if attention not in ("both", "inner", "cross"):
             raise ValueError(f"attention must be both, inner or cross, got {attention!r}")
@@ -92,7 +98,8 @@ class CTMLayer(nn.Module):
         nn.init.normal_(self.W_qkv, std=1 / math.sqrt(d))
         self.W_o = nn.Linear((2 if attention == "both" else 1) * d, d, bias=False)
         self.norm1, self.norm2 = nn.LayerNorm(d), nn.LayerNorm(d)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
+        self.drop_path = DropPath(drop_path)
         self.ffn = FeedForward(d, ffn_hidden, dropout)
         q_idx, k_idx = self.pairs(M, attention)
         self.register_buffer("q_idx", torch.tensor(q_idx, dtype=torch.long), persistent=False)
@@ -128,8 +135,8 @@ class CTMLayer(nn.Module):
         if self.attention in ("both", "cross"):
             parts.append(self.cross_mean(A[:, n_inner:], present))  # Eq. (4): C^m [B, M, L, d]
         O = self.W_o(torch.cat(parts, dim=-1))  # Eq. (5): O^m = (I^m ⊕ C^m) W_o
-        Z = Z + self.drop(O)
-        return Z + self.ffn(self.norm2(Z))
+        Z = Z + self.drop_path(self.drop(O))
+        return Z + self.drop_path(self.ffn(self.norm2(Z)))
 
     def cross_mean(self, A_cross: Tensor, present: Tensor) -> Tensor:
         """Eq. (4)'s 1/(M-1) Σ_{n≠m}: average the cross pairs of each m over the present n ≠ m."""
@@ -144,16 +151,20 @@ class CTMLayer(nn.Module):
 
 
 class CTMFusion(nn.Module):
-    """The paper's fusion module: Eq. (1) embedding, L CTM layers (Eqs. 2-5 + FFN), Eq. (6) average."""
+    """The paper's fusion module: Eq. (1) embedding, L CTM layers (Eqs. 2-5 + FFN), Eq. (6) average.
+
+    Regularisation (training only, all off in the paper): `drop_path` = stochastic depth of the last layer
+    (linear from 0 in the first), `noise` = σ of Gaussian noise on the input features."""
 
     def __init__(self, dims: dict[str, int], d: int = 768, layers: int = 12, heads: int = 8, ffn_mult: int = 4,
-                 dropout: float = 0.1, T: int = 64, attention: str = "both"):
+                 dropout: float = 0.1, T: int = 64, attention: str = "both", drop_path: float = 0.0,
+                 noise: float = 0.0):
         super().__init__()
         self.modalities = list(dims)
         self.d = self.out_dim = d
-        self.embed = ModalityEmbedding(dims, d, T)
-        self.layers = nn.ModuleList(
-            [CTMLayer(len(dims), d, heads, ffn_mult * d, dropout, attention) for _ in range(layers)])
+        self.embed = ModalityEmbedding(dims, d, T, noise)
+        self.layers = nn.ModuleList([CTMLayer(len(dims), d, heads, ffn_mult * d, dropout, attention, p)
+                                     for p in depth_rates(drop_path, layers)])
         self.norm = nn.LayerNorm(d)
 
     def forward(self, x: dict[str, Tensor], valid: Tensor, present: Tensor) -> FusionOutput:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from tam.models.stochastic import Dropout
+
 
 class SegmentPool(nn.Module):
     """f [B, T+1, d], valid [B, T+1] (True = real token; column 0 is f^0) -> [B, d] pooled over valid segments."""
@@ -42,12 +44,13 @@ class SegmentPool(nn.Module):
 
 
 class Head(nn.Module):
-    """Dropout and a linear layer: logits [B, C] for classification, [B, 2] (valence, arousal) for regression."""
+    """Dropout (per-sample masks, tam.models.stochastic) and a linear layer: logits [B, C] for classification,
+    [B, 2] (valence, arousal) for regression."""
 
     def __init__(self, in_dim: int, outputs: int, dropout: float = 0.1, pool: SegmentPool | None = None):
         super().__init__()
         self.pool = pool  # the readout for model.readout = mean | attentive (None: the fusion's f0)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.fc = nn.Linear(in_dim, outputs)
 
     def forward(self, f0: Tensor) -> Tensor:

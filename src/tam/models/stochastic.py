@@ -1,0 +1,140 @@
+"""Per-sample random streams for the model's stochastic layers (dropout, stochastic depth, feature noise).
+
+Under `with sample_rng(seeds):` every stochastic layer draws the randomness of sample b from its own
+generator, seeded with `seeds[b]` (the training loop derives it from (seed, epoch, global sample index)).
+The masks of a sample then do not depend on which other samples share its batch, nor on how many
+processes split the global batch: N processes draw exactly what one process draws. Draws must have the
+same per-sample shape in both cases, so training batches are padded to a fixed T (see `collate(pad_to=)`).
+
+Outside such a block (pre-training, user code) the layers fall back to the global torch RNG, like
+`nn.Dropout`. In eval mode they are the identity.
+
+Layout: the first axis of a tensor given to these functions is the batch, or b-major groups of it
+(`[B·L, ...]` with row b·L + l), so that `x.view(B, -1)` holds one sample per row.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+_local = threading.local()
+
+
+class SampleRNG:
+    """One torch.Generator per sample, on `device`."""
+
+    def __init__(self, seeds: Tensor | list[int], device: torch.device | str = "cpu"):
+        self.device = torch.device(device)
+        self.gens = []
+        for s in (seeds.tolist() if isinstance(seeds, Tensor) else seeds):
+            g = torch.Generator(device=self.device)
+            g.manual_seed(int(s) & (2**63 - 1))
+            self.gens.append(g)
+
+    def __len__(self) -> int:
+        return len(self.gens)
+
+    def rand(self, n: int) -> Tensor:
+        """[B, n] uniform in [0, 1): row b from sample b's generator."""
+        return torch.stack([torch.rand(n, generator=g, device=self.device) for g in self.gens])
+
+    def randn(self, n: int) -> Tensor:
+        """[B, n] standard normal: row b from sample b's generator."""
+        return torch.stack([torch.randn(n, generator=g, device=self.device) for g in self.gens])
+
+
+@contextmanager
+def sample_rng(seeds: Tensor | list[int], device: torch.device | str = "cpu") -> Iterator[SampleRNG]:
+    """Make the stochastic layers draw per-sample randomness from `seeds` (one per sample) in this block."""
+    prev = getattr(_local, "rng", None)
+    _local.rng = SampleRNG(seeds, device)
+    try:
+        yield _local.rng
+    finally:
+        _local.rng = prev
+
+
+def current() -> SampleRNG | None:
+    return getattr(_local, "rng", None)
+
+
+def _per_sample(x: Tensor, rng: SampleRNG) -> int:
+    if x.shape[0] % len(rng):
+        raise ValueError(f"first axis {x.shape[0]} is not a multiple of the {len(rng)} samples of the batch")
+    return x.numel() // len(rng)
+
+
+def dropout(x: Tensor, p: float, training: bool) -> Tensor:
+    """Inverted dropout with per-sample masks (global RNG outside `sample_rng`)."""
+    if not training or p <= 0:
+        return x
+    rng = current()
+    if rng is None:
+        return F.dropout(x, p, True)
+    keep = rng.rand(_per_sample(x, rng)).view(x.shape) >= p
+    return x * keep.to(x.dtype) / (1 - p)
+
+
+def drop_path(x: Tensor, p: float, training: bool) -> Tensor:
+    """Stochastic depth: zero a residual branch for a whole sample with probability p, else scale by 1/(1-p)."""
+    if not training or p <= 0:
+        return x
+    rng = current()
+    if rng is None:
+        u = torch.rand(x.shape[0], device=x.device)
+    else:
+        _per_sample(x, rng)
+        u = rng.rand(1).view(-1).repeat_interleave(x.shape[0] // len(rng))
+    keep = (u >= p).to(x.dtype).view(-1, *([1] * (x.dim() - 1)))
+    return x * keep / (1 - p)
+
+
+def gaussian_noise(x: Tensor, sigma: float, training: bool) -> Tensor:
+    """x + N(0, sigma²) per element, per-sample streams (global RNG outside `sample_rng`)."""
+    if not training or sigma <= 0:
+        return x
+    rng = current()
+    if rng is None:
+        return x + sigma * torch.randn_like(x)
+    return x + sigma * rng.randn(_per_sample(x, rng)).view(x.shape).to(x.dtype)
+
+
+class Dropout(nn.Module):
+    """`nn.Dropout` with per-sample masks under `sample_rng` (no parameters; same state-dict keys)."""
+
+    def __init__(self, p: float = 0.1):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        return dropout(x, self.p, self.training)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class DropPath(nn.Module):
+    """Stochastic depth on a residual branch (Huang et al. 2016), per sample."""
+
+    def __init__(self, p: float = 0.0):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        return drop_path(x, self.p, self.training)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+def depth_rates(rate: float, layers: int) -> list[float]:
+    """Stochastic-depth rate of each layer: linear from 0 (first) to `rate` (last), as in DeiT / timm."""
+    if layers <= 1:
+        return [rate] * layers
+    return [rate * i / (layers - 1) for i in range(layers)]
