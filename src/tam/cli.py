@@ -27,6 +27,7 @@ COMMANDS = {
     "collect": "collect",
     "pretrain": "pretrain",
     "predict": "predict",
+    "experiment": "experiment",
     "tune": "tune",
 }
 

@@ -1,0 +1,151 @@
+"""Running a grid: the world (if the grid names one), the labels subsamples, the pre-training steps, then the runs,
+as parallel `python -m tam ...` processes. Resumable: a run is finished when its results.json exists (skipped),
+a pre-training step when its pretrained.safetensors exists; a killed run resumes through the engine's last.pt.
+A failed process leaves `error.txt` in its folder (its last error line and the log's tail) and the rest go on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from tam.errors import TamError
+from tam.experiment.grid import Grid, PretrainStep, Run, subsample_labels
+from tam.io import write_text
+
+
+def make_world(grid: Grid) -> None:
+    """Generate the grid's world (`world:` section) unless it exists."""
+    if not grid.world:
+        return
+    from tam.demo.worlds.power import CorpusSpec, PowerSpec, make_power_world, make_pretrain_corpus
+
+    w = grid.world
+    names = {"name": "world", "train": "n_train", "test": "n_test"}
+    known = {f.name for f in dataclasses.fields(PowerSpec)}
+    kw = {names.get(k, k): v for k, v in w.items() if k not in ("out", "unlabelled")}
+    if set(kw) - known or kw.get("world") not in ("timing", "order", "cooccur", "pretrain"):
+        raise TamError(f"{grid.path}: world: needs name (timing, order, cooccur or pretrain) and out; other keys: "
+                       f"train, test, unlabelled, {', '.join(sorted(known - set(names.values())))}; got {sorted(w)}")
+    spec = PowerSpec(**kw)
+    root = Path(w["out"])
+    with tqdm(total=spec.n_train + spec.n_test, desc=f"world {spec.world}", leave=False) as bar:
+        make_power_world(root, spec, progress=lambda i, n: bar.update(1))
+    if spec.world == "pretrain":
+        n = int(w.get("unlabelled", 600))
+        with tqdm(total=n, desc="unlabelled videos", leave=False) as bar:
+            make_pretrain_corpus(root / "unlabelled", spec, CorpusSpec(n_videos=n), progress=lambda i, n: bar.update(1))
+
+
+def prepare(grid: Grid) -> None:
+    """Write each run's subsampled labels CSV (deterministic; rewritten only when missing)."""
+    make_world(grid)
+    for r in grid.runs:
+        if not Path(r.labels).is_file():
+            raise TamError(f"{grid.path}: the labels file {r.labels} does not exist")
+        if not Path(r.store, "manifest.json").is_file():
+            raise TamError(f"{grid.path}: the feature store {r.store} does not exist (no manifest.json)")
+    for r in tqdm([r for r in grid.runs if r.labelled is not None], desc="labels subsamples", leave=False):
+        path = r.run_dir / "labels.csv"
+        if not path.is_file():
+            write_text(path, subsample_labels(r.labels, r.labelled, r.seed, r.task, r.classes))
+
+
+def finished(r: Run | PretrainStep) -> bool:
+    if isinstance(r, PretrainStep):
+        return r.checkpoint.is_file()
+    return (r.run_dir / "results.json").is_file()
+
+
+def _error_summary(log: Path, rc: int) -> str:
+    lines = [x for x in log.read_text(encoding="utf-8", errors="replace").splitlines() if x.strip()] \
+        if log.is_file() else []
+    errors = [x for x in lines if x.startswith(("error:", "Traceback")) or "Error" in x.split(":")[0]]
+    head = errors[-1] if errors else f"exit status {rc}"
+    return f"{head}\n\n(exit status {rc}; last lines of {log.name}:)\n" + "\n".join(lines[-20:]) + "\n"
+
+
+def _execute(argv: list[str], run_dir: Path, threads: int) -> str | None:
+    """Run `python -m tam ARGV` with its output in run_dir/log.txt; None on success, else the error text."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    log = run_dir / "log.txt"
+    with log.open("a", encoding="utf-8") as f:
+        f.write("$ tam " + " ".join(argv) + "\n")
+        f.flush()
+        rc = subprocess.run([sys.executable, "-m", "tam", *argv], stdout=f, stderr=subprocess.STDOUT, env=env,
+                            stdin=subprocess.DEVNULL).returncode
+    if rc == 0:
+        (run_dir / "error.txt").unlink(missing_ok=True)
+        return None
+    err = _error_summary(log, rc)
+    write_text(run_dir / "error.txt", err)
+    return err.splitlines()[0]
+
+
+@dataclass
+class Summary:
+    done: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+def _pool(jobs: list[tuple[str, list[str], Path]], n_jobs: int, threads: int, desc: str, summary: Summary) -> None:
+    if not jobs:
+        return
+    with ThreadPoolExecutor(max_workers=max(1, n_jobs)) as pool, tqdm(total=len(jobs), desc=desc) as bar:
+        futures = {pool.submit(_execute, argv, d, threads): name for name, argv, d in jobs}
+        for fut in as_completed(futures):
+            name, err = futures[fut], fut.result()
+            if err is None:
+                summary.done.append(name)
+            else:
+                summary.failed[name] = err
+                tqdm.write(f"failed: {name}: {err}")
+            bar.update(1)
+            bar.set_postfix(failed=len(summary.failed))
+
+
+def run_grid(grid: Grid, jobs: int, threads: int = 1) -> Summary:
+    """Pre-training steps, then the runs, `jobs` processes at a time; finished work is skipped."""
+    prepare(grid)
+    summary = Summary()
+    steps = [s for s in grid.pretrain_steps if not finished(s)]
+    summary.skipped += [str(s.run_dir) for s in grid.pretrain_steps if finished(s)]
+    _pool([(str(s.run_dir), s.argv(), s.run_dir) for s in steps], jobs, threads, "pre-training", summary)
+    todo = []
+    for r in grid.runs:
+        if finished(r):
+            summary.skipped.append(r.name)
+        elif r.pretrain is not None and str(r.pretrain.run_dir) in summary.failed:
+            msg = f"pre-training {r.pretrain.run_dir} failed: {summary.failed[str(r.pretrain.run_dir)]}"
+            write_text(r.run_dir / "error.txt", msg + "\n")
+            summary.failed[r.name] = msg
+        else:
+            todo.append((r.name, r.argv(), r.run_dir))
+    _pool(todo, jobs, threads, "runs", summary)
+    return summary
+
+
+def list_commands(grid: Grid, prefix: str = "tam") -> list[str]:
+    """One self-contained shell command per pre-training step (first) and per run (labels subsamples written)."""
+    prepare(grid)
+    lines = []
+    if grid.pretrain_steps:
+        lines.append("# stage 1: pre-training (run these first; the runs below start from their checkpoints)")
+        lines += [prefix + " " + " ".join(_quote(a) for a in s.argv()) for s in grid.pretrain_steps]
+        lines.append("# stage 2: the runs")
+    lines += [r.command(prefix) for r in grid.runs]
+    return lines
+
+
+def _quote(a: str) -> str:
+    import shlex
+    return shlex.quote(a)
