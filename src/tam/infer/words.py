@@ -65,7 +65,7 @@ def _decoder_config(meta: dict, cfg, path: Path):
         dc = from_dict(DecoderConfig, meta["decoder"], "decoder")
     except TamError as e:
         raise TamError(f"{path}: {e}") from None
-    ranges = {"layers": (0, 1024), "heads": (1, 4096), "ffn_mult": (1, 256), "max_len": (2, 1 << 16)}
+    ranges = {"layers": (0, 256), "heads": (1, 4096), "ffn_mult": (1, 256), "max_len": (2, 1 << 16)}
     for key, (lo, hi) in ranges.items():
         if not lo <= getattr(dc, key) <= hi:
             raise TamError(f"{path}: decoder.{key} = {getattr(dc, key)} is outside [{lo}, {hi}]")

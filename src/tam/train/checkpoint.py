@@ -28,7 +28,7 @@ MAX_HEADER_BYTES = 100 << 20  # the safetensors format's own cap
 MAX_DIM = 1 << 20  # feature width of one modality
 MAX_OUTPUTS = 1 << 16
 # ranges of the model description; a file beyond them is refused before anything is built
-RANGES = {"d": (1, 1 << 16), "layers": (0, 1024), "heads": (1, 1 << 12), "ffn_mult": (1, 256), "T": (1, 1 << 20)}
+RANGES = {"d": (1, 1 << 16), "layers": (0, 256), "heads": (1, 1 << 12), "ffn_mult": (1, 256), "T": (1, 1 << 20)}
 DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
           "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
           "BOOL": torch.bool}
