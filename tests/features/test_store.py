@@ -108,3 +108,102 @@ def test_open_errors(tmp_path):
     (tmp_path / "manifest.json").write_text("{broken")
     with pytest.raises(TamError, match="unreadable manifest"):
         FeatureStore.open(tmp_path)
+
+
+# ---- entry checks: damaged entries are named (video and file) without loading the features -----------------
+def small_store(root, n=4):
+    store = FeatureStore.create(root, manifest())
+    rng = np.random.default_rng(1)
+    for i in range(n):
+        feats = {m: rng.normal(size=(3 + i, D)) for m, D in DIMS.items()}
+        feats["audio"] = None if i == 1 else feats["audio"]
+        store.write(f"Fear/v{i}", feats, times(3 + i))
+    return store
+
+
+def entry(store, video, name):
+    return store.root / "videos" / entry_name(video) / name
+
+
+@pytest.mark.parametrize("name, damage, message", [
+    ("motion.npy", lambda p: p.write_bytes(p.read_bytes()[:-5]), "truncated or damaged"),
+    ("times.npy", lambda p: p.write_bytes(p.read_bytes()[:20]), "not a readable .npy"),
+    ("image.npy", lambda p: p.unlink(), "missing"),
+    ("image.npy", lambda p: np.save(p, np.ones((5, 4))), "expected float32 [5, 4]"),
+    ("meta.json", lambda p: p.write_bytes(b"\xff\x00{"), "unreadable"),
+    ("meta.json", lambda p: p.write_text('{"video": "Fear/v2", "T": -1, "present": {}}'), "T must be"),
+    ("meta.json", lambda p: p.write_text('{"video": "other", "T": 5, "present": {"image": true}}'),
+     "belongs to another video"),
+])
+def test_check_names_the_damaged_entry_and_file(tmp_path, name, damage, message):
+    store = small_store(tmp_path / "s")
+    damage(entry(store, "Fear/v2", name))
+    problems = store.check()
+    assert len(problems) == 1 and "\n" not in problems[0], problems
+    assert name in problems[0] and message in problems[0]
+    assert "Fear/v2" in problems[0] or name == "meta.json"
+    assert store.check(["Fear/v0", "Fear/v1", "Fear/v3", "not-in-store"]) == []
+    with pytest.raises(TamError) as e:
+        store.require_valid(["Fear/v0", "Fear/v2"])
+    assert "'Fear/v2'" in str(e.value) and str(e.value).endswith(problems[0].split(": ", 1)[1])
+
+
+def test_read_of_a_truncated_entry_is_one_line(tmp_path):
+    store = small_store(tmp_path / "s")
+    p = entry(store, "Fear/v3", "audio.npy")
+    p.write_bytes(p.read_bytes()[:100])
+    with pytest.raises(TamError, match=r"video 'Fear/v3': .*audio.npy") as e:
+        store.read("Fear/v3")
+    assert "\n" not in str(e.value)
+    assert store.read("Fear/v1").T == 4  # the others still read
+
+
+def test_store_check_command(tmp_path):
+    import subprocess
+    import sys
+
+    store = small_store(tmp_path / "s")
+    ok = subprocess.run([sys.executable, "-m", "tam", "store", "check", str(store.root)], capture_output=True,
+                        text=True)
+    assert ok.returncode == 0 and "4 entries checked, 0 damaged" in ok.stdout, ok.stderr
+    for v in ("Fear/v0", "Fear/v3"):
+        p = entry(store, v, "image.npy")
+        p.write_bytes(p.read_bytes()[:-1])
+    bad = subprocess.run([sys.executable, "-m", "tam", "store", "check", str(store.root)], capture_output=True,
+                         text=True)
+    lines = bad.stdout.strip().splitlines()
+    assert bad.returncode == 1 and len(lines) == 3 and "4 entries checked, 2 damaged" in lines[-1], bad.stdout
+    assert "'Fear/v0'" in lines[0] and "'Fear/v3'" in lines[1] and all("image.npy" in s for s in lines[:2])
+
+
+def fuzz_variants(raw: bytes, rng, n: int = 16):
+    for c in sorted({0, 1, 9, len(raw) // 2, len(raw) - 1, *rng.integers(0, len(raw), 6).tolist()}):
+        yield raw[:c]
+    for _ in range(n):
+        b = bytearray(raw)
+        for _ in range(int(rng.integers(1, 6))):
+            b[int(rng.integers(0, min(len(raw), 160)))] ^= 1 << int(rng.integers(0, 8))  # header region
+        yield bytes(b)
+
+
+@pytest.mark.parametrize("name", ["meta.json", "times.npy", "image.npy"])
+def test_fuzz_entry_files_give_only_one_line_tam_errors(tmp_path, name):
+    """Truncated and bit-flipped copies: `read` either works (the damage hit only values) or raises a one-line
+    TamError naming the video's file, and `check` flags every entry that `read` refuses."""
+    store = small_store(tmp_path / "s", n=2)
+    path = entry(store, "Fear/v0", name)
+    raw = path.read_bytes()
+    refused = 0
+    for data in fuzz_variants(raw, np.random.default_rng(len(name))):
+        path.write_bytes(data)
+        problems = store.check()
+        try:
+            v = store.read("Fear/v0")
+            assert v.features["image"].shape == (v.T, 4) and v.times.shape == (v.T, 2)
+        except TamError as e:
+            assert "\n" not in str(e) and name in str(e), str(e)
+            assert problems, str(e)
+            refused += 1
+        assert all("\n" not in p for p in problems)
+        assert store.read("Fear/v1").T == 4
+    assert refused >= 5

@@ -290,7 +290,7 @@ class FeatureStore:
             raise TamError(f"{who}{path}: unreadable (not UTF-8 JSON)") from None
         if not isinstance(meta, dict) or not isinstance(meta.get("video"), str):
             raise TamError(f"{who}{path}: not an entry description (no video id)")
-        who = f"video {meta['video']!r}: "
+        who = f"video {video if video is not None else meta['video']!r}: "
         if entry_name(meta["video"]) != d.name or (video is not None and meta["video"] != video):
             raise TamError(f"{who}{path}: the entry folder {d.name} belongs to another video id")
         T, present = meta.get("T"), meta.get("present")
