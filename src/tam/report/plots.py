@@ -86,3 +86,51 @@ def timeline(plan: dict, comments: list[tuple[float, bool]], hues: tuple[float, 
               title="scene tints, movements (arrows), comments (filled: emotional word)")
     ax[1].set_xlim(0, T)
     return _png(fig)
+
+
+def cross_attention(maps, modalities: list[str], pairs: list[tuple[int, int]], n_valid: int, title: str,
+                    events: dict[str, list[int]] | None = None) -> bytes:
+    """CTM attention of one video, one layer: a heatmap per (query modality, key modality) pair, mean over heads
+    ([P, h, T+1, T+1] → rows: the query's tokens X_0, 1..T; columns: the key modality's tokens). `events` marks
+    segments (e.g. {"audio": [cue]}) on both axes."""
+    plt = _plt()
+    A = np.asarray(maps)[:, :, : n_valid + 1, : n_valid + 1].mean(1)  # [P, L, L] over heads, valid tokens only
+    cols = min(len(pairs), 3)
+    rows = (len(pairs) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.9 * rows), squeeze=False)
+    ticks = ["X0"] + [str(t) for t in range(n_valid)]
+    for k, (q, kk) in enumerate(pairs):
+        ax = axes[k // cols][k % cols]
+        ax.imshow(A[k], cmap="viridis", vmin=0, vmax=max(float(A[k][1:].max()), 1e-6))
+        step = max(1, (n_valid + 1) // 8)
+        ax.set_xticks(range(0, n_valid + 1, step), ticks[::step], fontsize=7)
+        ax.set_yticks(range(0, n_valid + 1, step), ticks[::step], fontsize=7)
+        ax.set(xlabel=f"{modalities[kk]} (key)", ylabel=f"{modalities[q]} (query)",
+               title=("inner " if q == kk else "cross ") + f"{modalities[q]} → {modalities[kk]}")
+        for m, ts in (events or {}).items():
+            for t in ts:
+                if m == modalities[kk]:
+                    ax.axvline(t + 1, color="#e53e3e", lw=0.8, ls="--")
+                if m == modalities[q]:
+                    ax.axhline(t + 1, color="#e53e3e", lw=0.8, ls="--")
+    for k in range(len(pairs), rows * cols):
+        axes[k // cols][k % cols].axis("off")
+    fig.suptitle(title, fontsize=10)
+    return _png(fig)
+
+
+def readout_weights(weights: dict[str, list[float]], events: dict[str, list[int]] | None = None,
+                    title: str = "what the video-level readout reads") -> bytes:
+    """Per readout (e.g. f^0's attention over segments, the attentive pooling's weights), its weight per segment
+    of one video; dashed lines at the marked segments (e.g. the audio cue)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 3))
+    for name, w in weights.items():
+        ax.plot(range(len(w)), w, marker="o", ms=3, label=name)
+    for m, ts in (events or {}).items():
+        for t in ts:
+            ax.axvline(t, color="#e53e3e", lw=0.8, ls="--", label=f"{m} event" if t == ts[0] else None)
+    ax.set(xlabel="segment", ylabel="weight", title=title, ylim=(0, None))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return _png(fig)
