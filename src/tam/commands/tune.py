@@ -50,7 +50,8 @@ def run(args) -> int:
                        storage=args.storage, study_name=args.study_name, startup=args.startup_trials,
                        threads=args.threads)
     summary = tune(base, space, opts)
-    print(f"study folder: {args.study_dir} (trials.csv, summary.md, {', '.join(summary['plots'])} plots, best.yaml)")
+    drawn = [f for f in summary["plots"].values() if f.endswith(".png")] + (["best.yaml"] if summary["best"] else [])
+    print(f"study folder: {args.study_dir} (trials.csv, summary.md, {', '.join(drawn)})")
     if args.final:
         from tam.train.loop import results_table
 

@@ -501,8 +501,10 @@ def plots(study, study_dir: Path) -> dict[str, str]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import optuna
     import optuna.visualization.matplotlib as vm
 
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # "no complete trials" is said in summary.md
     out = {}
     for name, fn in (("history", vm.plot_optimization_history), ("importances", vm.plot_param_importances),
                      ("intermediate", vm.plot_intermediate_values)):
