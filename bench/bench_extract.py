@@ -63,14 +63,13 @@ def make_video(path: Path, seconds: float, fps: int = 30, size=(640, 360)) -> Pa
 
 def _decode_only(path: Path, encoders, options):
     """The pipeline's decode work, alone: returns (seconds, parts)."""
-    from tam.encoders.extract import Job, _decode_job
-    from tam.encoders.video_io import FrameSizes
+    from tam.encoders.extract import Job, _decode_job, frame_sizes
 
     parts = []
-    sizes = FrameSizes(motion=encoders["motion"].choice.size, image=encoders["image"].choice.size)
+    sizes = frame_sizes(encoders)
     t0 = time.perf_counter()
     _decode_job(0, Job("v", path), options.policy, sizes, True, options.chunk,
-                lambda msg: parts.append(msg[2]), threading.Event())
+                lambda msg: parts.append(msg[2]), threading.Event(), encoders["audio"].audio_front)
     return time.perf_counter() - t0, parts
 
 

@@ -82,5 +82,5 @@ def test_normalisation():
     x = motion.clips_to_input(clips, "kinetics")
     assert x.shape == (1, 3, 2, 4, 4)
     assert x[0, 0, 0, 0, 0].item() == pytest.approx((1 - 0.4345) / 0.2768, rel=1e-5)
-    x = motion.clips_to_input(clips, "kinetics-255")
+    x = motion.clips_to_input(clips, "activitynet-mean-255")
     assert x[0, 2, 0, 0, 0].item() == pytest.approx(255 - 99.4750, rel=1e-4)

@@ -61,6 +61,53 @@ def test_native_rate_takes_16_decoded_frames(media):
     assert cat["times"][-1, 1] == pytest.approx(3.0)
 
 
+def _counting_video(path, fps: int, frames: int):
+    """Frames that say their index: left half grey (i % 16) * 16, right half grey (i // 16) * 40."""
+    import av
+
+    with av.open(str(path), "w") as out:
+        vs = out.add_stream("libx264", rate=fps)
+        vs.width, vs.height, vs.pix_fmt = 32, 32, "yuv420p"
+        for i in range(frames):
+            img = np.zeros((32, 32, 3), np.uint8)
+            img[:, :16], img[:, 16:] = (i % 16) * 16, (i // 16) * 40
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, fps)
+            for p in vs.encode(frame):
+                out.mux(p)
+        for p in vs.encode():
+            out.mux(p)
+    return path
+
+
+def _indices(clip) -> list[int]:
+    return [int(round(float(f[:, :5].mean()) / 16)) + 16 * int(round(float(f[:, -5:].mean()) / 40)) for f in clip]
+
+
+@pytest.mark.parametrize("fps, frames, expect", [
+    (30, 90, [list(range(7, 23)), list(range(37, 53)), list(range(67, 83))]),  # centred on 0.5, 1.5, 2.5 s
+    (12, 36, [list(range(0, 16)), list(range(10, 26)), list(range(20, 36))]),  # kept inside the video
+    (10, 12, [list(range(12)) + [0, 1, 2, 3]]),  # fewer than 16 frames: looped
+])
+def test_motion_gets_consecutive_native_frames_centred_on_each_segment(tmp_path, fps, frames, expect):
+    path = _counting_video(tmp_path / f"count{fps}.mp4", fps, frames)
+    cat, _, _ = _all(path, sizes=FrameSizes(motion=16, image=16), chunk=1)
+    assert cat["times"][:, 0].tolist() == list(range(len(expect)))  # the 1 s grid is kept
+    assert [_indices(c) for c in cat["motion"]] == expect
+    grid, _, _ = _all(path, SegmentPolicy(motion="grid"), sizes=FrameSizes(motion=16, image=16))
+    if fps == 30:  # the old rule: 16 frames resampled to 16 fps (gaps of 1-2 native frames)
+        assert _indices(grid["motion"][0]) == [k * 30 // 16 for k in range(16)]  # 0, 1, 3, 5, ..
+
+
+def test_segment_policy_round_trips_its_description():
+    for policy in (SegmentPolicy(), SegmentPolicy(motion="grid"), SegmentPolicy(native=True), SegmentPolicy(fps=25)):
+        assert SegmentPolicy.parse(policy.describe()) == policy
+    assert SegmentPolicy.parse("16 frames at 16 fps resampled by timestamps (1 s)") == SegmentPolicy(motion="grid")
+    assert SegmentPolicy.parse("every frame") is None
+    with pytest.raises(TamError, match="motion frames"):
+        SegmentPolicy(motion="sparse")
+
+
 def test_variable_frame_rate_uses_timestamps(media):
     cat, _, _ = _all(media["vfr"])  # intervals alternate 40 and 80 ms; change at 1.0 s; last frame at 2.92 s
     assert cat["times"][:, 0].tolist() == [0, 1, 2] and cat["times"][:2, 1].tolist() == [1, 2]
@@ -94,7 +141,7 @@ def test_non_square_pixels_use_display_aspect(tmp_path, video_maker):
 
     frame = av.VideoFrame.from_ndarray(np.zeros((40, 100, 3), np.uint8), format="rgb24")
     # 100x40 coded with SAR 1/2 displays as 50x40: the shorter display side is the width
-    crop = frame_to_crop(frame, 20, 0, 0.5, "BILINEAR")
+    crop = frame_to_crop(frame, 20, 0, 0.5, "bilinear")
     assert crop.shape == (20, 20, 3)
     path = video_maker(tmp_path / "sar.mkv", seconds=0.5, tone_at=None, sar=Fraction(2, 3))
     info = MediaInfo(path)
@@ -165,3 +212,106 @@ def test_corrupt_packets_are_skipped_and_marked(tmp_path, video_maker):
     stand_in = (targets - last > 0.25).reshape(-1, 16).sum(1)
     assert frozen == [i for i, n in enumerate(stand_in) if 2 * n >= 16]
     assert any("failed to decode" in n for n in info.notes) == (info.decode_errors > 0)
+
+
+# ---- against the reference processors, on real files ---------------------------------------------------
+REAL = ["auto-editor/example.mp4", "auto-editor/SAR-2by3.mp4", "mmaction2/demo__demo.mp4", "imageio/cockatoo.mp4",
+        "moviepy/smpte-2997.mp4", "gradio/av1-video.mp4", "laravel-media/horizontal.mp4"]
+
+
+def _rotated_copy(src, dst, degrees: int):
+    """`src`'s video packets remuxed unchanged with a display rotation (real frames, a rotated file)."""
+    import av
+
+    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
+        s_in = inp.streams.video[0]
+        s_out = out.add_stream_from_template(s_in)
+        s_out.set_display_rotation(degrees)
+        for p in inp.demux(s_in):
+            if p.dts is not None:
+                p.stream = s_out
+                out.mux(p)
+    return dst
+
+
+def _reference_frames(path, count: int):
+    """The first `count` frames as a user hands them to a processor: PyAV's full-size rgb24, shown as a player
+    shows it (pixels stretched to the display aspect, display rotation), plus their times."""
+    import av
+    from PIL import Image
+
+    out, times = [], []
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        sar = float(s.codec_context.sample_aspect_ratio or 1)
+        for f in c.decode(s):
+            rgb = f.to_ndarray(format="rgb24")
+            if sar != 1:
+                rgb = np.asarray(Image.fromarray(rgb).resize((round(rgb.shape[1] * sar), rgb.shape[0]), 3))
+            out.append(np.ascontiguousarray(np.rot90(rgb, (f.rotation or 0) // 90)))
+            times.append(f.time - (c.start_time or 0) / 1e6)
+            if len(out) == count:
+                break
+    return out, np.array(times)
+
+
+def _r3d_reference(rgb: np.ndarray, size: int = 112) -> np.ndarray:
+    """3D-ResNets' test transforms as documented: Scale(size) (PIL bilinear, shorter side to size, the other
+    int(size * long / short)), then CenterCrop(size) at int(round((side - size) / 2.))."""
+    from PIL import Image
+
+    img = Image.fromarray(rgb)
+    w, h = img.size
+    ow, oh = (size, int(size * h / w)) if w < h else (int(size * w / h), size)
+    if min(w, h) != size:
+        img = img.resize((ow, oh), Image.BILINEAR)
+    x1, y1 = int(round((img.width - size) / 2.0)), int(round((img.height - size) / 2.0))
+    return np.asarray(img.crop((x1, y1, x1 + size, y1 + size)))
+
+
+def _unnormalise(pixels: np.ndarray, mean, std) -> np.ndarray:
+    """[..., 3, H, W] processor output -> float [..., H, W, 3] on 0..255."""
+    x = np.moveaxis(np.asarray(pixels, np.float64), -3, -1)
+    return (x * np.asarray(std) + np.asarray(mean)) * 255.0
+
+
+def _diffs(ours: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
+    d = np.abs(np.asarray(ours, np.float64) - np.asarray(ref, np.float64))
+    return float(d.mean()), float(d.max())
+
+
+def reference_diffs(path, frames: int = 16) -> dict[str, tuple[float, float]]:
+    """Mean and max |ours - reference| (0..255) over segment 0's inputs, per reference processor.
+
+    Ours: `iter_segments` as extraction runs it (the image is segment 0's middle frame, the motion clip its 16
+    consecutive native frames centred on 0.5 s). Reference: the same frames through CLIPImageProcessor,
+    VideoMAEImageProcessor (transformers, PIL path) and 3D-ResNets' documented test transforms.
+    """
+    from transformers import CLIPImageProcessorPil, VideoMAEImageProcessorPil
+
+    sizes = FrameSizes(motion=112, image=224)
+    seg = next(iter_segments(path, MediaInfo(path), SegmentPolicy(), sizes, chunk=1))
+    rgb, times = _reference_frames(path, 40)
+    n = int(np.searchsorted(times, 0.5 - 1e-9))  # frames before the midpoint of segment 0
+    first = max(min(n - 8, len(rgb) - 16), 0)
+    clip = [rgb[i % len(rgb)] for i in range(first, first + 16)]
+    middle = rgb[int(np.searchsorted(times, 0.5 + 1e-6)) - 1]  # the frame shown at 0.5 s
+    clip_proc = CLIPImageProcessorPil()
+    out = {"clip": _diffs(seg.image[0], _unnormalise(clip_proc(images=middle, return_tensors="np")["pixel_values"][0],
+                                                      clip_proc.image_mean, clip_proc.image_std)),
+           "r3d": _diffs(seg.motion[0], np.stack([_r3d_reference(f) for f in clip]))}
+    vm = VideoMAEImageProcessorPil(image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225])
+    vm_sizes = FrameSizes(motion=224, image=0, motion_resample="bilinear", motion_offset="floor")
+    vm_seg = next(iter_segments(path, MediaInfo(path), SegmentPolicy(), vm_sizes, chunk=1))
+    ref = _unnormalise(vm.preprocess([clip], return_tensors="np")["pixel_values"][0], vm.image_mean, vm.image_std)
+    out["videomae"] = _diffs(vm_seg.motion[0], ref)
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", REAL + ["rotated"])
+def test_inputs_match_the_reference_processors_on_real_files(realdata, name, tmp_path):
+    path = _rotated_copy(realdata / "gradio/video_sample.mp4", tmp_path / "rot90.mp4", 90) if name == "rotated" \
+        else realdata / name
+    for processor, (mean, worst) in reference_diffs(path).items():
+        assert mean <= 0.5 and worst <= 3, (name, processor, mean, worst)

@@ -5,8 +5,16 @@ STFT magnitude with a periodic Hann window of 25 ms (400 samples), hop 10 ms (16
 (the next power of two), no padding; 64 triangular mel bands from 125 to 7500 Hz on the HTK mel scale
 (mel = 1127 ln(1 + f / 700)), the DC bin weighted 0; log(mel + 0.01). An example is 96 frames (0.96 s).
 
-Alignment: segment t gets the one example of 96 frames centred on the segment's midpoint (silence, i.e.
-log(0.01), outside the audio). The network and its key names follow the common PyTorch port
+Examples and segments (`segment_examples`). The reference framing (`waveform_to_examples` of the port and
+of the original) tiles the log-mel frames into non-overlapping 96-frame examples from sample 0: example k
+holds frames 96k .. 96k + 95, i.e. samples 15360k .. 15360k + 15599 (0.96 k .. 0.96 k + 0.975 s). With
+`framing="reference"` (the default) segment t gets the example k = floor(midpoint / 0.96 s) that contains
+its midpoint, so every feature is one of the examples the reference would compute; with 1 s segments one
+example in 25 is skipped (no segment's midpoint falls in it). Where the reference drops the incomplete
+last example, tam completes it with silence rows (log(0.01)) when a segment's midpoint lies in it, and
+gives an all-silence example past the end of the audio. `framing="centred"` (the encoder `vggish-centred`,
+the framing of stores made before this rule) instead centres one 96-frame example on each segment's
+midpoint. The network and its key names follow the common PyTorch port
 (harritaylor/torchvggish): `features.{0,3,6,8,11,13}` convolutions, `embeddings.{0,2,4}` linear layers, ReLU
 after the last layer as in the port. The optional PCA post-processing (`vggish_pca_params-*.pth`:
 `pca_eigen_vectors` [128, 128], `pca_means` [128]) whitens the embedding; `quantize=True` also clips to
@@ -16,6 +24,7 @@ after the last layer as in the port. The optional PCA post-processing (`vggish_p
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +44,7 @@ EXAMPLE_FRAMES = 96  # 0.96 s
 FRAME_RATE = SAMPLE_RATE / HOP  # log-mel frames per second
 EMBEDDING = 128
 QUANTIZE_MIN, QUANTIZE_MAX = -2.0, 2.0
+FRAMINGS = ("reference", "centred")
 WEIGHTS_URL = "https://github.com/harritaylor/torchvggish/releases/download/v0.1/vggish-10086976.pth"
 PCA_URL = "https://github.com/harritaylor/torchvggish/releases/download/v0.1/vggish_pca_params-970ea276.pth"
 
@@ -72,18 +82,29 @@ def log_mel(wave: np.ndarray) -> np.ndarray:
     return np.log(spectrum @ mel_matrix() + LOG_OFFSET).astype(np.float32)
 
 
-def segment_examples(mel: np.ndarray, times: np.ndarray) -> np.ndarray:
-    """float32 [T, 96, 64]: for each segment (start, end) the 96 log-mel frames centred on its midpoint."""
+def segment_examples(mel: np.ndarray, times: np.ndarray, framing: str = "reference") -> np.ndarray:
+    """float32 [T, 96, 64]: one log-mel example per segment (start, end); see the module docstring."""
+    if framing not in FRAMINGS:
+        raise ValueError(f"unknown VGGish framing {framing!r}; choose from {FRAMINGS}")
+    times = np.asarray(times, dtype=np.float64).reshape(-1, 2)
+    mid = times.mean(axis=1)
+    if framing == "reference":
+        first = np.floor(mid / (EXAMPLE_FRAMES / FRAME_RATE) + 1e-9).astype(np.int64) * EXAMPLE_FRAMES
+    else:  # frame i is centred at i / 100 + 12.5 ms; the example's centres span mid +- 0.475 s
+        first = np.round((mid - WINDOW / 2 / SAMPLE_RATE) * FRAME_RATE - (EXAMPLE_FRAMES - 1) / 2).astype(np.int64)
     silence = np.float32(np.log(LOG_OFFSET))
     out = np.full((len(times), EXAMPLE_FRAMES, MEL_BANDS), silence, dtype=np.float32)
-    half_window = WINDOW / 2 / SAMPLE_RATE
-    for t, (start, end) in enumerate(np.asarray(times, dtype=np.float64)):
-        # frame i is centred at i / 100 + 12.5 ms; the example's centres span mid +- 0.475 s
-        first = int(round(((start + end) / 2 - half_window) * FRAME_RATE - (EXAMPLE_FRAMES - 1) / 2))
-        lo, hi = max(first, 0), min(first + EXAMPLE_FRAMES, len(mel))
+    for t, f in enumerate(first.tolist()):
+        lo, hi = max(f, 0), min(f + EXAMPLE_FRAMES, len(mel))
         if hi > lo:
-            out[t, lo - first:hi - first] = mel[lo:hi]
+            out[t, lo - f:hi - f] = mel[lo:hi]
     return out
+
+
+def reference_examples(mel: np.ndarray) -> np.ndarray:
+    """float32 [K, 96, 64]: the reference framing, non-overlapping examples from frame 0, incomplete tail dropped."""
+    K = max((len(mel) - EXAMPLE_FRAMES) // EXAMPLE_FRAMES + 1, 0)
+    return np.asarray(mel[:K * EXAMPLE_FRAMES], dtype=np.float32).reshape(K, EXAMPLE_FRAMES, MEL_BANDS)
 
 
 # ---- network -----------------------------------------------------------------------------------------
@@ -136,17 +157,81 @@ def load_vggish_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 
 def load_pca(path: str | os.PathLike, quantize: bool = False) -> PCA:
-    """PCA parameters from the port's `vggish_pca_params-*.pth` (or the original `.npz`)."""
+    """PCA parameters from the port's `vggish_pca_params-*.pth`, the original `.npz` or a `.safetensors`.
+
+    The port's file is a torch pickle of numpy arrays: it is read with `weights_only=True` plus exactly the
+    numpy globals that rebuild arrays (nothing else can run), then converted once to a `.safetensors` file
+    beside it (reused while the source's sha256 matches). Every failure is a one-line `TamError`.
+    """
     path = Path(path)
     try:
         if path.suffix == ".npz":
-            params = {k: torch.from_numpy(v) for k, v in np.load(path).items()}
+            with np.load(path, allow_pickle=False) as z:
+                params = {k: torch.from_numpy(z[k]) for k in z.files}
+        elif path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            params = load_file(str(path))
         else:
-            params = torch.load(path, map_location="cpu", weights_only=True)
-            params = {k: torch.as_tensor(v) for k, v in params.items()}
+            params = _pca_from_pickle(path)
         return PCA(params["pca_eigen_vectors"], params["pca_means"], quantize)
-    except (KeyError, RuntimeError, OSError, ValueError) as e:
-        raise TamError(f"{path}: not VGGish PCA parameters (need pca_eigen_vectors, pca_means): {e}") from None
+    except TamError:
+        raise
+    except Exception as e:  # unpickling, zip, safetensors and shape errors come in many types
+        raise TamError(f"{path}: not VGGish PCA parameters (need pca_eigen_vectors [128, 128], pca_means [128]): "
+                       f"{_reason(e)}") from None
+
+
+def _reason(e: Exception) -> str:
+    """One line: the forbidden global a pickle names (refused, never run), else the error's first line."""
+    text = str(e)
+    forbidden = re.search(r"[Uu]nsupported (?:global: )?GLOBAL ([\w.]+)", text)
+    if forbidden:
+        return f"the pickle names {forbidden.group(1)}, which is not allowed (refused; nothing was run)"
+    return f"{type(e).__name__}: " + (text.strip().splitlines() or [""])[0][:200]
+
+
+def _numpy_globals() -> list:
+    """The globals a pickle of plain numpy arrays names (under numpy 1.x and 2.x module paths), and no others."""
+    from numpy import dtypes
+
+    rebuild = np._core.multiarray._reconstruct if hasattr(np, "_core") else np.core.multiarray._reconstruct
+    kinds = [getattr(dtypes, n) for n in ("Float16DType", "Float32DType", "Float64DType", "Int8DType", "Int16DType",
+                                          "Int32DType", "Int64DType", "UInt8DType", "BoolDType")]
+    return [(rebuild, "numpy.core.multiarray._reconstruct"), (rebuild, "numpy._core.multiarray._reconstruct"),
+            np.ndarray, np.dtype, *kinds]
+
+
+def _pca_from_pickle(path: Path) -> dict[str, torch.Tensor]:
+    """Read the port's `.pth` safely; reuse or write its `.safetensors` conversion."""
+    from safetensors.torch import load_file, save_file
+
+    from tam.encoders.weights import sha256_of
+
+    digest = sha256_of(path)
+    converted = path.with_suffix(".safetensors")
+    if converted.is_file():
+        try:
+            from safetensors import safe_open
+
+            with safe_open(str(converted), "pt") as f:
+                if (f.metadata() or {}).get("source_sha256") == digest:
+                    return load_file(str(converted))
+        except Exception:  # a stale or damaged conversion is simply redone
+            pass
+    with torch.serialization.safe_globals(_numpy_globals()):
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(obj, dict):
+        raise ValueError(f"expected a dict of arrays, got {type(obj).__name__}")
+    params = {k: torch.as_tensor(np.asarray(obj[k], dtype=np.float32)).contiguous()
+              for k in ("pca_eigen_vectors", "pca_means")}
+    try:
+        tmp = converted.with_name(f".{converted.name}.tmp{os.getpid()}")
+        save_file(params, str(tmp), metadata={"source": path.name, "source_sha256": digest})
+        os.replace(tmp, converted)
+    except OSError:  # a read-only folder: use the parameters without caching the conversion
+        pass
+    return params
 
 
 def examples_to_input(examples: np.ndarray | torch.Tensor) -> torch.Tensor:

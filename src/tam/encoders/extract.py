@@ -220,6 +220,17 @@ def _input(part: _Part, modality: str):
     return {"image": part.seg.image, "motion": part.seg.motion, "audio": part.audio}[modality]
 
 
+def frame_sizes(encoders: dict[str, FrozenEncoder]) -> FrameSizes:
+    """What the decoder must cut for these encoders: each video encoder's size, PIL filter and crop offset rule."""
+    kw = {}
+    for m in ("motion", "image"):
+        enc = encoders.get(m)
+        kw[m] = enc.choice.size if enc is not None else 0
+        if enc is not None:
+            kw[f"{m}_resample"], kw[f"{m}_offset"] = enc.choice.resample, enc.choice.offset
+    return FrameSizes(**kw)
+
+
 @dataclass
 class ExtractOptions:
     policy: SegmentPolicy = field(default_factory=SegmentPolicy)
@@ -256,7 +267,7 @@ class _Runner:
     def run(self, todo: list) -> None:
         from tqdm import tqdm
 
-        sizes = FrameSizes(motion=self._size("motion"), image=self._size("image"))
+        sizes = frame_sizes(self.encoders)
         jobs_q: queue.Queue = queue.Queue()
         for item in todo:
             jobs_q.put(item)
@@ -278,10 +289,6 @@ class _Runner:
             for t in threads:
                 t.join(timeout=5)
             self.bar.close()
-
-    def _size(self, modality: str) -> int:
-        enc = self.encoders.get(modality)
-        return enc.choice.size if enc is not None else 0
 
     def _loop(self, out: queue.Queue, n_workers: int) -> None:
         done_workers = 0
@@ -357,11 +364,11 @@ class _Runner:
 def open_store(root: str | os.PathLike, encoders: dict[str, FrozenEncoder], policy: SegmentPolicy) -> FeatureStore:
     """Create the store (or reopen it, refusing other encoders or another segment policy)."""
     manifest = Manifest(encoders={m: e.record for m, e in encoders.items()}, segment=policy.describe())
-    store = FeatureStore.create(root, manifest)
-    if store.manifest.segment and store.manifest.segment != manifest.segment:
-        raise TamError(f"{root}: the store was cut as {store.manifest.segment!r}, not {manifest.segment!r}; "
-                       "use a new folder")
-    return store
+    if (Path(root) / "manifest.json").is_file():
+        have = FeatureStore.open(root).manifest.segment
+        if have != manifest.segment:
+            raise TamError(f"{root}: the store was cut as {have!r}, not {manifest.segment!r}; use a new folder")
+    return FeatureStore.create(root, manifest)
 
 
 def summary(outcomes: list[Outcome], wall: float, manifest: Manifest) -> str:

@@ -3,8 +3,14 @@
 Written for this project with the module names of kenshohara/3D-ResNets-PyTorch (`conv1`, `bn1`,
 `layer1..4` of Bottleneck blocks with `conv1/bn1/conv2/bn2/conv3/bn3` and a `downsample.0/.1` projection
 shortcut, i.e. shortcut type B, `fc`), so their published Kinetics checkpoints
-(`{'state_dict': ..., 'arch': ...}`, keys prefixed `module.`) load strictly; only `fc` (the 400 Kinetics
-classes) is dropped, because the feature is the global average pool before it.
+(`{'state_dict': ..., 'arch': ...}`, keys prefixed `module.`) load strictly; only `fc` is dropped (700
+Kinetics-700 classes in the 2020 `r3d*_K_200ep.pth` checkpoints, 400 Kinetics-400 classes in the 2017
+`resnext-101-kinetics.pth` one), because the feature is the global average pool before it.
+
+Input as the reference pipeline feeds them at test time: 16 consecutive frames at the video's native rate
+(the temporal centre crop of `temporal_transforms.TemporalCenterCrop`; see `tam.encoders.video_io`), each
+resized with PIL bilinear so that the shorter side is 112 px (long side truncated, `int(112 * long /
+short)`), centre-cropped to 112 with the offset `int(round((side - 112) / 2))`, then normalised (`NORMS`).
 
 - ResNet-50 / -101: Bottleneck (expansion 4) with widths 64..512, blocks [3,4,6,3] / [3,4,23,3].
 - ResNeXt-101: ResNeXt bottleneck (cardinality 32, expansion 2) with widths 128..1024, blocks [3,4,23,3].
@@ -109,10 +115,11 @@ def checkpoint_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 # Normalisation of the two published families, applied to RGB in [0, 1]:
 NORMS = {
-    # 3D-ResNets-PyTorch (2020 release, r3d50_K_200ep.pth ...): Kinetics mean and std
+    # 3D-ResNets-PyTorch (2020 release, r3d50_K_200ep.pth ...): Kinetics mean and std (`--mean_dataset kinetics`)
     "kinetics": ((0.4345, 0.4051, 0.3775), (0.2768, 0.2713, 0.2737)),
-    # the 2017 release (resnext-101-kinetics.pth ...): mean subtraction on 0..255 values, no std
-    "kinetics-255": ((114.7748 / 255, 107.7354 / 255, 99.4750 / 255), (1 / 255, 1 / 255, 1 / 255)),
+    # the 2017 release (CVPR2018 branch, resnext-101-kinetics.pth ...): its default `--mean_dataset activitynet`,
+    # i.e. the ActivityNet mean (114.7748, 107.7354, 99.4750) subtracted from 0..255 values, no std division
+    "activitynet-mean-255": ((114.7748 / 255, 107.7354 / 255, 99.4750 / 255), (1 / 255, 1 / 255, 1 / 255)),
 }
 
 

@@ -30,48 +30,72 @@ class EncoderChoice:
     norm: str = ""  # r3d input normalisation (see tam.encoders.motion.NORMS)
     pretrained: bool = True  # False: a test/demo architecture, random init only
     size: int = 0  # square input size in pixels (video encoders)
+    resample: str = ""  # video encoders: the reference's PIL filter (bilinear | bicubic)
+    offset: str = ""  # video encoders: the reference's crop offset rule (floor | round), see video_io
+    framing: str = ""  # vggish: how log-mel examples map to segments (see tam.encoders.audio)
 
 
-_CLIP = "middle frame of each segment; shorter side to 224 px (bicubic), centre crop 224; CLIP mean/std"
-_R3D = "16 frames per segment; shorter side to 112 px (bilinear), centre crop 112; {}"
+_PIXELS = ("full-size RGB (PyAV rgb24), display aspect (PIL bicubic to width round(w * SAR)), display rotation; "
+           "shorter side to {size} px with PIL {resample}, long side int({size} * long / short); centre crop {size} "
+           "at offset {rule}")
+_FLOOR, _ROUND = "(side - {size}) // 2", "int(round((side - {size}) / 2))"
+_CLIP = ("middle frame of each segment; " + _PIXELS.format(size=224, resample="bicubic", rule=_FLOOR.format(size=224))
+         + "; /255, CLIP mean/std")
+_R3D = ("16 frames per segment (which ones: the store's segment policy); "
+        + _PIXELS.format(size=112, resample="bilinear", rule=_ROUND.format(size=112)) + "; {}")
+_R3D_KINETICS = "/255, Kinetics mean (0.4345, 0.4051, 0.3775) / std (0.2768, 0.2713, 0.2737)"
+_R3D_ACTIVITYNET = "0..255 minus the ActivityNet mean (114.7748, 107.7354, 99.4750), no std"
 _VGGISH = ("16 kHz mono; log-mel 64 bands 125-7500 Hz, 25 ms window, 10 ms hop, log(x + 0.01); "
-           "one 0.96 s example centred on each segment")
-_VIDEOMAE = ("16 frames per segment; shorter side to 224 px (bilinear), centre crop 224; the folder's "
-             "preprocessor_config.json mean/std, else ImageNet's; "
-             "mean of the last hidden states (+ fc_norm)")
+           "{}")
+_VGGISH_REFERENCE = ("0.96 s examples tiled from sample 0 (reference framing); each segment gets the example "
+                     "containing its midpoint")
+_VGGISH_CENTRED = "one 0.96 s example centred on each segment"
+_VIDEOMAE = ("16 frames per segment (which ones: the store's segment policy); "
+             + _PIXELS.format(size=224, resample="bilinear", rule=_FLOOR.format(size=224)) + "; /255, the folder's "
+             "preprocessor_config.json mean/std, else ImageNet's; mean of the last hidden states (+ fc_norm)")
 _AST = ("16 kHz mono; Kaldi log-mel fbank 128 bands 20-8000 Hz, 25 ms window, 10 ms hop; the segment's "
         "frames zero-padded to the model's max_length (1024), normalised (x + 4.2677393) / (2 * 4.5689974); "
         "pooled output")
 _HF_WHERE = "a folder saved by transformers or the hub id {} (pass --{}-weights FOLDER_OR_ID)"
 _R3D_WHERE = ("download {} from the 3D-ResNets-PyTorch model links "
               "(https://github.com/kenshohara/3D-ResNets-PyTorch#pre-trained-models) and pass --motion-weights FILE")
+_R3D_OLD_WHERE = ("download {} from the old-models release of 3D-ResNets-PyTorch (the CVPR2018 branch's pre-trained "
+                  "models, https://github.com/kenshohara/3D-ResNets-PyTorch/tree/CVPR2018#pre-trained-models; "
+                  "linked as the old models from the main README) and pass --motion-weights FILE")
+_VGGISH_URL = "https://github.com/harritaylor/torchvggish/releases/download/v0.1/vggish-10086976.pth"
+_VGGISH_WHERE = ("vggish-10086976.pth from https://github.com/harritaylor/torchvggish/releases "
+                 "(pass --audio-weights FILE)")
+_IMG = {"resample": "bicubic", "offset": "floor"}
+_R3D_PIX = {"size": 112, "resample": "bilinear", "offset": "round"}
 
 ENCODERS: dict[str, EncoderChoice] = {
     # image (one frame per segment)
     "clip-vit-b32": EncoderChoice("image", 512, "clip", "vit-b32", _CLIP, "openai/clip-vit-base-patch32",
                                   "a folder saved by transformers or the hub id openai/clip-vit-base-patch32",
-                                  size=224),
+                                  size=224, **_IMG),
     "clip-vit-l14": EncoderChoice("image", 768, "clip", "vit-l14", _CLIP, "openai/clip-vit-large-patch14",
                                   "a folder saved by transformers or the hub id openai/clip-vit-large-patch14",
-                                  size=224),
-    "clip-tiny": EncoderChoice("image", 512, "clip", "tiny", _CLIP, pretrained=False, size=224),
+                                  size=224, **_IMG),
+    "clip-tiny": EncoderChoice("image", 512, "clip", "tiny", _CLIP, pretrained=False, size=224, **_IMG),
     # motion (16 frames per segment)
-    "r3d50": EncoderChoice("motion", 2048, "r3d", "resnet-50", _R3D.format("Kinetics mean/std"), "",
-                           _R3D_WHERE.format("r3d50_K_200ep.pth"), "kinetics", size=112),
-    "r3d101": EncoderChoice("motion", 2048, "r3d", "resnet-101", _R3D.format("Kinetics mean/std"), "",
-                            _R3D_WHERE.format("r3d101_K_200ep.pth"), "kinetics", size=112),
-    "resnext101": EncoderChoice("motion", 2048, "r3d", "resnext-101", _R3D.format("Kinetics mean on 0..255"), "",
-                                _R3D_WHERE.format("resnext-101-kinetics.pth"), "kinetics-255", size=112),
-    "r3d-tiny": EncoderChoice("motion", 2048, "r3d", "resnet-tiny", _R3D.format("Kinetics mean/std"),
-                              norm="kinetics", pretrained=False, size=112),
+    "r3d50": EncoderChoice("motion", 2048, "r3d", "resnet-50", _R3D.format(_R3D_KINETICS), "",
+                           _R3D_WHERE.format("r3d50_K_200ep.pth"), "kinetics", **_R3D_PIX),
+    "r3d101": EncoderChoice("motion", 2048, "r3d", "resnet-101", _R3D.format(_R3D_KINETICS), "",
+                            _R3D_WHERE.format("r3d101_K_200ep.pth"), "kinetics", **_R3D_PIX),
+    "resnext101": EncoderChoice("motion", 2048, "r3d", "resnext-101", _R3D.format(_R3D_ACTIVITYNET), "",
+                                _R3D_OLD_WHERE.format("resnext-101-kinetics.pth"), "activitynet-mean-255",
+                                **_R3D_PIX),
+    "r3d-tiny": EncoderChoice("motion", 2048, "r3d", "resnet-tiny", _R3D.format(_R3D_KINETICS),
+                              norm="kinetics", pretrained=False, **_R3D_PIX),
     "videomae-base": EncoderChoice("motion", 768, "videomae", "base", _VIDEOMAE,
                                    "MCG-NJU/videomae-base-finetuned-kinetics",
-                                   _HF_WHERE.format("MCG-NJU/videomae-base-finetuned-kinetics", "motion"), size=224),
+                                   _HF_WHERE.format("MCG-NJU/videomae-base-finetuned-kinetics", "motion"), size=224,
+                                   resample="bilinear", offset="floor"),
     # audio (one 0.96 s log-mel example per segment; AST: the segment's audio)
-    "vggish": EncoderChoice("audio", 128, "vggish", "vggish", _VGGISH,
-                            "https://github.com/harritaylor/torchvggish/releases/download/v0.1/vggish-10086976.pth",
-                            "vggish-10086976.pth from https://github.com/harritaylor/torchvggish/releases "
-                            "(pass --audio-weights FILE)"),
+    "vggish": EncoderChoice("audio", 128, "vggish", "vggish", _VGGISH.format(_VGGISH_REFERENCE), _VGGISH_URL,
+                            _VGGISH_WHERE, framing="reference"),
+    "vggish-centred": EncoderChoice("audio", 128, "vggish", "vggish", _VGGISH.format(_VGGISH_CENTRED), _VGGISH_URL,
+                                    _VGGISH_WHERE, framing="centred"),
     "ast-audioset": EncoderChoice("audio", 768, "ast", "base", _AST, "MIT/ast-finetuned-audioset-10-10-0.4593",
                                   _HF_WHERE.format("MIT/ast-finetuned-audioset-10-10-0.4593", "audio")),
 }
@@ -103,7 +127,7 @@ class FrozenEncoder:
 
         if self.choice.family == "ast":
             return ast.fbank, partial(ast.segment_inputs, max_length=self.model.max_length)
-        return audio.log_mel, audio.segment_examples
+        return audio.log_mel, partial(audio.segment_examples, framing=self.choice.framing or "reference")
 
     def encode(self, batch: np.ndarray) -> np.ndarray:
         """uint8 frames / clips or float32 log-mel examples, [N, ...] -> float32 [N, dim]."""

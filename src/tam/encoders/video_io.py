@@ -1,27 +1,43 @@
-"""Decoding with PyAV: pick the streams, cut the video into 16-frame segments, decode the audio to 16 kHz.
+"""Decoding with PyAV: pick the streams, cut the video into segments, decode the audio to 16 kHz.
 
-Frame-rate policy (see docs/extraction.md). By default every video is resampled *by timestamps* to a fixed
-rate (`fps`, 16 frames per second): target frame k shows the last decoded frame whose presentation time is
-at or before k / fps. A segment is 16 consecutive target frames, so it lasts 16 / fps seconds (1 s at the
-default) in every video, whatever its native or variable frame rate; the paper's 16-frame clips for the 3D
-CNN and the per-second time-sync comments then line up. `native=True` instead takes 16 consecutive decoded
-frames per segment (durations then vary between videos and within variable-frame-rate ones).
+Segment grid (see docs/extraction.md). By default every video is cut on a fixed time grid: target frame k
+(at `fps`, 16 per second) shows the last decoded frame whose presentation time is at or before k / fps, and
+a segment is 16 consecutive target frames, so it lasts 16 / fps seconds (1 s at the default) in every video,
+whatever its native or variable frame rate; the per-second time-sync comments line up with it. The image
+encoder sees the segment's middle target frame (index 8). `native=True` instead cuts segments of 16
+consecutive decoded frames (durations then vary between videos).
+
+Motion frames. The 3D ResNets were trained on 16 *consecutive* frames at the video's native rate, so by
+default (`motion="native"`) the motion encoder gets, for each segment of the grid, the 16 consecutive
+decoded frames centred on the segment's midpoint, as the reference's temporal centre crop takes them: with
+n frames before the midpoint, frames n - 8 .. n + 7, shifted to stay inside the video, and looped (0, 1, ..,
+m - 1, 0, 1, ..) when the whole video has m < 16 frames. At 30 fps a clip spans 0.53 s of its 1 s segment;
+below 16 fps it spans more than the segment. `motion="grid"` gives the segment's own 16 resampled frames
+(the rule of stores made before this one).
+
+Geometry and colour, as the reference processors do it: each frame is converted to RGB at full size
+(`frame.to_ndarray(format="rgb24")`, what PyAV and torchvision give), stretched to its display aspect when
+its pixels are not square (PIL bicubic to width round(w * SAR), height kept), rotated for display (display
+matrix), then resized with PIL so that the shorter side is the encoder's size (long side truncated:
+`int(size * long / short)`, as transformers' `get_resize_output_image_size` and 3D-ResNets' `Scale`), and
+centre-cropped with the reference's offset rule: `(side - size) // 2` for transformers' `center_crop`
+(CLIP, VideoMAE) or `int(round((side - size) / 2))` for 3D-ResNets' `CenterCrop`. The filter is the
+encoder's (`FrameSizes`): bicubic for CLIP, bilinear for VideoMAE and the 3D ResNets.
 
 Times are seconds from the container's start time (what a player shows). The last, partial segment is kept
 (padded by repeating its last frame) when it holds at least half a segment, or when it is the only one.
-
-Per frame the decoder applies the display rotation (display matrix), the sample aspect ratio (non-square
-pixels) and converts any pixel format (10-bit, 4:4:4, ...) to RGB; it scales the shorter display side to
-the encoder's size and crops the centre. Packets that fail to decode are skipped and counted; a target frame
-shown more than max(3 frame intervals, 0.25 s) after its source frame's time stands in for lost frames, and
-the segments where at least half the frames are such stand-ins are listed as `frozen`.
+Packets that fail to decode are skipped and counted; a target frame shown more than max(3 frame intervals,
+0.25 s) after its source frame's time stands in for lost frames, and the segments where at least half the
+frames are such stand-ins are listed as `frozen`.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 import os
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,18 +54,48 @@ EXTENSION_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matro
 VIDEO_EXTENSIONS = frozenset(EXTENSION_FORMATS)
 
 
+MOTION_RULES = ("native", "grid")
+
+
 @dataclass(frozen=True)
 class SegmentPolicy:
-    """How a video is cut into segments: `frames` consecutive frames at `fps` (or at the native rate)."""
+    """How a video is cut into segments (`frames` at `fps`, or at the native rate) and which frames motion sees."""
 
     frames: int = SEGMENT_FRAMES
     fps: float = 16.0
     native: bool = False
+    motion: str = "native"  # fixed-rate grid only: "native" consecutive decoded frames, or the "grid" frames
+
+    def __post_init__(self):
+        if self.motion not in MOTION_RULES:
+            raise TamError(f"motion frames {self.motion!r}: choose from {MOTION_RULES}")
+
+    @property
+    def native_motion(self) -> bool:
+        """Whether motion clips are picked from the decoded frames instead of the segment's grid frames."""
+        return not self.native and self.motion == "native"
 
     def describe(self) -> str:
         if self.native:
             return f"{self.frames} consecutive frames at the native frame rate"
-        return f"{self.frames} frames at {self.fps:g} fps resampled by timestamps ({self.frames / self.fps:g} s)"
+        grid = f"{self.frames} frames at {self.fps:g} fps resampled by timestamps ({self.frames / self.fps:g} s)"
+        if self.motion == "grid":
+            return grid
+        return f"{grid}; motion: {self.frames} consecutive native-rate frames centred on each segment's midpoint"
+
+    @classmethod
+    def parse(cls, text: str) -> SegmentPolicy | None:
+        """The policy whose `describe()` is `text`, or None."""
+        native = re.fullmatch(r"(\d+) consecutive frames at the native frame rate", text)
+        if native:
+            policy = cls(frames=int(native.group(1)), native=True)
+        else:
+            fixed = re.match(r"(\d+) frames at ([0-9.e+-]+) fps resampled by timestamps", text)
+            if not fixed:
+                return None
+            motion = "native" if "; motion: " in text else "grid"
+            policy = cls(frames=int(fixed.group(1)), fps=float(fixed.group(2)), motion=motion)
+        return policy if policy.describe() == text else None
 
 
 @dataclass
@@ -179,29 +225,101 @@ def _frames(container, stream, info: MediaInfo, kind: str) -> Iterator:
 # ---- video -----------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class FrameSizes:
-    """Square crop sizes the encoders want (0 = not wanted)."""
+    """Square input sizes the encoders want (0 = not wanted), with each reference's filter and crop offset."""
 
     motion: int = 112
     image: int = 224
+    motion_resample: str = "bilinear"  # PIL filter: bilinear | bicubic
+    motion_offset: str = "round"  # crop offset: floor (transformers) | round (3D-ResNets)
+    image_resample: str = "bicubic"
+    image_offset: str = "floor"
 
 
-def _scaled_size(width: int, height: int, sar: float, short: int) -> tuple[int, int]:
-    """Size (pre-rotation) to scale a coded frame to so that its shorter *display* side is `short`."""
-    dw, dh = width * sar, float(height)
-    s = short / min(dw, dh)
-    return max(short, round(dw * s)), max(short, round(dh * s))
+RESAMPLE = {"bilinear": 2, "bicubic": 3}  # PIL.Image.Resampling.BILINEAR / BICUBIC
+OFFSETS = ("floor", "round")
 
 
-def frame_to_crop(frame, short: int, rotation: int, sar: float, interpolation: str) -> np.ndarray:
-    """RGB uint8 [short, short, 3]: scale the shorter display side to `short`, rotate for display, crop the centre."""
-    w, h = _scaled_size(frame.width, frame.height, sar, short)
-    rgb = frame.reformat(width=w, height=h, format="rgb24", interpolation=interpolation).to_ndarray()
+def display_image(frame, rotation: int, sar: float):
+    """The frame as a player shows it, a PIL RGB image: full-size RGB, display aspect, display rotation."""
+    from PIL import Image
+
+    rgb = frame.to_ndarray(format="rgb24")
+    if sar != 1.0:
+        h, w = rgb.shape[:2]
+        rgb = np.asarray(Image.fromarray(rgb).resize((max(1, round(w * sar)), h), RESAMPLE["bicubic"]))
     k = (round(rotation / 90) % 4) if rotation else 0
     if k:
-        rgb = np.rot90(rgb, k)
-    H, W = rgb.shape[:2]
-    top, left = (H - short) // 2, (W - short) // 2
-    return np.ascontiguousarray(rgb[top:top + short, left:left + short])
+        rgb = np.ascontiguousarray(np.rot90(rgb, k))
+    return Image.fromarray(rgb)
+
+
+def resized_size(width: int, height: int, short: int) -> tuple[int, int]:
+    """(w, h) with the shorter side `short` and the long side truncated, as the reference processors do."""
+    if width <= height:
+        return short, int(short * height / width)
+    return int(short * width / height), short
+
+
+def square_crop(image, size: int, resample: str = "bilinear", offset: str = "floor") -> np.ndarray:
+    """uint8 [size, size, 3]: shorter side to `size` with PIL (`resample`), then the centre crop (`offset` rule)."""
+    w, h = resized_size(image.width, image.height, size)
+    if (w, h) != image.size:
+        image = image.resize((w, h), RESAMPLE[resample])
+    if offset == "round":
+        left, top = int(round((w - size) / 2)), int(round((h - size) / 2))
+    else:
+        left, top = (w - size) // 2, (h - size) // 2
+    return np.asarray(image)[top:top + size, left:left + size].copy()
+
+
+def frame_to_crop(frame, size: int, rotation: int, sar: float, resample: str = "bilinear",
+                  offset: str = "floor") -> np.ndarray:
+    """RGB uint8 [size, size, 3] of a decoded frame: `display_image`, then `square_crop`."""
+    return square_crop(display_image(frame, rotation, sar), size, resample, offset)
+
+
+class _NativeClips:
+    """The decoded frames kept for motion clips: `frames` consecutive ones centred on each segment's midpoint."""
+
+    def __init__(self, frames: int, crop: Callable):
+        self.F, self.crop = frames, crop
+        self.times: list[float] = []
+        self.buf: list = []  # [frame, crop or None]
+        self.first = 0  # video index of buf[0]
+
+    def add(self, frame, t: float) -> None:
+        self.times.append(t)
+        self.buf.append([frame, None])
+
+    @property
+    def seen(self) -> int:
+        return self.first + len(self.buf)
+
+    def start(self, centre: float, final: bool) -> int | None:
+        """Index of the clip's first frame, or None while later frames are still needed to decide it."""
+        before = self.first + bisect.bisect_left(self.times, centre - 1e-9)
+        start = max(before - self.F // 2, 0)
+        if final:
+            return max(min(start, self.seen - self.F), 0)
+        return start if self.seen >= start + self.F else None
+
+    def clip(self, start: int) -> np.ndarray:
+        """[F, S, S, 3]: frames start .. start + F - 1, looped when the video has fewer."""
+        index = list(range(start, min(start + self.F, self.seen)))
+        index = (index * self.F)[:self.F]
+        out = []
+        for i in index:
+            item = self.buf[i - self.first]
+            if item[1] is None:
+                item[1] = self.crop(item[0])
+            out.append(item[1])
+        return np.stack(out)
+
+    def drop_before(self, index: int) -> None:
+        """Forget frames no later clip can use."""
+        n = min(max(index - self.first, 0), len(self.buf))
+        del self.buf[:n], self.times[:n]
+        self.first += n
 
 
 class _SegmentBuilder:
@@ -209,6 +327,7 @@ class _SegmentBuilder:
 
     def __init__(self, policy: SegmentPolicy, sizes: FrameSizes, chunk: int):
         self.policy, self.sizes, self.chunk = policy, sizes, chunk
+        self.grid_motion = bool(sizes.motion) and not policy.native_motion  # motion from the segment's frames
         self.count = 0  # frames in the open segment
         self.motion: list[np.ndarray] = []
         self.image: np.ndarray | None = None
@@ -226,7 +345,7 @@ class _SegmentBuilder:
             if self.done and self.done[-1][1] is None:
                 self.done[-1][1] = t  # a segment ends where the next one starts
         self.stale += stale
-        if self.sizes.motion:
+        if self.grid_motion:
             self.motion.append(crops["motion"])
         if self.wants_image():
             self.image = crops["image"]
@@ -248,14 +367,35 @@ class _SegmentBuilder:
                 self.add(last_crops(self.wants_image()), end, False)
             self.done[-1][1] = end
 
+    def fill_motion(self, clips: _NativeClips, final: bool) -> None:
+        """Cut the motion clips of closed segments whose frames are decided; forget frames no clip needs."""
+        for seg in self.done:
+            if isinstance(seg[2], np.ndarray):
+                continue
+            if seg[1] is None and not final:
+                break
+            start = clips.start((seg[0] + seg[1]) / 2, final)
+            if start is None:
+                break
+            seg[2] = clips.clip(start)
+            clips.drop_before(start)
+        waiting = [seg[0] for seg in self.done if not isinstance(seg[2], np.ndarray)]
+        earliest = waiting[0] if waiting else (self.start if self.count else None)
+        if earliest is not None:  # a clip starts at most F frames before its segment (F at the video's end)
+            clips.drop_before(clips.first + bisect.bisect_left(clips.times, earliest - 1e-9) - clips.F)
+
     def take(self, final: bool) -> Segments | None:
         """Hand out closed segments in runs of `chunk`; the last one waits for its end time unless `final`."""
         ready = len(self.done) if final else len(self.done) - 1
+        if self.sizes.motion and not self.grid_motion:  # only segments whose motion clip is cut
+            ready = min(ready, next((i for i, s in enumerate(self.done) if not isinstance(s[2], np.ndarray)),
+                                    len(self.done)))
         if ready <= 0 or (not final and ready < self.chunk):
             return None
         segs, self.done = self.done[:ready], self.done[ready:]
         times = np.array([[s[0], s[1]] for s in segs], dtype=np.float64)
-        motion = np.stack([np.stack(s[2]) for s in segs]) if self.sizes.motion else None
+        motion = np.stack([np.asarray(s[2]) if isinstance(s[2], np.ndarray) else np.stack(s[2]) for s in segs]) \
+            if self.sizes.motion else None
         image = np.stack([s[3] for s in segs]) if self.sizes.image else None
         frozen = [self.emitted + i for i, s in enumerate(segs) if 2 * s[4] >= self.policy.frames]
         out = Segments(self.emitted, times, motion, image, frozen)
@@ -295,15 +435,19 @@ def _run(container, stream, info, policy, sizes, builder, sar, rate) -> Iterator
     prev_t = last_t = -math.inf
     cache: dict = {}
 
+    def crop(frame, key: str) -> np.ndarray:
+        size, resample, offset = {"motion": (sizes.motion, sizes.motion_resample, sizes.motion_offset),
+                                  "image": (sizes.image, sizes.image_resample, sizes.image_offset)}[key]
+        return frame_to_crop(frame, size, info.rotation, sar, resample, offset)
+
     def crops_of(frame, want_image: bool) -> dict:
         if cache.get("frame") is not frame:
             cache.clear()
             cache["frame"] = frame
         out = {}
-        for key, size, interp, wanted in (("motion", sizes.motion, "BILINEAR", bool(sizes.motion)),
-                                          ("image", sizes.image, "BICUBIC", want_image)):
+        for key, wanted in (("motion", builder.grid_motion), ("image", want_image)):
             if wanted and key not in cache:
-                cache[key] = frame_to_crop(frame, size, info.rotation, sar, interp)
+                cache[key] = crop(frame, key)
             if wanted:
                 out[key] = cache[key]
         return out
@@ -311,12 +455,16 @@ def _run(container, stream, info, policy, sizes, builder, sar, rate) -> Iterator
     def emit(frame, t: float, stale: bool) -> None:
         builder.add(crops_of(frame, builder.wants_image()), t, stale)
 
+    clips = _NativeClips(policy.frames, lambda f: crop(f, "motion")) if sizes.motion and policy.native_motion \
+        else None
     for frame in _frames(container, stream, info, "video"):
         t = frame.time - origin if frame.time is not None else (last_t + 1.0 / rate)
         if t <= last_t:  # a timestamp going backwards: drop the frame
             continue
         if prev is None:
             info.rotation = int(frame.rotation or 0)
+        if clips is not None:
+            clips.add(frame, t)
         if policy.native:
             emit(frame, t, t - last_t > gap)
         else:
@@ -324,6 +472,8 @@ def _run(container, stream, info, policy, sizes, builder, sar, rate) -> Iterator
                 emit(prev, k * step, k * step - prev_t > gap)
                 k += 1
         prev, prev_t, last_t = frame, t, t
+        if clips is not None:
+            builder.fill_motion(clips, final=False)
         seg = builder.take(final=False)
         if seg is not None:
             yield seg
@@ -335,6 +485,8 @@ def _run(container, stream, info, policy, sizes, builder, sar, rate) -> Iterator
             emit(prev, k * step, False)
             k += 1
     builder.finish(end, lambda want_image: crops_of(prev, want_image))
+    if clips is not None:
+        builder.fill_motion(clips, final=True)
     seg = builder.take(final=True)
     if seg is not None:
         yield seg

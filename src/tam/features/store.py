@@ -73,8 +73,13 @@ class Manifest:
                    format_version=obj.get("format_version", FORMAT_VERSION))
 
     def identity(self) -> dict:
-        """The part that must match between a store and a model: modalities, dims, weights, preprocessing."""
-        return {m: (e.name, e.dim, e.weights_sha256, e.preprocessing) for m, e in sorted(self.encoders.items())}
+        """The part that must match between a store and a model: per modality its encoder's name, dim, weights and
+        exact preprocessing (pixels, normalisation, VGGish framing), plus the segment policy under `"segment"`
+        (segment grid and which frames the motion encoder sees), so stores cut or preprocessed differently never mix.
+        """
+        ident: dict = {m: (e.name, e.dim, e.weights_sha256, e.preprocessing) for m, e in sorted(self.encoders.items())}
+        ident["segment"] = self.segment
+        return ident
 
     @property
     def random_init(self) -> bool:

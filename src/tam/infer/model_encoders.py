@@ -8,8 +8,6 @@ encoders (weights from the user's local files, or the table's defaults) and comp
 
 from __future__ import annotations
 
-import re
-
 from tam.encoders.table import FrozenEncoder, build_encoder
 from tam.encoders.video_io import SegmentPolicy
 from tam.errors import TamError
@@ -42,18 +40,11 @@ def check_identity(have: Manifest, want: Manifest, modalities: list[str], what: 
 
 
 def segment_policy(segment: str, where: str) -> SegmentPolicy:
-    """Parse `SegmentPolicy.describe()` text back into the policy (checked by describing it again)."""
-    native = re.fullmatch(r"(\d+) consecutive frames at the native frame rate", segment)
-    fixed = re.fullmatch(r"(\d+) frames at ([0-9.e+-]+) fps resampled by timestamps .*", segment)
-    if native:
-        policy = SegmentPolicy(frames=int(native.group(1)), native=True)
-    elif fixed:
-        policy = SegmentPolicy(frames=int(fixed.group(1)), fps=float(fixed.group(2)))
-    else:
+    """Parse `SegmentPolicy.describe()` text back into the policy (`SegmentPolicy.parse`, checked by describing it)."""
+    policy = SegmentPolicy.parse(segment)
+    if policy is None:
         raise TamError(f"{where}: unknown segment policy {segment!r}; extract features with `tam extract` and "
                        "pass --features")
-    if policy.describe() != segment:
-        raise TamError(f"{where}: segment policy {segment!r} does not round-trip; pass --features")
     return policy
 
 
