@@ -207,3 +207,21 @@ def test_fuzz_entry_files_give_only_one_line_tam_errors(tmp_path, name):
         assert all("\n" not in p for p in problems)
         assert store.read("Fear/v1").T == 4
     assert refused >= 5
+
+
+def test_training_names_a_damaged_entry_before_the_first_epoch(tiny_config, tmp_path):
+    import shutil
+    from dataclasses import replace
+
+    from tam.train.loop import fit
+
+    copy = tmp_path / "store"
+    shutil.copytree(tiny_config.data.store, copy)
+    video = FeatureStore.open(copy).videos()[5]
+    npy = copy / "videos" / entry_name(video) / "audio.npy"
+    npy.write_bytes(npy.read_bytes()[:-7])
+    cfg = replace(tiny_config, data=replace(tiny_config.data, store=str(copy)))
+    with pytest.raises(TamError) as e:
+        fit(cfg, tmp_path / "run", log=lambda s: None)
+    assert str(e.value).startswith(f"video {video!r}: {npy}: ") and "\n" not in str(e.value)
+    assert not (tmp_path / "run" / "metrics.csv").exists()
