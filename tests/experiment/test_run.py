@@ -1,0 +1,60 @@
+"""The runner's smoke test through the real CLI (`python -m tam experiment run/list/collect` in subprocesses): a tiny
+grid (2 fusions x 2 numbers of labels x 2 seeds), a failed run recorded while the rest go on, resume skipping
+finished runs, partial collect."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from .conftest import write_grid
+
+AXES = {"fusion": ["ctm", "concat"], "labelled": [20, 40], "seed": [0, 1]}
+
+
+def tam(*args, cwd):
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
+    return subprocess.run([sys.executable, "-m", "tam", *args], capture_output=True, text=True, env=env, cwd=cwd,
+                          timeout=900)
+
+
+@pytest.mark.slow
+def test_grid_run_list_collect_resume_and_failure(tmp_path, tiny_world):
+    grid = write_grid(tmp_path / "g.yaml", tiny_world, tmp_path / "out", AXES, [["ctm", ">", "concat"]])
+    listed = tam("experiment", "list", str(grid), cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert len([x for x in listed.stdout.splitlines() if x.startswith("tam train ")]) == 8
+    runs = tmp_path / "out" / "runs"
+    broken = runs / "fusion-concat__labelled-40__seed-1"
+    (broken / "last.pt").write_bytes(b"not a checkpoint")  # this run cannot resume: it fails, the others go on
+
+    first = tam("experiment", "run", str(grid), "--jobs", "2", cwd=tmp_path)
+    assert first.returncode == 1, first.stderr
+    assert "7 run(s) done, 0 already finished (skipped), 1 failed" in first.stdout
+    assert (broken / "error.txt").is_file() and not (broken / "results.json").exists()
+    done = sorted(runs.glob("*/results.json"))
+    assert len(done) == 7
+    stamps = {p: p.stat().st_mtime_ns for p in done}
+
+    partial = tam("experiment", "collect", str(grid), cwd=tmp_path)
+    assert partial.returncode == 0, partial.stderr
+    assert f"failed: {broken.name}:" in partial.stdout and "| ctm > concat |" in partial.stdout
+    report = (tmp_path / "out" / "report" / "index.md").read_text()
+    assert "1 failed and 0 missing runs are left out" in report and "(1/2)" in report
+
+    (broken / "last.pt").unlink()
+    second = tam("experiment", "run", str(grid), "--jobs", "2", cwd=tmp_path)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "1 run(s) done, 7 already finished (skipped), 0 failed" in second.stdout
+    assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())  # finished runs were not touched
+    assert not (broken / "error.txt").exists()
+
+    data = yaml.safe_load(grid.read_text())
+    data["axes"]["seed"] = [0, 1, 2]  # a seed not run yet: collect draws what exists and names the rest
+    grid.write_text(yaml.safe_dump(data))
+    more = tam("experiment", "collect", str(grid), cwd=tmp_path)
+    assert more.returncode == 0, more.stderr
+    assert "missing (4 not run yet)" in more.stdout and "(2/3)" in more.stdout
+    assert (tmp_path / "out" / "report" / "index.html").is_file()
