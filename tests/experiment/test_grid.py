@@ -62,7 +62,8 @@ def test_mixed_grid_is_refused_before_anything_runs(tmp_path, tiny_world, capsys
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("claim, msg", [(["ctm", ">=", "concat"], "a claim is"), (["ctm", ">", "joint"], "not a value")])
+@pytest.mark.parametrize("claim, msg", [(["ctm", ">=", "concat"], "a claim is"),
+                                        (["ctm", ">", "joint"], "not a value")])
 def test_bad_claims_are_refused(tmp_path, tiny_world, claim, msg):
     with pytest.raises(TamError, match=msg):
         load_grid(write_grid(tmp_path / "g.yaml", tiny_world, tmp_path / "out", AXES, [claim]))
