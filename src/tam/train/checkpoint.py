@@ -217,15 +217,21 @@ def build_checked(build: Callable[[], torch.nn.Module], weights: Path, device: s
     except (TamError, ValueError, KeyError, TypeError, RuntimeError) as e:
         raise TamError(f"{what}: cannot build the described model ({str(e).splitlines()[0][:160]})") from None
     expected = {k: (v.dtype, tuple(v.shape)) for k, v in shell.state_dict().items()}
+    unexpected = sorted(set(header) - set(expected))
+    if unexpected:
+        raise TamError(f"{weights}: the weights do not fit {what.name} (unexpected tensors {unexpected[:3]}"
+                       f"{', ...' if len(unexpected) > 3 else ''})")
+    for k, (dtype, shape) in header.items():
+        if expected[k] != (dtype, shape):
+            raise TamError(f"{weights}: tensor {k!r} is {shape} {dtype}, but {what.name} describes "
+                           f"{expected[k][1]} {expected[k][0]}")
+    try:  # missing keys: the model's own strict loading decides (a module may accept older checkpoints)
+        shell.load_state_dict({k: torch.empty(shape, dtype=dtype, device="meta") for k, (dtype, shape)
+                               in header.items()}, strict=True)
+    except RuntimeError as e:
+        detail = " ".join(str(e).split())[:200]
+        raise TamError(f"{weights}: the weights do not fit {what.name} ({detail})") from None
     del shell
-    missing, unexpected = sorted(set(expected) - set(header)), sorted(set(header) - set(expected))
-    if missing or unexpected:
-        raise TamError(f"{weights}: the weights do not fit {what.name} (missing {missing[:3]}, unexpected "
-                       f"{unexpected[:3]}{', ...' if len(missing) > 3 or len(unexpected) > 3 else ''})")
-    for k, (dtype, shape) in expected.items():
-        if header[k] != (dtype, shape):
-            raise TamError(f"{weights}: tensor {k!r} is {header[k][1]} {header[k][0]}, but {what.name} describes "
-                           f"{shape} {dtype}")
     model = build()
     try:
         state = load_file(str(weights), device="cpu")
