@@ -1,16 +1,19 @@
 """`tam store STORE`: describe a feature store (manifest, video count, segment counts, presence);
-`tam store check STORE`: check every entry (meta.json, .npy headers and sizes) and list the damaged ones."""
+`tam store check STORE`: check every entry (meta.json, .npy headers and sizes) and list the damaged ones;
+`tam store stats STORE`: per-modality feature statistics, flagging heavy-tailed, constant, duplicated dimensions."""
 
-HELP = "describe a feature store (encoders, dims, videos, segments), or `check` its entries"
+HELP = "describe a feature store (encoders, dims, videos, segments), `check` its entries, or `stats` its features"
 EXAMPLES = """\
   tam store /tmp/world/store
   tam store feats/ --list
   tam store check feats/          # one line per damaged entry; exit 1 if any
+  tam store stats feats/          # per-modality statistics; heavy-tailed, constant, duplicated dimensions
 """
 
 
 def add_arguments(p) -> None:
-    p.add_argument("path", nargs="+", metavar="[check] STORE", help="feature store folder (after `check`: check it)")
+    p.add_argument("path", nargs="+", metavar="[check|stats] STORE",
+                   help="feature store folder (after `check`: check it; after `stats`: feature statistics)")
     p.add_argument("--list", action="store_true", help="also list every video with its segment count")
 
 
@@ -19,6 +22,8 @@ def run(args) -> int:
 
     if len(args.path) == 2 and args.path[0] == "check":
         return check(args.path[1])
+    if len(args.path) == 2 and args.path[0] == "stats":
+        return stats(args.path[1])
     if len(args.path) != 1:
         raise TamError(f"give one store folder (or `check STORE`), got {args.path}")
     return info(args.path[0], args.list)
@@ -36,6 +41,15 @@ def check(path: str) -> int:
     n = sum(not d.name.startswith(".") for d in folder.iterdir()) if folder.is_dir() else 0
     print(f"{store.root}: {n} entries checked, {len(problems)} damaged")
     return 1 if problems else 0
+
+
+def stats(path: str) -> int:
+    """Per-modality feature statistics over every video, and the flagged dimensions."""
+    from tam.features.normalize import describe_store, format_report
+    from tam.features.store import FeatureStore
+
+    print(format_report(describe_store(FeatureStore.open(path))))
+    return 0
 
 
 def info(path: str, list_videos: bool) -> int:

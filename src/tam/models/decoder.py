@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from tam.features.normalize import FeatureNorm
 from tam.models.fusion import FeedForward
 
 
@@ -124,12 +125,13 @@ class VideoTSCDecoder(nn.Module):
 class TscPretrainModel(nn.Module):
     """Fusion module + video-TSC decoder; state keys `fusion.*` (what fine-tuning loads) and `decoder.*`."""
 
-    def __init__(self, fusion: nn.Module, decoder: VideoTSCDecoder):
+    def __init__(self, fusion: nn.Module, decoder: VideoTSCDecoder, dims: dict[str, int] | None = None):
         super().__init__()
+        self.norm = FeatureNorm(dims or {})  # statistics of the corpus videos (`norm.*`, features.normalize)
         self.fusion, self.decoder = fusion, decoder
 
     def forward(self, x: dict[str, Tensor], valid: Tensor, present: Tensor, tokens: Tensor, token_valid: Tensor,
                 clip: Tensor, words: bool = True) -> DecoderOutput:
         """Fuse each clip once, then decode each comment against its clip's f (`clip` [N] indexes the batch)."""
-        fo = self.fusion(x, valid, present)  # f [B, T+1, d]
+        fo = self.fusion(self.norm(x, valid), valid, present)  # f [B, T+1, d]
         return self.decoder(tokens, token_valid, fo.f[clip], fo.valid[clip], words=words)

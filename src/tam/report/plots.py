@@ -88,6 +88,31 @@ def timeline(plan: dict, comments: list[tuple[float, bool]], hues: tuple[float, 
     return _png(fig)
 
 
+def run_curves(rows: list[dict], metric: str) -> bytes:
+    """One training run: training vs validation loss, and the metric on a fixed training subset vs validation
+    (the gap between the two is what memorisation looks like)."""
+    plt = _plt()
+    fig, ax = plt.subplots(1, 2, figsize=(10, 3.6))
+    ep = [int(r["epoch"]) + 1 for r in rows]
+
+    def series(key):
+        return [float(r[key]) if r.get(key) not in (None, "") else np.nan for r in rows]
+
+    for key, label in (("train_loss", "training loss (optimised)"), ("train_eval_loss", "training subset"),
+                       ("val_loss", "validation")):
+        if any(key in r for r in rows):
+            ax[0].plot(ep, series(key), marker="o", ms=3, label=label)
+    for key, label in ((f"train_{metric}", "training subset"), (f"val_{metric}", "validation")):
+        if any(key in r for r in rows):
+            ax[1].plot(ep, series(key), marker="o", ms=3, label=label)
+    ax[0].set(title="loss", xlabel="epoch")
+    ax[1].set(title=metric, xlabel="epoch")
+    for a in ax:
+        a.grid(alpha=0.3)
+        a.legend(fontsize=7)
+    return _png(fig)
+
+
 def cross_attention(maps, modalities: list[str], pairs: list[tuple[int, int]], n_valid: int, title: str,
                     events: dict[str, list[int]] | None = None) -> bytes:
     """CTM attention of one video, one layer: a heatmap per (query modality, key modality) pair, mean over heads

@@ -1,0 +1,116 @@
+"""The linear baseline printed beside every fusion result.
+
+Each video becomes one vector: its features, normalised exactly as the model sees them (the model's
+`FeatureNorm`, i.e. training statistics), pooled over time (mean and standard deviation over segments, per
+modality; zeros for an absent modality). A scikit-learn logistic regression (classification) or one ridge
+regression per target (regression), after a StandardScaler fitted on the training rows, is trained on the
+training rows; its strength (C, alpha) is chosen on the same validation split the fusion model is selected
+on, and the chosen model scores the test rows once.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+
+from tam.eval.metrics import classification_metrics, regression_metrics, selection_score
+
+C_GRID = tuple(10.0 ** np.arange(-4, 3))  # logistic regression: inverse strength
+ALPHA_GRID = tuple(10.0 ** np.arange(-2, 6))  # ridge: strength
+
+
+@torch.no_grad()
+def pooled_features(store, videos: list[str], modalities: list[str], norm=None) -> np.ndarray:
+    """[N, 2 * sum(D_m)]: per modality the mean and std over segments of the (normalised) features."""
+    rows = []
+    for v in videos:
+        f = store.read(v)
+        x = {m: torch.from_numpy(np.array(f.features[m], dtype=np.float32))[None] for m in modalities}
+        if norm is not None:
+            x = norm(x)
+        parts = []
+        for m in modalities:
+            a = x[m][0].double().numpy() if f.present[m] else np.zeros((1, x[m].shape[-1]))
+            parts += [a.mean(0), a.std(0)]
+        rows.append(np.concatenate(parts))
+    return np.nan_to_num(np.stack(rows), nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def _classifier(C: float):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000))
+
+
+def _ridge(alpha: float):
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), Ridge(alpha=alpha))
+
+
+def _probs(model, X: np.ndarray, C: int) -> np.ndarray:
+    """predict_proba over all C classes (classes absent from training get probability 0)."""
+    out = np.zeros((len(X), C))
+    out[:, model.classes_.astype(int)] = model.predict_proba(X)
+    return out
+
+
+def fit_classification(Xtr, ytr, Xva, yva, Xte, yte, num_classes: int) -> dict:
+    """Logistic regression, C chosen on validation accuracy (ties: the stronger regularisation)."""
+    if len(np.unique(ytr)) < 2:
+        return {}
+    best = None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # convergence warnings on tiny sets: the grid still chooses
+        for C in C_GRID:
+            model = _classifier(C).fit(Xtr, ytr)
+            score = classification_metrics(yva, _probs(model, Xva, num_classes))["accuracy"]
+            if best is None or score > best[0]:
+                best = (score, C, model)
+    _, C, model = best
+    out = {"name": f"linear (logistic, C={C:g})", "strength": C,
+           "val": classification_metrics(yva, _probs(model, Xva, num_classes))}
+    out["test"] = classification_metrics(yte, _probs(model, Xte, num_classes)) if len(yte) else {}
+    return out
+
+
+def fit_regression(Xtr, ytr, Xva, yva, Xte, yte) -> dict:
+    """One ridge regression per target, alpha chosen on the validation PCC of that target."""
+    pv, pt, alphas = np.zeros(yva.shape), np.zeros((len(Xte), ytr.shape[1])), []
+    for j in range(ytr.shape[1]):
+        best = None
+        for alpha in ALPHA_GRID:
+            model = _ridge(alpha).fit(Xtr, ytr[:, j])
+            p = model.predict(Xva)
+            score = np.corrcoef(p, yva[:, j])[0, 1] if np.std(p) > 0 and np.std(yva[:, j]) > 0 else -np.inf
+            if best is None or score > best[0]:
+                best = (score, alpha, model, p)
+        alphas.append(best[1])
+        pv[:, j] = best[3]
+        if len(Xte):
+            pt[:, j] = best[2].predict(Xte)
+    return {"name": "linear (ridge, alpha=" + "/".join(f"{a:g}" for a in alphas) + ")", "strength": alphas,
+            "val": regression_metrics(yva, pv), "test": regression_metrics(yte, pt) if len(yte) else {}}
+
+
+def linear_baseline(store, modalities: list[str], train, val, test, norm=None) -> dict:
+    """Fit the baseline on `train` (Labels), choose its strength on `val`, score `test`; {} if not fittable."""
+    X = {s: pooled_features(store, lab.videos, modalities, norm) for s, lab in
+         (("train", train), ("val", val), ("test", test))}
+    if train.task == "classification":
+        return fit_classification(X["train"], train.targets, X["val"], val.targets, X["test"], test.targets,
+                                  len(train.classes))
+    return fit_regression(X["train"], train.targets, X["val"], val.targets, X["test"], test.targets)
+
+
+def loses_to(task: str, model_metrics: dict, linear_metrics: dict) -> bool:
+    """True when the model's selection score (accuracy / mean PCC) is below the linear baseline's."""
+    if not model_metrics or not linear_metrics:
+        return False
+    return selection_score(task, model_metrics) < selection_score(task, linear_metrics)
