@@ -55,6 +55,10 @@ class DataConfig:
 
 
 @dataclass
+    # feature normalisation with training statistics (tam.features.normalize): zscore | log1p (signed log1p, then
+    # z-score; for heavy-tailed hand-crafted features) | none (the paper-exact setting of configs/)
+    normalize: str = "zscore"
+    normalize_clip: float = 5.0  # clip normalised values at ±this many σ; 0 = off
 class OptimConfig:
     optimizer: str = "adamw"  # adamw | adam
     lr: float = 1e-4
@@ -86,6 +90,14 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    # intra-op CPU threads of torch; 0 = auto: max(1, cores // (1 + num_workers)), so loader workers and the
+    # training step do not oversubscribe the cores (tam.train.threads)
+    threads: int = 0
+    # model selection on validation: metric (accuracy / mean PCC; ties broken by the lower validation loss) |
+    # loss (the lowest validation loss; steadier on tiny validation splits)
+    select: str = "metric"
+    train_eval_videos: int = 64  # training videos scored like validation each epoch (train curves); 0 = off
+    linear_baseline: bool = True  # fit the linear baseline (tam.eval.linear) beside every result
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def validate(self) -> RunConfig:
@@ -127,6 +139,12 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         kt, vt = get_args(tp)
         return {_coerce(k, kt, f"{where} key"): _coerce(v, vt, f"{where}.{k}") for k, v in value.items()}
     if origin is list:
+        if self.data.normalize not in ("zscore", "log1p", "none") or self.data.normalize_clip < 0:
+            raise TamError(f"data.normalize must be zscore, log1p or none and data.normalize_clip >= 0, got "
+                           f"{self.data.normalize!r}, {self.data.normalize_clip}")
+        if self.train.select not in ("metric", "loss") or self.train.threads < 0:
+            raise TamError(f"train.select must be metric or loss and train.threads >= 0, got "
+                           f"{self.train.select!r}, {self.train.threads}")
         if not isinstance(value, list | tuple):
             raise TamError(f"config {where}: expected a list, got {value!r}")
         (item,) = get_args(tp)

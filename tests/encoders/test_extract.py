@@ -1,6 +1,7 @@
 """The pipeline: known content lands in the right segments of the right modality; resume, shards, bad files."""
 
 import shutil
+from dataclasses import replace
 
 import av
 import numpy as np
@@ -10,7 +11,7 @@ from tam.encoders.extract import ExtractOptions, extract, find_videos, open_stor
 from tam.encoders.table import TINY, build_encoder
 from tam.encoders.video_io import SegmentPolicy
 from tam.errors import TamError
-from tam.features.store import FeatureStore
+from tam.features.store import FeatureStore, Manifest
 
 
 @pytest.fixture(scope="module")
@@ -161,6 +162,25 @@ def test_store_refuses_another_segment_policy(folder, tmp_path, encoders):
     open_store(tmp_path / "s", encoders, SegmentPolicy())
     with pytest.raises(TamError, match="cut as"):
         open_store(tmp_path / "s", encoders, SegmentPolicy(fps=25))
+
+
+def test_store_refuses_other_preprocessing(tmp_path, encoders):
+    centred = dict(encoders, audio=build_encoder("vggish-centred", random_init=True))  # the framing before
+    open_store(tmp_path / "s", centred, SegmentPolicy())
+    with pytest.raises(TamError, match="other encoders"):
+        open_store(tmp_path / "s", encoders, SegmentPolicy())
+    store = open_store(tmp_path / "t", encoders, SegmentPolicy())
+    store.check_matches(store.manifest, "the model")  # what training and evaluation call
+    before = Manifest(encoders=dict(store.manifest.encoders), segment=SegmentPolicy(motion="grid").describe())
+    with pytest.raises(TamError, match="the model expects"):  # motion clips cut by the old rule
+        store.check_matches(before, "the model")
+    pixels = {m: replace(e, preprocessing=e.preprocessing.replace("PIL bicubic", "swscale bicubic"))
+              for m, e in store.manifest.encoders.items()}
+    with pytest.raises(TamError, match="the model expects"):  # another resize
+        store.check_matches(Manifest(encoders=pixels, segment=store.manifest.segment), "the model")
+    ident = store.manifest.identity()
+    assert ident["segment"] == SegmentPolicy().describe() and "native-rate" in ident["segment"]
+    assert "reference framing" in ident["audio"][3] and "int(round((side - 112) / 2))" in ident["motion"][3]
 
 
 def test_video_ids(folder, tmp_path):

@@ -77,3 +77,27 @@ def test_vggish_with_pca_is_recorded(tmp_path):
     assert "PCA" in enc.record.preprocessing and "+pca:" in enc.record.weights_sha256
     x = np.random.default_rng(0).normal(size=(2, 96, 64)).astype(np.float32)
     assert np.allclose(enc.encode(x), plain.encode(x), atol=1e-5)  # identity PCA changes nothing
+
+
+def test_rows_name_their_reference_preprocessing():
+    from tam.encoders import audio, motion
+    from tam.encoders.video_io import OFFSETS, RESAMPLE
+
+    for name, c in ENCODERS.items():
+        if c.modality in ("image", "motion"):
+            assert c.size and c.resample in RESAMPLE and c.offset in OFFSETS, name
+            assert f"PIL {c.resample}" in c.preprocessing, name
+        if c.family == "r3d":
+            assert c.norm in motion.NORMS and c.offset == "round" and c.resample == "bilinear", name
+        if c.family in ("clip", "videomae"):
+            assert c.offset == "floor", name  # transformers' center_crop
+        if c.family == "vggish":
+            assert c.framing in audio.FRAMINGS, name
+    assert ENCODERS["resnext101"].norm == "activitynet-mean-255" and "old-models" in ENCODERS["resnext101"].where
+    assert "ActivityNet mean" in ENCODERS["resnext101"].preprocessing
+    mel = np.random.default_rng(0).normal(size=(500, 64)).astype(np.float32)
+    times = np.array([[1.0, 2.0]])
+    for name, framing in (("vggish", "reference"), ("vggish-centred", "centred")):
+        _, examples_of = build_encoder(name, random_init=True).audio_front
+        assert np.array_equal(examples_of(mel, times), audio.segment_examples(mel, times, framing=framing))
+    assert not np.array_equal(audio.segment_examples(mel, times), audio.segment_examples(mel, times, "centred"))

@@ -30,6 +30,9 @@ def add_arguments(p) -> None:
     p.add_argument("--tiny", action="store_true", help="small test/demo encoders (implies nothing real)")
     p.add_argument("--fps", type=float, default=16.0, help="resample frames to this rate (default 16: 1 s segments)")
     p.add_argument("--native-rate", action="store_true", help="16 consecutive native frames per segment instead")
+    p.add_argument("--motion-frames", choices=("native", "grid"), default="native",
+                   help="motion clips: 16 consecutive native-rate frames centred on each segment (default, as the "
+                        "3D ResNets were trained) or the segment's 16 resampled frames (stores made before)")
     p.add_argument("--batch", type=int, default=16, help="segments per encoder batch (default 16)")
     p.add_argument("--workers", type=int, default=1, help="decoding threads (default 1)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
@@ -55,7 +58,7 @@ def run(args) -> int:
     encoders = build_encoders(args, device)
     if any(e.record.random_init for e in encoders.values()):
         print("WARNING: --random-init: the features written are NOT real (tests and demos only)", file=sys.stderr)
-    policy = SegmentPolicy(fps=args.fps, native=args.native_rate)
+    policy = SegmentPolicy(fps=args.fps, native=args.native_rate, motion=args.motion_frames)
     options = ExtractOptions(policy=policy, batch=args.batch, workers=args.workers, strict=args.strict)
     print(f"{len(jobs)} video(s) -> {args.out}  [{policy.describe()}; "
           + ", ".join(f"{m}: {e.name}" for m, e in encoders.items()) + f"; {device}]")

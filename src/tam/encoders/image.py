@@ -1,9 +1,10 @@
 """Image: CLIP's vision tower (Radford et al. 2021) on one frame per segment -> `image_embeds` (512-d for ViT-B/32).
 
 Through `transformers.CLIPVisionModelWithProjection`, from a local folder (a CLIPModel or vision-only
-checkpoint saved with `save_pretrained`) or a hub id. CLIP preprocessing: the decoder scales the shorter side
-to 224 px (bicubic) and crops the centre (`tam.encoders.video_io`); here pixels go to [0, 1] and are
-normalised with CLIP's mean and std.
+checkpoint saved with `save_pretrained`) or a hub id. CLIP preprocessing, as `CLIPImageProcessor` (PIL path):
+the decoder converts the frame to RGB at full size, resizes it with PIL bicubic so that the shorter side is
+224 px (long side truncated) and crops the centre at offset (side - 224) // 2 (`tam.encoders.video_io`); here
+pixels go to [0, 1] and are normalised with CLIP's mean and std.
 """
 
 from __future__ import annotations

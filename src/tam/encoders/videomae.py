@@ -7,11 +7,12 @@ sees: the mean of the last hidden states over all tube tokens, then `fc_norm` wh
 gives the mean of its last hidden states (after its final layer norm when it has one). The classifier is
 ignored; every backbone weight must be in the checkpoint.
 
-Preprocessing as `VideoMAEImageProcessor`, without torchvision: the decoder scales the shorter side to 224 px
-(bilinear) and crops the centre (`tam.encoders.video_io`); here pixels go to [0, 1] and are normalised with
-the `image_mean` / `image_std` of the folder's `preprocessor_config.json` when it has one, else the ImageNet
-mean and std that VideoMAE was trained with (note: `VideoMAEImageProcessor`'s own class default is 0.5 / 0.5,
-so a folder's processor file wins). Input [N, 16, 224, 224, 3] uint8 -> pixel_values [N, 16, 3, 224, 224].
+Preprocessing as `VideoMAEImageProcessor` (PIL path), without torchvision: the decoder converts each frame to
+RGB at full size, resizes it with PIL bilinear so that the shorter side is 224 px (long side truncated) and
+crops the centre at offset (side - 224) // 2 (`tam.encoders.video_io`); here pixels go to [0, 1] and are
+normalised with the `image_mean` / `image_std` of the folder's `preprocessor_config.json` when it has one, else
+the ImageNet mean and std that VideoMAE was trained with (note: `VideoMAEImageProcessor`'s own class default is
+0.5 / 0.5, so a folder's processor file wins). Input [N, 16, 224, 224, 3] uint8 -> pixel_values [N, 16, 3, 224, 224].
 """
 
 from __future__ import annotations
