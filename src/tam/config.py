@@ -52,13 +52,13 @@ class DataConfig:
     # encoder name expected for each modality, e.g. {image: clip-vit-b32}; a store made by other encoders is
     # refused. Modalities not listed are not checked (the paper's configs list all three)
     encoders: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
     # feature normalisation with training statistics (tam.features.normalize): zscore | log1p (signed log1p, then
     # z-score; for heavy-tailed hand-crafted features) | none (the paper-exact setting of configs/)
     normalize: str = "zscore"
     normalize_clip: float = 5.0  # clip normalised values at ±this many σ; 0 = off
+
+
+@dataclass
 class OptimConfig:
     optimizer: str = "adamw"  # adamw | adam
     lr: float = 1e-4
@@ -83,13 +83,6 @@ class TrainConfig:
     # fine-tuning: a .safetensors checkpoint (with its .json beside it) whose `fusion.*` weights initialise the
     # fusion module, e.g. the output of TSC pre-training; the head starts fresh. "" = train from scratch
     init_from: str = ""
-
-
-@dataclass
-class RunConfig:
-    model: ModelConfig = field(default_factory=ModelConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
     # intra-op CPU threads of torch; 0 = auto: max(1, cores // (1 + num_workers)), so loader workers and the
     # training step do not oversubscribe the cores (tam.train.threads)
     threads: int = 0
@@ -98,6 +91,13 @@ class RunConfig:
     select: str = "metric"
     train_eval_videos: int = 64  # training videos scored like validation each epoch (train curves); 0 = off
     linear_baseline: bool = True  # fit the linear baseline (tam.eval.linear) beside every result
+
+
+@dataclass
+class RunConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def validate(self) -> RunConfig:
@@ -118,6 +118,12 @@ class RunConfig:
             raise TamError(f"data.task must be classification or regression, got {self.data.task!r}")
         if self.optim.optimizer not in ("adam", "adamw"):
             raise TamError(f"optim.optimizer must be adam or adamw, got {self.optim.optimizer!r}")
+        if self.data.normalize not in ("zscore", "log1p", "none") or self.data.normalize_clip < 0:
+            raise TamError(f"data.normalize must be zscore, log1p or none and data.normalize_clip >= 0, got "
+                           f"{self.data.normalize!r}, {self.data.normalize_clip}")
+        if self.train.select not in ("metric", "loss") or self.train.threads < 0:
+            raise TamError(f"train.select must be metric or loss and train.threads >= 0, got "
+                           f"{self.train.select!r}, {self.train.threads}")
         if not 0 <= self.data.val_fraction < 1:
             raise TamError(f"data.val_fraction must be in [0, 1), got {self.data.val_fraction}")
         return self
@@ -139,12 +145,6 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         kt, vt = get_args(tp)
         return {_coerce(k, kt, f"{where} key"): _coerce(v, vt, f"{where}.{k}") for k, v in value.items()}
     if origin is list:
-        if self.data.normalize not in ("zscore", "log1p", "none") or self.data.normalize_clip < 0:
-            raise TamError(f"data.normalize must be zscore, log1p or none and data.normalize_clip >= 0, got "
-                           f"{self.data.normalize!r}, {self.data.normalize_clip}")
-        if self.train.select not in ("metric", "loss") or self.train.threads < 0:
-            raise TamError(f"train.select must be metric or loss and train.threads >= 0, got "
-                           f"{self.train.select!r}, {self.train.threads}")
         if not isinstance(value, list | tuple):
             raise TamError(f"config {where}: expected a list, got {value!r}")
         (item,) = get_args(tp)
