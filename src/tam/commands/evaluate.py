@@ -13,6 +13,7 @@ def add_arguments(p) -> None:
     p.add_argument("--labels", required=True, help="labels CSV")
     p.add_argument("--split", default="", help="only rows of this split (train/val/test); default all rows")
     p.add_argument("--out", help="write the metrics as JSON here")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0 = auto (all cores) (default 0)")
 
 
 def run(args) -> int:
@@ -20,7 +21,9 @@ def run(args) -> int:
 
     from tam.eval.evaluate import evaluate_run
     from tam.io import write_json
+    from tam.train.threads import set_threads
 
+    set_threads(args.threads)
     metrics = evaluate_run(args.run_dir, args.store, args.labels, args.split or None)
     print(json.dumps(metrics, indent=2))
     if args.out:

@@ -35,6 +35,8 @@ def add_arguments(p) -> None:
                         "3D ResNets were trained) or the segment's 16 resampled frames (stores made before)")
     p.add_argument("--batch", type=int, default=16, help="segments per encoder batch (default 16)")
     p.add_argument("--workers", type=int, default=1, help="decoding threads (default 1)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch CPU threads; 0 = auto: cores // (1 + workers) (default 0)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--shard", default="", help="i/n: take every n-th video from the i-th (torchrun: RANK)")
     p.add_argument("--strict", action="store_true", help="stop at the first bad file")
@@ -49,7 +51,9 @@ def run(args) -> int:
     from tam.encoders.extract import ExtractOptions, find_videos, run_extraction, shard_jobs
     from tam.encoders.video_io import SegmentPolicy
     from tam.errors import TamError
+    from tam.train.threads import set_threads
 
+    set_threads(args.threads, args.workers)
     if not args.inputs and not args.list:
         raise TamError("give video files, folders or --list FILE")
     index, count = parse_shard(args.shard, os.environ)

@@ -29,6 +29,8 @@ def add_arguments(p) -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--batch", type=int, default=8, help="windows per forward pass (default 8)")
     p.add_argument("--workers", type=int, default=1, help="decoding threads (default 1)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch CPU threads; 0 = auto: cores // (1 + workers) (default 0)")
     p.add_argument("--strict", action="store_true", help="stop at the first bad file")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -38,7 +40,9 @@ def run(args) -> int:
 
     from tam.errors import TamError
     from tam.infer.pipeline import predict, summary, write_outputs
+    from tam.train.threads import set_threads
 
+    set_threads(args.threads, args.workers)
     if not args.inputs and not args.features:
         raise TamError("give video files or folders, or --features STORE")
     t0 = time.perf_counter()

@@ -28,6 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--corpus", help="corpus folder from `tam comments prepare` (overrides data.corpus)")
     p.add_argument("--run-dir", required=True, help="output folder (resumed if it holds last.pt)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    p.add_argument("--threads", type=int, help="torch CPU threads (train.threads; default 0 = auto)")
     p.set_defaults(_pretrain_run=_run)
     a = _sub(sub, "acceptance", "synthetic world: fine-tuned accuracy with vs without pre-training, >= 3 seeds")
     a.add_argument("--out", required=True, help="work folder (worlds and run directories; re-runs resume)")
@@ -51,6 +52,7 @@ def _run(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     overrides += [f"data.store={args.store}"] if args.store else []
     overrides += [f"data.corpus={args.corpus}"] if args.corpus else []
+    overrides += [f"train.threads={args.threads}"] if args.threads is not None else []
     pretrain(load_pretrain_config(args.config, overrides), args.run_dir)
     return 0
 

@@ -17,6 +17,8 @@ def add_arguments(p) -> None:
     p.add_argument("--run-dir", required=True, help="output folder (created; resumed if it holds last.pt)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a config value (repeatable)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (train.threads; default 0 = auto: "
+                                               "cores // (1 + train.num_workers))")
 
 
 def run(args) -> int:
@@ -28,6 +30,8 @@ def run(args) -> int:
         overrides.append(f"data.store={args.store}")
     if args.labels:
         overrides.append(f"data.labels={args.labels}")
+    if args.threads is not None:
+        overrides.append(f"train.threads={args.threads}")
     cfg = load_config(args.config, overrides)
     results = fit(cfg, args.run_dir)
     from tam.train.distributed import Dist

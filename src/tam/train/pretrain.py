@@ -28,6 +28,7 @@ from tam.comments.pairs import PretrainDataset, TscPairs, build_pairs, pretrain_
 from tam.config import ModelConfig, OptimConfig, TrainConfig, apply_overrides, from_dict, to_dict
 from tam.errors import TamError
 from tam.features.clips import GlobalBatchSampler
+from tam.features.normalize import compute_stats
 from tam.features.store import FeatureStore
 from tam.io import write_json, write_text
 from tam.models.decoder import TscPretrainModel, VideoTSCDecoder
@@ -36,6 +37,7 @@ from tam.objectives.pretrain import accuracy_counts, pretrain_losses
 from tam.train import distributed
 from tam.train.checkpoint import load_state, save_model, save_state
 from tam.train.loop import autocast
+from tam.train.threads import set_threads
 from tam.version import code_version
 
 
@@ -53,6 +55,10 @@ class PretrainDataConfig:
     store: str = ""  # feature store holding the corpus videos
     corpus: str = ""  # folder made by `tam comments prepare` (segments.parquet, comments.parquet, vocab.json)
     comments_per_clip: int = 64  # comments drawn per clip per training step (all of them at evaluation)
+    # feature normalisation with the statistics of the training clips (see RunConfig's data.normalize); saved in
+    # pretrained.safetensors (`norm.*`), and fine-tuning from it uses them
+    normalize: str = "zscore"
+    normalize_clip: float = 5.0
 
 
 @dataclass
@@ -81,6 +87,9 @@ class PretrainConfig:
             raise TamError(f"model.d = {self.model.d} is not divisible by decoder.heads = {self.decoder.heads}")
         if self.optim.optimizer not in ("adam", "adamw"):
             raise TamError(f"optim.optimizer must be adam or adamw, got {self.optim.optimizer!r}")
+        if self.data.normalize not in ("zscore", "log1p", "none") or self.data.normalize_clip < 0:
+            raise TamError(f"data.normalize must be zscore, log1p or none and data.normalize_clip >= 0, got "
+                           f"{self.data.normalize!r}, {self.data.normalize_clip}")
         return self
 
 
@@ -112,6 +121,7 @@ class PretrainRun:
             raise TamError(f"{cfg.data.corpus}: no training clip has features in {cfg.data.store}")
         torch.manual_seed(cfg.train.seed)
         self.model = build_pretrain_model(cfg, self.store.manifest.dims, self.pairs.vocab_size).to(device)
+        self.model.norm.set_stats(self.norm_stats(), cfg.data.normalize, cfg.data.normalize_clip)
         opt = torch.optim.AdamW if cfg.optim.optimizer == "adamw" else torch.optim.Adam
         self.opt = opt(self.model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
         self.sched = torch.optim.lr_scheduler.StepLR(self.opt, step_size=cfg.optim.lr_step_epochs or 10**9,
@@ -128,6 +138,16 @@ class PretrainRun:
                                  persistent_workers=nw > 0, pin_memory=device.type == "cuda",
                                  generator=torch.Generator().manual_seed(seed))
         self.start_epoch, self.rows = 0, []
+
+    def norm_stats(self) -> dict:
+        """Normalisation statistics over the feature rows of the training clips only (never held-out ones)."""
+        cfg, p = self.cfg, self.pairs
+        if cfg.data.normalize == "none":
+            return {}
+        clips = self.train_clips
+        rows = [slice(int(p.clip_row0[c]), int(p.clip_row0[c] + p.clip_rows[c])) for c in clips]
+        return compute_stats(self.store, [p.videos[p.clip_video[c]] for c in clips], cfg.model.modalities,
+                             cfg.data.normalize, rows)
 
     def step(self, batch) -> dict:
         """One optimiser step; the means of Eqs. (7) and (9) are over the global batch."""
@@ -192,7 +212,7 @@ def build_pretrain_model(cfg: PretrainConfig, dims: dict[str, int], vocab_size: 
     dc = cfg.decoder
     decoder = VideoTSCDecoder(vocab_size, d=cfg.model.d, layers=dc.layers, heads=dc.heads, ffn_mult=dc.ffn_mult,
                               dropout=dc.dropout, max_len=dc.max_len)
-    return TscPretrainModel(build_fusion(cfg.model, dims), decoder)
+    return TscPretrainModel(build_fusion(cfg.model, dims), decoder, {m: dims[m] for m in cfg.model.modalities})
 
 
 def _read_rows(path: Path, before_epoch: int) -> list[dict]:
@@ -254,6 +274,7 @@ def pretrain(cfg: PretrainConfig, run_dir: str | Path, log=print) -> dict:
         import json
         return json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
     d, device = distributed.init(cfg.train.device)
+    set_threads(cfg.train.threads, cfg.train.num_workers)
     run = PretrainRun(cfg, run_dir, d, device)
     if d.main:
         run_dir.mkdir(parents=True, exist_ok=True)
