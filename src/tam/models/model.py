@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from tam.config import ModelConfig
+from tam.features.normalize import FeatureNorm
 from tam.models.baselines import ConcatFusion, JointFusion
 from tam.models.fusion import CTMFusion, FusionOutput
 from tam.models.heads import Head, SegmentPool
@@ -16,10 +17,13 @@ REGRESSION_TARGETS = ("valence", "arousal")
 
 
 class AffectModel(nn.Module):
-    """`forward_features` gives the fused representation; `forward_head` the prediction from f^0."""
+    """`forward_features` normalises the features (training statistics, `norm.*` buffers) and fuses them;
+    `forward_head` gives the prediction from f^0."""
 
-    def __init__(self, fusion: nn.Module, outputs: int, dropout: float, readout: str = "f0"):
+    def __init__(self, fusion: nn.Module, outputs: int, dropout: float, dims: dict[str, int] | None = None,
+                 readout: str = "f0"):
         super().__init__()
+        self.norm = FeatureNorm(dims or {})
         self.fusion = fusion
         self.modalities = list(fusion.modalities)
         self.readout = readout
@@ -28,7 +32,7 @@ class AffectModel(nn.Module):
 
     def forward_features(self, x: dict[str, Tensor], valid: Tensor, present: Tensor) -> FusionOutput:
         """The fusion output; its `f0` is what the head reads (`model.readout`: f^0 or a pooling of f)."""
-        fo = self.fusion(x, valid, present)
+        fo = self.fusion(self.norm(x, valid), valid, present)
         return fo if self.head.pool is None else replace(fo, f0=self.head.pool(fo.f, fo.valid))
 
     def forward_head(self, f0: Tensor) -> Tensor:
@@ -57,7 +61,8 @@ def build_model(cfg: ModelConfig, dims: dict[str, int], outputs: int) -> AffectM
     missing = [m for m in cfg.modalities if m not in dims]
     if missing:
         raise ValueError(f"modalities {missing} have no features (available: {sorted(dims)})")
-    return AffectModel(build_fusion(cfg, dims), outputs, cfg.dropout, readout=cfg.readout)
+    return AffectModel(build_fusion(cfg, dims), outputs, cfg.dropout, {m: dims[m] for m in cfg.modalities},
+                       readout=cfg.readout)
 
 
 def count_parameters(model: nn.Module) -> int:
