@@ -205,3 +205,103 @@ def test_csv_and_jsonl_tables(tmp_path):
         read_table(tmp_path / "bad.csv")
     with pytest.raises(TamError, match="no such file"):
         discover([tmp_path / "missing"])
+
+
+# ---------------------------------------------------------------- limits, the two XML paths, fuzzing
+
+def test_read_limits_drop_and_count(tmp_path):
+    from tam.comments.formats import ReadLimits
+
+    p = tmp_path / "big.xml"
+    huge = "长" * 5000
+    p.write_text(f'<i><d p="1,1,25,1,1,0,u,1">正常</d><d p="2,1,25,1,1,0,u,2">{huge}</d>'
+                 f'<d p="3,8,25,1,1,0,u,3">{huge}</d><d p="4,1,25,1,1,0,u,4">又一个</d>'
+                 '<d p="5,1,25,1,1,0,u,5">第三个</d></i>', encoding="utf-8")
+    for plain in (True, False):
+        from tam.comments import formats
+
+        old = formats._PLAIN_XML_MAX_BYTES
+        formats._PLAIN_XML_MAX_BYTES = old if plain else 0  # the streaming reader too
+        try:
+            v = read_bilibili_xml(p, ReadLimits(max_comment_chars=100, max_comments=2))
+        finally:
+            formats._PLAIN_XML_MAX_BYTES = old
+        assert [c.text for c in v.comments] == ["正常", "又一个"]
+        assert dict(v.skipped) == {"too_long": 1, "advanced": 1, "over_limit": 1}
+    v = read_bilibili_xml(p)  # default limits: 1000 characters, 5 million comments
+    assert len(v.comments) == 3 and dict(v.skipped) == {"too_long": 1, "advanced": 1}
+    with pytest.raises(TamError, match=r"big.xml: .* MB is over the 0.001 MB limit per file"):
+        read_bilibili_xml(p, ReadLimits(max_file_mb=0.001))
+    t = tmp_path / "t.csv"
+    t.write_text("video,time,text\na,1,短\na,2," + "长" * 50 + "\n", encoding="utf-8")
+    (v,) = read_table(t, ReadLimits(max_comment_chars=10))
+    assert [c.text for c in v.comments] == ["短"] and dict(v.skipped) == {"too_long": 1}
+
+
+EDGE_XML = [
+    '<?xml version="1.0" encoding="UTF-8"?>\r\n<i>\r\n<d p="1,1,25,1,1,0,u,1">a\r\nb &amp;lt;3 &gt; &quot;</d>\r\n</i>',
+    '<i><d p="1,1,25,1,1,0,u,1">外<d p="2,1,25,1,1,0,u,2">内</d>尾</d><d p="3,1,25,1,1,0,u,3"><b/>x</d></i>',
+    '<i xmlns="urn:x"><d p="1,1,25,1,1,0,u,1">命名空间</d></i>',
+    '<i><d p="1,1,25,1,1,0,u,1"><![CDATA[<b>]]>c</d><!-- <d p="9">no</d> --><d p="2,1">&#x4e2d;&#128512;</d></i>',
+    "<i><d p='1,1,25,1,1,0,u,1'>single</d><d p=\"2,1\"/><d p=\"3,1\" x=\"y\">attr</d><d>nop</d></i>",
+    '<?xml version="1.0" encoding="ISO-8859-1"?><i><d p="1,1">caf\xe9</d></i>',
+    '<i><d p="1,1,25,1,1,0,u,1">\ttabs and /n old newline</d><dd p="2,1">not d</dd></i>',
+]
+
+
+@pytest.mark.parametrize("doc", EDGE_XML)
+def test_plain_xml_path_equals_streaming_reader(tmp_path, doc):
+    from tam.comments.formats import _xml_records
+
+    p = tmp_path / "e.xml"
+    p.write_bytes(doc.encode("latin-1") if "ISO-8859-1" in doc else doc.encode("utf-8"))
+    assert _xml_records(p, 1000) == _xml_records(p, 1000, plain=False)
+    assert _xml_records(p, 3) == _xml_records(p, 3, plain=False)
+
+
+def test_plain_xml_path_equals_streaming_reader_on_real_files():
+    need_shared()
+    from tam.comments.formats import _xml_records
+
+    for f in sorted(DANMAKU.rglob("*.xml")):
+        if not f.name.startswith("invalid__"):
+            assert _xml_records(f, 1000) == _xml_records(f, 1000, plain=False), f.name
+
+
+def _mutants(data: bytes, seed: int, n: int) -> list[bytes]:
+    import random
+
+    rng = random.Random(seed)
+    cuts = [data[:k] for k in sorted({0, 1, len(data) // 3, len(data) // 2, len(data) - 1, *rng.sample(
+        range(len(data)), min(n, len(data)))})]
+    flips = []
+    for _ in range(n):
+        b = bytearray(data)
+        for _ in range(rng.randint(1, 8)):
+            i = rng.randrange(len(b))
+            b[i] ^= 1 << rng.randrange(8)
+        flips.append(bytes(b))
+    return cuts + flips
+
+
+@pytest.mark.parametrize("name", ["danmakufactory/danmaku01.xml", "commentcorelibrary/ACFun.json",
+                                  "niconicomments/commentdata_12.json", "biliass-corpus/protobuf/18678311"])
+def test_truncated_and_bit_flipped_real_files_give_one_line_errors(tmp_path, name):
+    need_shared()
+    src = DANMAKU / name
+    files = sorted(src.glob("*.pb")) if src.is_dir() else [src]
+    outcomes = {"parsed": 0, "refused": 0}
+    for n, data in enumerate(_mutants(files[0].read_bytes(), seed=len(name), n=40)):
+        folder = tmp_path / f"m{n}"
+        folder.mkdir()
+        target = folder / files[0].name
+        target.write_bytes(data)
+        try:
+            videos = read_danmaku(target)
+        except TamError as e:
+            assert "\n" not in str(e) and str(target) in str(e), str(e)
+            outcomes["refused"] += 1
+        else:
+            assert all(isinstance(c.text, str) and c.time >= 0 for v in videos for c in v.comments)
+            outcomes["parsed"] += 1
+    assert outcomes["refused"] > 0 and sum(outcomes.values()) > 40

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from tam.comments.formats import ReadLimits
+
 HELP = "Time-sync comment corpus: `tam comments prepare` builds it from danmaku files."
 EXAMPLES = """\
   tam comments prepare danmaku/ --lexicon 情感词汇本体.xlsx --out corpus/
@@ -28,6 +30,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--test-fraction", type=float, default=0.2, help="share of videos in the test split (4:1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=2, help="worker processes")
+    p.add_argument("--max-file-mb", type=float, default=ReadLimits.max_file_mb,
+                   help="refuse (and report) a danmaku file larger than this (MB)")
+    p.add_argument("--max-comment-chars", type=int, default=ReadLimits.max_comment_chars,
+                   help="drop (and count) comments longer than this before any work")
+    p.add_argument("--max-comments", type=int, default=ReadLimits.max_comments,
+                   help="comments kept per video and source; the rest are dropped and counted")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(_comments_run=_prepare)
 
@@ -41,7 +49,8 @@ def _prepare(args: argparse.Namespace) -> int:
 
     stats = prepare_corpus(args.inputs, args.out, args.lexicon, n_per_polarity=args.n, durations=args.durations,
                            scorer=args.scorer, masking=args.masking, workers=args.workers,
-                           test_fraction=args.test_fraction, seed=args.seed, progress=not args.no_progress)
+                           test_fraction=args.test_fraction, seed=args.seed, progress=not args.no_progress,
+                           limits=ReadLimits(args.max_file_mb, args.max_comment_chars, args.max_comments))
     print(format_summary(stats))
     print(f"wrote {args.out}/comments.parquet, segments.parquet, vocab.json, stats.json")
     return 1 if stats["sources_failed"] and not stats["comments_written"] else 0

@@ -2,8 +2,8 @@
 
 Two passes over the output folder:
 1. Per source (a file, or one video's protobuf segments), in worker processes: read, then
-   `tam.comments.process.process_video` for each video; write `parts/<key>.comments.parquet`,
-   `parts/<key>.segments.parquet` and, last, `parts/<key>.json` (the done marker, with the counts).
+   `tam.comments.process.process_video` for each video; write `parts/<key>.comments.arrow`,
+   `parts/<key>.segments.arrow` (Arrow IPC) and, last, `parts/<key>.json` (the done marker, with the counts).
    A re-run skips every source whose marker matches the file sizes, times and the settings.
    A malformed source is reported in one line and skipped; the others go on.
 2. Finalize (streamed, one part at a time): the first source of a video id wins (later ones are
@@ -22,11 +22,11 @@ import re
 import time
 import zlib
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from tam.comments.formats import Source, discover, read_source
+from tam.comments.formats import ReadLimits, Source, discover, read_source
 from tam.comments.process import FILTER_STAGES, MASKINGS, SPECIAL_TOKENS, UNK, FilterSettings, process_video
 from tam.errors import TamError
 from tam.io import atomic_write, write_json
@@ -42,6 +42,7 @@ class CorpusSettings:
     seed: int = 0
     durations: str = ""  # "" = last comment; a CSV (video,duration) or a folder of video files
     filters: FilterSettings = field(default_factory=FilterSettings)
+    limits: ReadLimits = field(default_factory=ReadLimits)
 
     def digest(self) -> str:
         return hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
@@ -114,11 +115,31 @@ def probe_duration(path: Path) -> float:
 _CTX: dict = {}
 
 
-def _init_worker(settings: CorpusSettings, lexicon: dict[str, tuple[str, str]], out_dir: str) -> None:
+PARTS_FORMAT = "arrow-ipc-1"
+"""Part tables are Arrow IPC files (fast to write and to map back); part of every marker's fingerprint."""
+
+
+def _init_worker(settings: CorpusSettings, out_dir: str) -> None:
+    import pyarrow  # noqa: F401  (imported once, while the parent loads the lexicon)
+
+    from tam.comments.process import tokenize
     from tam.comments.sentiment import make_scorer
 
-    _CTX.update(settings=settings, lexicon=lexicon, out=Path(out_dir), scorer=make_scorer(settings.scorer),
+    tokenize("预热")  # loads the tokeniser's dictionary
+    _CTX.update(settings=settings, out=Path(out_dir), scorer=make_scorer(settings.scorer),
                 durations=Durations(settings.durations))
+
+
+def _warm() -> None:
+    """A no-op task: submitting one per worker starts the workers before the lexicon is ready."""
+
+
+def _pool_task(source: Source, lexicon_file: str) -> dict:
+    """`process_source` in a worker; the lexicon table is read (once) from the JSON the parent wrote."""
+    if _CTX.get("lexicon_file") != lexicon_file:
+        table = json.loads(Path(lexicon_file).read_text(encoding="utf-8"))
+        _CTX.update(lexicon={w: tuple(v) for w, v in table.items()}, lexicon_file=lexicon_file)
+    return process_source(source)
 
 
 def part_key(source: Source) -> str:
@@ -129,7 +150,7 @@ def part_key(source: Source) -> str:
 
 def _fingerprint(source: Source, settings: CorpusSettings) -> list:
     stats = [[str(p), p.stat().st_size, p.stat().st_mtime_ns] for p in source.paths]
-    return [settings.digest(), stats]  # lists, so that it compares equal after a JSON round trip
+    return [settings.digest(), stats, PARTS_FORMAT]  # lists, so that it compares equal after a JSON round trip
 
 
 def process_source(source: Source) -> dict:
@@ -142,7 +163,7 @@ def process_source(source: Source) -> dict:
         done = _read_marker(marker)
         if done.get("fingerprint") == fp:
             return {**done, "resumed": True}
-        return _write_parts(source, key, fp, read_source(source), marker)
+        return _write_parts(source, key, fp, read_source(source, ctx["settings"].limits), marker)
     except (TamError, OSError) as e:
         return {"source": source.name, "key": key, "error": str(e), "videos": []}
     except Exception as e:  # a file that trips an unforeseen case must not stop the batch
@@ -170,8 +191,8 @@ def _write_parts(source: Source, key: str, fp: list, videos: list, marker: Path)
         summary.append({"video": v.video, "format": v.format, "comments": len(v.comments),
                         "skipped": dict(v.skipped), "segments": vc.n_segments})
     parts = ctx["out"] / "parts"
-    _write_parquet(parts / f"{key}.comments.parquet", _concat(comments, COMMENT_SCHEMA))
-    _write_parquet(parts / f"{key}.segments.parquet", _concat(segments, SEGMENT_SCHEMA))
+    _write_arrow(parts / f"{key}.comments.arrow", _concat(comments, COMMENT_SCHEMA))
+    _write_arrow(parts / f"{key}.segments.arrow", _concat(segments, SEGMENT_SCHEMA))
     done = {"source": source.name, "key": key, "fingerprint": fp, "error": None, "videos": summary}
     write_json(marker, done)
     return done
@@ -201,10 +222,20 @@ def _concat(tables: list, schema):
     return pa.concat_tables(tables) if tables else schema.empty_table()
 
 
-def _write_parquet(path: Path, table) -> None:
-    import pyarrow.parquet as pq
+def _write_arrow(path: Path, table) -> None:
+    import pyarrow as pa
 
-    atomic_write(path, lambda p: pq.write_table(table, p, compression="zstd"))
+    def write(p: Path) -> None:
+        with pa.OSFile(str(p), "wb") as f, pa.ipc.new_file(f, table.schema) as w:
+            w.write_table(table)
+
+    atomic_write(path, write)
+
+
+def _read_arrow(path: Path):
+    import pyarrow as pa
+
+    return pa.ipc.open_file(pa.memory_map(str(path))).read_all()  # zero-copy; the map lives with the table
 
 
 # ---------------------------------------------------------------- pass 2: finalize
@@ -255,11 +286,10 @@ def finalize(out_dir: Path, summaries: list[dict], n_per_polarity: int, test_fra
 def _merge_segments(out_dir: Path, ok: list, owner: dict, n: int, test_fraction: float, seed: int):
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
     tables = []
     for s in ok:
-        t = pq.read_table(out_dir / "parts" / f"{s['key']}.segments.parquet")
+        t = _read_arrow(out_dir / "parts" / f"{s['key']}.segments.arrow")
         mine = [owner[v][0] == s["key"] for v in t["video"].to_pylist()]
         tables.append(t.filter(pa.array(mine, type=pa.bool_())))
     segs = _concat(tables, SEGMENT_SCHEMA)
@@ -279,7 +309,6 @@ def _iter_parts(out_dir: Path, ok: list, owner: dict, selected: dict, train_only
     """
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
     def key(videos, segments):
         return pc.binary_join_element_wise(videos, pc.cast(segments, pa.string()), "\x1f")
@@ -291,7 +320,7 @@ def _iter_parts(out_dir: Path, ok: list, owner: dict, selected: dict, train_only
         mine = by_part.get(s["key"], [])
         value_set = key(pa.array([m[0] for m in mine], pa.string()), pa.array([m[1] for m in mine], pa.int64()))
         splits = pa.array([m[2] for m in mine], pa.string())
-        t = pq.read_table(out_dir / "parts" / f"{s['key']}.comments.parquet")
+        t = _read_arrow(out_dir / "parts" / f"{s['key']}.comments.arrow")
         idx = pc.index_in(key(t["video"], t["segment"]), value_set=value_set)
         split = pc.take(splits, idx)
         keep = pc.is_valid(idx)
@@ -395,8 +424,11 @@ def lexicon_table(path: str) -> dict[str, tuple[str, str]]:
 def prepare_corpus(inputs: Sequence[str | Path], out_dir: str | Path, lexicon: str, n_per_polarity: int = 8000,
                    durations: str = "", scorer: str = "fast", masking: str = "emotion", workers: int = 2,
                    test_fraction: float = 0.2, seed: int = 0, filters: FilterSettings | None = None,
-                   progress: bool = True) -> dict:
-    """Build the corpus in `out_dir` (see the module docstring); return the stats report (also in stats.json)."""
+                   progress: bool = True, limits: ReadLimits | None = None) -> dict:
+    """Build the corpus in `out_dir` (see the module docstring); return the stats report (also in stats.json).
+
+    `limits` caps file and comment sizes (`ReadLimits`); what they cut is counted in `comments_skipped`
+    (`too_long`, `over_limit`) and `sources_failed` (files over the size limit)."""
     _refuse_in_spawned_child()
     if masking not in MASKINGS:
         raise TamError(f"unknown masking {masking!r} (choose from {sorted(MASKINGS)})")
@@ -406,14 +438,12 @@ def prepare_corpus(inputs: Sequence[str | Path], out_dir: str | Path, lexicon: s
     if not sources:
         raise TamError(f"no danmaku files found in {', '.join(map(str, inputs))}")
     settings = CorpusSettings(str(Path(lexicon).resolve()), scorer, masking, seed, durations,
-                              filters or FilterSettings())
+                              filters or FilterSettings(), limits or ReadLimits())
     Durations(durations)  # fail early on a bad durations source
-    table = lexicon_table(lexicon)
-    t1 = time.perf_counter()
-    summaries = _run_sources(sources, settings, table, out, workers, progress)
+    summaries, t_lexicon = _run_sources(sources, settings, lexicon, out, workers, progress)
     t2 = time.perf_counter()
     stats = finalize(out, summaries, n_per_polarity, test_fraction, seed)
-    stats["seconds_by_step"] = {"lexicon": round(t1 - t0, 2), "videos": round(t2 - t1, 2),
+    stats["seconds_by_step"] = {"lexicon": round(t_lexicon, 2), "videos": round(t2 - t0 - t_lexicon, 2),
                                 "finalize": round(time.perf_counter() - t2, 2)}
     stats["settings"] = {**asdict(settings), "n_per_polarity": n_per_polarity, "test_fraction": test_fraction}
     stats["seconds"] = round(time.perf_counter() - t0, 2)
@@ -421,14 +451,23 @@ def prepare_corpus(inputs: Sequence[str | Path], out_dir: str | Path, lexicon: s
     return stats
 
 
-def _run_sources(sources: list[Source], settings: CorpusSettings, lexicon: dict, out: Path, workers: int,
-                 progress: bool) -> list[dict]:
+def _run_sources(sources: list[Source], settings: CorpusSettings, lexicon: str, out: Path, workers: int,
+                 progress: bool) -> tuple[list[dict], float]:
+    """Pass 1 over every source; returns the summaries and the seconds spent loading the lexicon.
+
+    With workers, the pool starts first, so that the workers' imports overlap the parent's lexicon load."""
     from tqdm import tqdm
 
     (out / "parts").mkdir(parents=True, exist_ok=True)
-    args = (settings, lexicon, str(out))
     bar = tqdm(total=len(sources), unit="file", desc="comments", disable=not progress)
     summaries: list[dict] = []
+    timer = {"lexicon": 0.0}
+
+    def load_lexicon() -> dict:
+        t0 = time.perf_counter()
+        table = lexicon_table(lexicon)
+        timer["lexicon"] = time.perf_counter() - t0
+        return table
 
     def collect(results: Iterable[dict]) -> None:
         for s in results:
@@ -439,16 +478,19 @@ def _run_sources(sources: list[Source], settings: CorpusSettings, lexicon: dict,
 
     try:
         if workers <= 1:
-            _init_worker(*args)
+            table = load_lexicon()
+            _init_worker(settings, str(out))
+            _CTX.update(lexicon=table, lexicon_file=None)
             collect(process_source(s) for s in sources)
         else:
-            collect(_in_pool(sources, args, workers, summaries))
+            collect(_in_pool(sources, settings, out, workers, load_lexicon, summaries))
     finally:
         bar.close()
-    return summaries
+    return summaries, timer["lexicon"]
 
 
-def _in_pool(sources: list[Source], args: tuple, workers: int, summaries: list[dict]) -> Iterable[dict]:
+def _in_pool(sources: list[Source], settings: CorpusSettings, out: Path, workers: int, load_lexicon: Callable,
+             summaries: list[dict]) -> Iterable[dict]:
     """Run `process_source` over `sources` in spawned worker processes; yield the summaries as they come.
 
     A worker that dies (killed, out of memory, or refusing to start, see `_refuse_in_spawned_child`) breaks
@@ -457,9 +499,14 @@ def _in_pool(sources: list[Source], args: tuple, workers: int, summaries: list[d
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from concurrent.futures.process import BrokenProcessPool
 
-    pool = ProcessPoolExecutor(workers, mp.get_context("spawn"), initializer=_init_worker, initargs=args)
+    pool = ProcessPoolExecutor(workers, mp.get_context("spawn"), initializer=_init_worker,
+                               initargs=(settings, str(out)))
     try:
-        futures = [pool.submit(process_source, s) for s in sources]
+        for _ in range(workers):
+            pool.submit(_warm)
+        lexicon_file = out / "parts" / f"lexicon-{settings.digest()}.json"
+        write_json(lexicon_file, load_lexicon())
+        futures = [pool.submit(_pool_task, s, str(lexicon_file)) for s in sources]
         for f in as_completed(futures):
             yield f.result()
     except BrokenProcessPool:

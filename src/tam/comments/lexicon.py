@@ -134,6 +134,107 @@ def _read_text(path: Path) -> str:
 
 
 def _xlsx_rows(path: Path) -> list[tuple]:
+    """The first sheet's rows: read directly from the workbook's XML (~5x faster than openpyxl), or by
+    openpyxl for what the direct reader does not handle (it then gives the same rows)."""
+    try:
+        return _xlsx_rows_direct(path)
+    except Exception:  # anything unusual: openpyxl reads it or explains the problem
+        return _xlsx_rows_openpyxl(path)
+
+
+_MAIN = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
+_REL = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}"
+_PKG = "{http://schemas.openxmlformats.org/package/2006/relationships}"
+_XLSX_MEMBER_LIMIT = 256 * 2**20
+
+
+def _xlsx_xml(z, name: str):
+    import xml.etree.ElementTree as ET
+
+    if z.getinfo(name).file_size > _XLSX_MEMBER_LIMIT:
+        raise ValueError(f"{name} is larger than {_XLSX_MEMBER_LIMIT} bytes")
+    data = z.read(name)
+    if b"<!DOCTYPE" in data or b"<!ENTITY" in data:  # workbooks have no DTD; never expand entities
+        raise ValueError(f"{name} has a DTD")
+    return ET.fromstring(data)
+
+
+def _xlsx_rows_direct(path: Path) -> list[tuple]:
+    """Rows of a plain workbook (shared strings, inline strings, numbers; no dates), 1-based and contiguous."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        rels = {r.get("Id"): r for r in _xlsx_xml(z, "xl/_rels/workbook.xml.rels").iter(f"{_PKG}Relationship")}
+        sheet = next(_xlsx_xml(z, "xl/workbook.xml").iter(f"{_MAIN}sheet"))
+        target = "xl/" + rels[sheet.get(f"{_REL}id")].get("Target").lstrip("/").removeprefix("xl/")
+        strings = []
+        shared = [r.get("Target") for r in rels.values() if r.get("Type", "").endswith("/sharedStrings")]
+        if shared:
+            for si in _xlsx_xml(z, "xl/" + shared[0].lstrip("/").removeprefix("xl/")).iter(f"{_MAIN}si"):
+                runs = [*si.findall(f"{_MAIN}t"), *si.findall(f"{_MAIN}r/{_MAIN}t")]  # not rPh (phonetic)
+                strings.append("".join(t.text or "" for t in runs))
+        root = _xlsx_xml(z, target)
+    if root.find(f".//{_MAIN}c[@s]") is not None and _has_date_formats(path):
+        raise ValueError("styled cells may be dates")
+    rows: list[tuple] = []
+    width = 0
+    for row in root.iter(f"{_MAIN}row"):
+        if int(row.get("r", len(rows) + 1)) != len(rows) + 1:
+            raise ValueError("rows are not contiguous")
+        cells: dict[int, object] = {}
+        for c in row.iter(f"{_MAIN}c"):
+            cells[_column(c.get("r"))] = _xlsx_value(c, strings)
+        width = max(width, max(cells, default=0))
+        rows.append(cells)
+    return [tuple(r.get(i) for i in range(1, width + 1)) for r in rows]
+
+
+def _column(ref: str) -> int:
+    n = 0
+    for ch in ref:
+        if not ch.isalpha():
+            break
+        n = n * 26 + ord(ch.upper()) - 64
+    return n
+
+
+def _xlsx_value(c, strings: list[str]):
+    kind, v = c.get("t", "n"), c.find(f"{_MAIN}v")
+    if kind == "inlineStr":
+        return "".join(t.text or "" for t in c.iter(f"{_MAIN}t"))
+    if v is None or v.text is None:
+        return None
+    if kind == "s":
+        return strings[int(v.text)]
+    if kind == "n":
+        return float(v.text) if any(ch in v.text for ch in ".eE") else int(v.text)
+    if kind == "b":
+        return bool(int(v.text))
+    if kind in ("str", "e"):
+        return v.text
+    raise ValueError(f"cell type {kind!r}")
+
+
+def _has_date_formats(path: Path) -> bool:
+    """True when the workbook's styles use a date/time number format (openpyxl would return datetimes)."""
+    import zipfile
+
+    builtin_dates = set(range(14, 23)) | set(range(45, 48))
+    with zipfile.ZipFile(path) as z:
+        if "xl/styles.xml" not in z.namelist():
+            return False
+        styles = _xlsx_xml(z, "xl/styles.xml")
+    custom = {int(f.get("numFmtId")): f.get("formatCode", "") for f in styles.iter(f"{_MAIN}numFmt")}
+    xfs = styles.find(f"{_MAIN}cellXfs")
+    for xf in (xfs if xfs is not None else []):
+        fid = int(xf.get("numFmtId", 0))
+        code = custom.get(fid, "").lower().split(";")[0]
+        if fid in builtin_dates or any(ch in code.replace("[red]", "") for ch in "dyhs"):
+            return True
+    return False
+
+
+def _xlsx_rows_openpyxl(path: Path) -> list[tuple]:
     import openpyxl
 
     try:

@@ -121,14 +121,12 @@ def _dc_layer(prev: np.ndarray, cost: Callable, layer: int, n: int) -> tuple[np.
         i = mid[group]
         val = prev[j] + cost(j, i)
         best_val = np.minimum.reduceat(val, starts)
-        is_best = val <= best_val[group]
-        first = np.flatnonzero(is_best)
-        _, pos = np.unique(group[first], return_index=True)
-        best_j = j[first[pos]]
+        flat = np.arange(len(val))
+        best_j = j[np.minimum.reduceat(np.where(val <= best_val[group], flat, len(val)), starts)]  # leftmost
         cur[mid], opt[mid] = best_val, best_j
-        left = np.stack([ilo, mid - 1, jlo, best_j], axis=1)[mid - 1 >= ilo]
-        right = np.stack([mid + 1, ihi, best_j, jhi], axis=1)[mid + 1 <= ihi]
-        tasks = np.concatenate([left, right])
+        left, right = mid - 1 >= ilo, mid + 1 <= ihi
+        tasks = np.concatenate([np.stack([ilo, mid - 1, jlo, best_j], axis=1)[left],
+                                np.stack([mid + 1, ihi, best_j, jhi], axis=1)[right]])
     return cur, opt
 
 
@@ -156,8 +154,13 @@ def tokenize(text: str) -> list[str]:
     (`good - bye`, `o . o`, `2015.1 . 21`); such tokens are re-split with jieba's own rule."""
     import rjieba
 
+    return clean_cut(rjieba.cut(text))
+
+
+def clean_cut(cut: Sequence[str]) -> list[str]:
+    """`tokenize` from rjieba's raw cut (whitespace dropped, ASCII runs re-split as jieba does)."""
     out = []
-    for t in rjieba.cut(text):
+    for t in cut:
         if len(t) > 1 and t.isascii() and not _JOINERS.isdisjoint(t) and any(ch.isalnum() for ch in t):
             out.extend(_JIEBA_SKIP.findall(t))
         elif not t.isspace():
@@ -246,9 +249,7 @@ def process_video(video: str, comments: Sequence[Comment], duration: float | Non
     labels = kmeans_1d(times, n_segments(dur, settings.segment_seconds))
     starts, ends = segment_bounds(times, labels, dur)
     k = len(starts)
-    sent = np.array([scorer(c.text) for c in cs], dtype=np.float64)
-    tokens = [tokenize(c.text) for c in cs]
-    stage = _filter(cs, tokens, lexicon, settings)
+    sent, stage, tokens = _score_and_filter(cs, scorer, lexicon, settings)
     counts = np.zeros((len(FILTER_STAGES), k), dtype=np.int64)
     for s in range(len(FILTER_STAGES)):
         np.add.at(counts[s], labels[stage >= s], 1)
@@ -264,20 +265,38 @@ def process_video(video: str, comments: Sequence[Comment], duration: float | Non
     return out
 
 
-def _filter(cs: Sequence[Comment], tokens: list[list[str]], lexicon: Mapping, st: FilterSettings) -> np.ndarray:
-    """Stage reached by each comment: 0 = none passed, 1 = lexicon, 2 = length, 3 = chars, 4 = kept."""
+def _score_and_filter(cs: Sequence[Comment], scorer: Callable[[str], float], lexicon: Mapping,
+                      st: FilterSettings) -> tuple[np.ndarray, np.ndarray, dict[int, list[str]]]:
+    """One pass over the comments: sentiment, and the filter stage each reaches (0 = none passed,
+    1 = lexicon, 2 = length, 3 = chars, 4 = kept after the repeat check).
+
+    One rjieba cut per comment serves the tokens and, when the scorer can use it
+    (`FastSentiment.score_cut`), the sentiment. Tokens are returned only for the comments that reach the
+    repeat check, so memory follows what is kept rather than the size of the input."""
+    import rjieba
+
+    cut_text, score_cut = rjieba.cut, getattr(scorer, "score_cut", None)
+    sent = np.empty(len(cs), dtype=np.float64)
     stage = np.zeros(len(cs), dtype=np.int64)
-    for i, (c, toks) in enumerate(zip(cs, tokens)):
+    tokens: dict[int, list[str]] = {}
+    lo, hi = st.min_words, st.max_words
+    for i, c in enumerate(cs):
+        cut = cut_text(c.text)
+        sent[i] = score_cut(c.text, cut) if score_cut is not None else scorer(c.text)
+        toks = clean_cut(cut)
         if not any(t in lexicon for t in toks):
             continue
-        if not st.min_words <= len(toks) <= st.max_words:
+        if not lo <= len(toks) <= hi:
             stage[i] = 1
-            continue
-        stage[i] = 3 if has_only_allowed_chars(c.text) else 2
+        elif has_only_allowed_chars(c.text):
+            stage[i] = 3
+            tokens[i] = toks
+        else:
+            stage[i] = 2
     cand = np.flatnonzero(stage == 3)
     keep = dedup_mask([cs[i].time for i in cand], [cs[i].text for i in cand], st.dedup_seconds)
     stage[cand[np.asarray(keep, dtype=bool)]] = 4
-    return stage
+    return sent, stage, tokens
 
 
 def _add_comments(out: VideoCorpus, cs, kept, labels, sent, tokens, lexicon, masking: str, seed: int) -> None:
