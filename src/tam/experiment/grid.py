@@ -3,8 +3,8 @@
 Grid YAML (paths relative to the current directory, like every tam config; see docs/experiments.md)::
 
     name: timing
-    out: runs/experiments/timing       # run folders go to OUT/runs/<name>, pre-training to OUT/pretrain/...
-    world: {name: timing, out: runs/worlds/timing, train: 400, test: 1000, seed: 0}   # optional
+    out: runs/out/experiments/timing   # run folders go to OUT/runs/<name>, pre-training to OUT/pretrain/...
+    world: {name: timing, out: runs/out/worlds/timing, train: 400, test: 1000, seed: 0}   # optional
     config: configs/ve8.yaml           # optional base config for `tam train`
     set: {model.d: 32, optim.epochs: 20}   # base overrides (dotted paths)
     metric: accuracy                   # a key of results.json's "test"
@@ -157,7 +157,7 @@ def load_grid(path: str | Path) -> Grid:
     for k in ("store", "corpus"):
         if f"pretrain.{k}" in base_set:
             pre.setdefault(k, base_set.pop(f"pretrain.{k}"))
-    out = Path(data.get("out") or f"runs/experiments/{data.get('name', path.stem)}")
+    out = Path(data.get("out") or f"runs/out/experiments/{data.get('name', path.stem)}")
     axes = data["axes"]
     runs, steps = [], {}
     for combo in itertools.product(*axes.values()):
@@ -169,7 +169,7 @@ def load_grid(path: str | Path) -> Grid:
 
 
 def _make_run(path: Path, data: dict, values: dict, base_set: dict, pre: dict, out: Path, steps: dict) -> Run:
-    from tam.config import TrainConfig, load_config, to_dict
+    from tam.config import load_config, to_dict
 
     sets = dict(base_set)
     pre_sets = dict(pre.get("set") or {})
@@ -181,8 +181,7 @@ def _make_run(path: Path, data: dict, values: dict, base_set: dict, pre: dict, o
         else:
             sets[SHORTHANDS.get(axis, axis)] = v
     sets.setdefault("train.progress", False)
-    if "threads" in {f.name for f in dataclasses.fields(TrainConfig)}:
-        sets.setdefault("train.threads", 1)  # the runs of a grid run side by side: one thread each by default
+    sets = {**_threads(), **sets}
     labelled = values.get("labelled")
     labelled = None if labelled in (None, "all") else labelled
     if labelled is not None and (not isinstance(labelled, int) or labelled < 1):
@@ -206,6 +205,13 @@ def _make_run(path: Path, data: dict, values: dict, base_set: dict, pre: dict, o
     return run
 
 
+def _threads() -> dict:
+    """The runs of a grid run side by side: one torch thread each unless the grid says otherwise."""
+    from tam.config import TrainConfig
+
+    return {"train.threads": 1} if "threads" in {f.name for f in dataclasses.fields(TrainConfig)} else {}
+
+
 def _attach_pretrain(path: Path, run: Run, pre: dict, pre_sets: dict, model: dict, out: Path, steps: dict) -> None:
     """Point a pre-trained arm at its checkpoint: a given file, or the pre-training step of its seed and model."""
     if not pre:
@@ -217,14 +223,25 @@ def _attach_pretrain(path: Path, run: Run, pre: dict, pre_sets: dict, model: dic
         if not (pre.get("store") and pre.get("corpus")):
             raise TamError(f"{path}: `pretrain:` needs `checkpoint`, or `store` and `corpus` for a pre-training step")
         sets = {**{f"model.{k}": v for k, v in model.items()}, "data.store": pre["store"], "data.corpus": pre["corpus"],
-                "train.seed": run.seed, "train.progress": False, **pre_sets}
+                "train.seed": run.seed, "train.progress": False, **_threads(), **pre_sets}
         overrides = [_set(k, v) for k, v in sets.items()]
         key = hashlib.sha256(json.dumps([pre.get("config"), overrides]).encode()).hexdigest()[:8]
         step_dir = out / "pretrain" / f"{model.get('fusion', 'fusion')}-{key}-seed{run.seed}"
+        if str(step_dir) not in steps:
+            _check_pretrain_config(path, run.name, pre.get("config"), overrides)
         run.pretrain = steps.setdefault(str(step_dir), PretrainStep(step_dir, pre.get("config"), overrides))
         ckpt = str(run.pretrain.checkpoint)
     run.overrides.append(_set("train.init_from", ckpt))
     run.overrides += [_set(k, v) for k, v in (pre.get("finetune") or {}).items()]
+
+
+def _check_pretrain_config(path: Path, name: str, config: str | None, overrides: list[str]) -> None:
+    from tam.train.pretrain import load_pretrain_config
+
+    try:
+        load_pretrain_config(config, overrides)
+    except TamError as e:
+        raise TamError(f"{path}: the pre-training step of run {name}: {e}") from None
 
 
 def _check_same_data(path: Path, runs: list[Run]) -> None:
