@@ -300,3 +300,18 @@ def test_runs_scripts_pass_each_override_with_its_own_set(tmp_path):
     line = next(x for x in out.stdout.splitlines() if "ve8/ctm-image/split03" in x)
     assert line.endswith("--set data.store=data/ve8/features --set data.labels=data/ve8/splits/ve8_split03.csv")
     assert line.startswith("+ tam train --config configs/ve8/ctm-image.yaml")
+
+
+def test_cells_below_the_linear_baseline_are_flagged(tmp_path):
+    for k, (acc, lin) in enumerate([(0.40, 0.45), (0.42, 0.47)], 1):
+        d = write_run(tmp_path, f"ve8/all/split{k:02d}", f"ve8_split{k:02d}.csv", test={"accuracy": acc},
+                      base={"accuracy": 0.19})
+        r = json.loads((d / "results.json").read_text())
+        r["linear"] = {"name": "linear (logistic, C=1)", "test": {"accuracy": lin}}
+        (d / "results.json").write_text(json.dumps(r))
+    write_run(tmp_path, "yf6/all/public", "yf6_public.csv", test={"accuracy": 0.6}, base={"accuracy": 0.2})
+    result = build_table(1, collect_runs([tmp_path])[0])
+    all3 = protocols.table_rows(result)[1][-1]
+    assert all3[3] == "41.00 ± 1.41 ⚠<linear 46.00"
+    assert "⚠" not in all3[6]  # no linear baseline recorded: no flag
+    assert "below the linear baseline" in to_markdown(result)

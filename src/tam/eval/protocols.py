@@ -130,6 +130,7 @@ class RunResult:
     random_init: bool
     code_version: str
     dataset: str = ""
+    linear: dict = field(default_factory=dict)  # test metrics of the run's linear baseline (tam.eval.linear)
 
     @property
     def setting(self) -> dict:
@@ -153,9 +154,10 @@ def load_result(path: str | os.PathLike) -> RunResult:
     if obj["task"] not in ("classification", "regression"):
         raise TamError(f"{file}: task must be classification or regression, got {obj['task']!r}")
     base = obj["baseline"] if isinstance(obj["baseline"], dict) else {}
+    linear = obj.get("linear") if isinstance(obj.get("linear"), dict) else {}
     return RunResult(file.parent, obj["task"], obj["config"] or {}, obj["n"] or {}, obj["test"] or {},
                      str(base.get("name", "")), base.get("test", {}) or {}, bool(obj.get("random_init_features")),
-                     str(obj.get("code_version", "")))
+                     str(obj.get("code_version", "")), linear=linear.get("test", {}) or {})
 
 
 def find_results(paths: Sequence[str | os.PathLike]) -> list[Path]:
@@ -312,6 +314,7 @@ class Cell:
     runs: list[RunResult] = field(default_factory=list)
     values: list[float] = field(default_factory=list)
     baselines: list[float] = field(default_factory=list)
+    linear: list[float] = field(default_factory=list)  # the linear baseline's test value of each run (NaN: none)
 
 
 @dataclass
@@ -372,6 +375,8 @@ def _add(cell: Cell, run: RunResult, col: Column, notes: list[str]) -> bool:
     cell.values.append(float(value))
     base = run.baseline.get(col.metric)
     cell.baselines.append(float("nan") if base is None else float(base))
+    lin = run.linear.get(col.metric)
+    cell.linear.append(float("nan") if lin is None else float(lin))
     return True
 
 
@@ -445,6 +450,9 @@ def _display(cell: Cell | None, metric: str) -> list[str]:
     text = _fmt(mean, metric) + (f" ± {_fmt(std, metric)}" if len(cell.values) > 1 else "")
     if any(r.random_init for r in cell.runs):
         text += " ⚠RANDOM-INIT"
+    lin = [v for v in cell.linear if v == v]
+    if lin and metric != "mse" and not metric.endswith("_mse") and mean < float(np.mean(lin)):
+        text += f" ⚠<linear {_fmt(float(np.mean(lin)), metric)}"
     return [text, _fmt(_stats(cell.baselines)[0], metric)]
 
 
@@ -460,7 +468,9 @@ def to_markdown(result: TableResult, paper: bool = False) -> str:
     out += ["| " + " | ".join(r) + " |" for r in rows]
     bases = sorted({r.baseline_name for c in result.cells.values() for r in c.runs if r.baseline_name})
     out += ["", f"Ours: test-set mean ± sample std over runs ({result.n_runs} runs placed); — = not run. "
-            f"Baseline: the trivial predictor on the same test clips ({', '.join(bases) or 'none recorded'})."]
+            f"Baseline: the trivial predictor on the same test clips ({', '.join(bases) or 'none recorded'}). "
+            "⚠<linear x: below the linear baseline of the same runs (logistic or ridge regression on time-pooled, "
+            "normalised features; mean x)."]
     if paper:
         out.append("Published (paper): numbers printed in Pan et al. (ACM MM 2022), not produced by this code.")
     out += [f"- {n}" for n in result.notes]
