@@ -9,6 +9,8 @@ import sys
 import pytest
 import yaml
 
+from tam.errors import TamError
+
 from .conftest import write_grid
 
 AXES = {"fusion": ["ctm", "concat"], "labelled": [20, 40], "seed": [0, 1]}
@@ -58,3 +60,25 @@ def test_grid_run_list_collect_resume_and_failure(tmp_path, tiny_world):
     assert more.returncode == 0, more.stderr
     assert "missing (4 not run yet)" in more.stdout and "(2/3)" in more.stdout
     assert (tmp_path / "out" / "report" / "index.html").is_file()
+
+
+def test_world_section_is_generated_before_the_runs(tmp_path):
+    from tam.experiment.grid import load_grid
+    from tam.experiment.run import prepare
+
+    grid = tmp_path / "g.yaml"
+    grid.write_text(yaml.safe_dump({
+        "name": "w", "out": str(tmp_path / "out"),
+        "world": {"name": "cooccur", "out": str(tmp_path / "world"), "train": 30, "test": 20,
+                  "dims": {"image": 4, "audio": 4}, "rank": 2},
+        "set": {"model.modalities": ["image", "audio"]}, "axes": {"labelled": [10], "seed": [0]}}))
+    g = load_grid(grid)
+    assert g.runs[0].store == str(tmp_path / "world" / "store")
+    prepare(g)
+    text = (g.runs[0].run_dir / "labels.csv").read_text().splitlines()
+    assert len(text) == 1 + 10 + 20 and (tmp_path / "world" / "store" / "manifest.json").is_file()
+    bad = yaml.safe_load(grid.read_text())
+    bad["world"]["colour"] = "red"
+    grid.write_text(yaml.safe_dump(bad))
+    with pytest.raises(TamError, match="world: needs name"):
+        prepare(load_grid(grid))
