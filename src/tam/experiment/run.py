@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 import subprocess
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +74,9 @@ def _error_summary(log: Path, rc: int) -> str:
     return f"{head}\n\n(exit status {rc}; last lines of {log.name}:)\n" + "\n".join(lines[-20:]) + "\n"
 
 
+_LIVE: set[subprocess.Popen] = set()  # the run processes of this runner, stopped when the runner is stopped
+
+
 def _execute(argv: list[str], run_dir: Path, threads: int) -> str | None:
     """Run `python -m tam ARGV` with its output in run_dir/log.txt; None on success, else the error text."""
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -80,11 +85,16 @@ def _execute(argv: list[str], run_dir: Path, threads: int) -> str | None:
     with log.open("a", encoding="utf-8") as f:
         f.write("$ tam " + " ".join(argv) + "\n")
         f.flush()
-        rc = subprocess.run([sys.executable, "-m", "tam", *argv], stdout=f, stderr=subprocess.STDOUT, env=env,
-                            stdin=subprocess.DEVNULL).returncode
+        proc = subprocess.Popen([sys.executable, "-m", "tam", *argv], stdout=f, stderr=subprocess.STDOUT, env=env,
+                                stdin=subprocess.DEVNULL)
+        _LIVE.add(proc)
+        rc = proc.wait()
+        _LIVE.discard(proc)
     if rc == 0:
         (run_dir / "error.txt").unlink(missing_ok=True)
         return None
+    if rc < 0:  # stopped by a signal (the runner was interrupted): not a failure of the run; it resumes next time
+        return f"stopped by signal {-rc}"
     err = _error_summary(log, rc)
     write_text(run_dir / "error.txt", err)
     return err.splitlines()[0]
@@ -97,25 +107,38 @@ class Summary:
     failed: dict[str, str] = field(default_factory=dict)
 
 
+def _stop(*_) -> None:
+    raise KeyboardInterrupt
+
+
 def _pool(jobs: list[tuple[str, list[str], Path]], n_jobs: int, threads: int, desc: str, summary: Summary) -> None:
     if not jobs:
         return
     with ThreadPoolExecutor(max_workers=max(1, n_jobs)) as pool, tqdm(total=len(jobs), desc=desc) as bar:
         futures = {pool.submit(_execute, argv, d, threads): name for name, argv, d in jobs}
-        for fut in as_completed(futures):
-            name, err = futures[fut], fut.result()
-            if err is None:
-                summary.done.append(name)
-            else:
-                summary.failed[name] = err
-                tqdm.write(f"failed: {name}: {err}")
-            bar.update(1)
-            bar.set_postfix(failed=len(summary.failed))
+        try:
+            for fut in as_completed(futures):
+                name, err = futures[fut], fut.result()
+                if err is None:
+                    summary.done.append(name)
+                else:
+                    summary.failed[name] = err
+                    tqdm.write(f"failed: {name}: {err}")
+                bar.update(1)
+                bar.set_postfix(failed=len(summary.failed))
+        except BaseException:  # interrupted or terminated: stop the runs (each resumes from its last.pt next time)
+            for f in futures:
+                f.cancel()
+            for p in list(_LIVE):
+                p.terminate()
+            raise
 
 
 def run_grid(grid: Grid, jobs: int, threads: int = 1) -> Summary:
     """Pre-training steps, then the runs, `jobs` processes at a time; finished work is skipped."""
     prepare(grid)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _stop)
     summary = Summary()
     steps = [s for s in grid.pretrain_steps if not finished(s)]
     summary.skipped += [str(s.run_dir) for s in grid.pretrain_steps if finished(s)]
