@@ -21,8 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         p.add_argument("grid", help="grid YAML (docs/experiments.md)")
         if name == "run":
-            p.add_argument("--jobs", type=int, default=0, help="parallel runs (default: the grid's `jobs`, else 2)")
-            p.add_argument("--threads", type=int, default=1, help="torch threads per run (default 1)")
+            p.add_argument("--jobs", type=int, default=0, help="parallel runs (default: the grid's `jobs`, else 2); "
+                           "each uses train.threads torch threads (the runner sets 1 unless the grid sets it)")
         if name == "list":
             p.add_argument("--prefix", default="tam", help="how to call tam in the commands (e.g. 'python -m tam')")
         if name == "collect":
@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
 def _run(grid, args) -> int:
     from tam.experiment.run import run_grid
 
-    s = run_grid(grid, args.jobs or grid.jobs, args.threads)
+    s = run_grid(grid, args.jobs or grid.jobs)
     print(f"{len(s.done)} run(s) done, {len(s.skipped)} already finished (skipped), {len(s.failed)} failed")
     for name, err in s.failed.items():
         print(f"  failed: {name}: {err}")
