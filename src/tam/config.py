@@ -39,6 +39,9 @@ class ModelConfig:
     # what the head reads: f0 (the paper's video token f^0) | mean (mean of f over the valid segments) |
     # attentive (a learned query's softmax over the valid segments of f; docs/pretraining.md "Readout")
     readout: str = "f0"
+    # regularisation, training only (docs/training.md "Regularisation and schedules"; 0 = off = the paper)
+    drop_path: float = 0.0  # stochastic depth of the last fusion layer (linear from 0 in the first)
+    noise: float = 0.0  # σ of Gaussian noise added to the (normalised) input features
 
 
 @dataclass
@@ -71,6 +74,10 @@ class OptimConfig:
     fusion_lr: float = 0.0  # lr of the fusion module when fine-tuning from train.init_from (paper: 1e-5); 0 = lr
     freeze_fusion_epochs: int = 0  # fine-tuning: the fusion module is not updated in the first this many epochs
     layer_decay: float = 1.0  # fine-tuning: fusion layer l of L gets fusion lr × layer_decay^(L - l); 1 = off
+    # learning-rate schedule, applied per optimiser step: step (× lr_gamma every lr_step_epochs, the paper's
+    # constant lr when lr_step_epochs = 0) | cosine (to 0 at the last epoch); after a linear warm-up
+    schedule: str = "step"
+    warmup_epochs: float = 0.0  # linear warm-up from lr / steps to lr over this many epochs; 0 = off
 
 
 @dataclass
@@ -91,6 +98,19 @@ class TrainConfig:
     select: str = "metric"
     train_eval_videos: int = 64  # training videos scored like validation each epoch (train curves); 0 = off
     linear_baseline: bool = True  # fit the linear baseline (tam.eval.linear) beside every result
+    patience: int = 0  # early stopping: stop after this many epochs without a better validation score; 0 = off
+    ema_decay: float = 0.0  # exponential moving average of the weights (evaluated, selected, saved); 0 = off
+
+
+@dataclass
+class AugmentConfig:
+    """Training-time augmentation and label regularisation; every draw is a function of (seed, epoch, video)."""
+
+    crop_min_fraction: float = 1.0  # training crops are T·u segments long, u ~ U[this, 1]; 1 = always T (paper)
+    token_dropout: float = 0.0  # each segment of a training clip is masked out with this probability
+    modality_dropout: float = 0.0  # each clip loses one random present modality with this probability (never all)
+    mixup_alpha: float = 0.0  # mixup between videos, λ ~ Beta(α, α) (kept >= 0.5); 0 = off
+    label_smoothing: float = 0.0  # classification: cross-entropy against (1 - ε)·one-hot + ε/C
 
 
 @dataclass
@@ -99,6 +119,7 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def validate(self) -> RunConfig:
         m = self.model
@@ -126,7 +147,23 @@ class RunConfig:
                            f"{self.train.select!r}, {self.train.threads}")
         if not 0 <= self.data.val_fraction < 1:
             raise TamError(f"data.val_fraction must be in [0, 1), got {self.data.val_fraction}")
+        self._validate_regularisation()
         return self
+
+    def _validate_regularisation(self) -> None:
+        a, m, o, t = self.augment, self.model, self.optim, self.train
+        probs = {"augment.token_dropout": a.token_dropout, "augment.modality_dropout": a.modality_dropout,
+                 "augment.label_smoothing": a.label_smoothing, "model.drop_path": m.drop_path,
+                 "model.dropout": m.dropout, "train.ema_decay": t.ema_decay}
+        for name, v in probs.items():
+            if not 0 <= v < 1:
+                raise TamError(f"{name} must be in [0, 1), got {v}")
+        if not 0 < a.crop_min_fraction <= 1:
+            raise TamError(f"augment.crop_min_fraction must be in (0, 1], got {a.crop_min_fraction}")
+        if a.mixup_alpha < 0 or m.noise < 0 or o.warmup_epochs < 0 or t.patience < 0:
+            raise TamError("augment.mixup_alpha, model.noise, optim.warmup_epochs and train.patience must be >= 0")
+        if o.schedule not in ("step", "cosine"):
+            raise TamError(f"optim.schedule must be step or cosine, got {o.schedule!r}")
 
 
 def to_dict(cfg: Any) -> dict:

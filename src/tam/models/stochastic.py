@@ -50,8 +50,13 @@ class SampleRNG:
 
 
 @contextmanager
-def sample_rng(seeds: Tensor | list[int], device: torch.device | str = "cpu") -> Iterator[SampleRNG]:
-    """Make the stochastic layers draw per-sample randomness from `seeds` (one per sample) in this block."""
+def sample_rng(seeds: Tensor | list[int] | None, device: torch.device | str = "cpu") -> Iterator[SampleRNG | None]:
+    """Make the stochastic layers draw per-sample randomness from `seeds` (one per sample) in this block.
+
+    `seeds=None` (batches without per-sample seeds) leaves the layers on the global RNG."""
+    if seeds is None:
+        yield None
+        return
     prev = getattr(_local, "rng", None)
     _local.rng = SampleRNG(seeds, device)
     try:

@@ -19,11 +19,11 @@ import math
 import sys
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -35,9 +35,12 @@ from tam.features.clips import ClipDataset, GlobalBatchSampler, collate
 from tam.features.store import FeatureStore, Manifest
 from tam.io import write_json, write_text
 from tam.models.model import build_model
+from tam.models.stochastic import sample_rng
 from tam.train import distributed
+from tam.train.augment import build_augment, loss_sum
 from tam.train.checkpoint import load_state, restore_state, save_model, save_state
 from tam.train.groups import drop_frozen_grads, param_groups
+from tam.train.schedule import EMA, build_scheduler, should_stop
 from tam.version import code_version
 
 
@@ -85,14 +88,6 @@ def target_stats(train: Labels) -> tuple[list[float], list[float]]:
 
 def autocast(device: torch.device):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
-
-
-def loss_sum(task: str, out: torch.Tensor, target: torch.Tensor, mean: list[float], std: list[float]) -> torch.Tensor:
-    """Summed (not averaged) loss over the local batch; the caller divides by the global batch size."""
-    if task == "classification":
-        return F.cross_entropy(out.float(), target, reduction="sum")
-    z = (target - target.new_tensor(mean)) / target.new_tensor(std)
-    return F.mse_loss(out.float(), z, reduction="sum") / z.shape[1]
 
 
 @torch.no_grad()
@@ -180,17 +175,19 @@ class Run:
         groups = param_groups(self.model, cfg.optim, cfg.model.layers, fine_tuning=bool(cfg.train.init_from))
         opt = torch.optim.AdamW if cfg.optim.optimizer == "adamw" else torch.optim.Adam
         self.opt = opt(groups, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
-        step = cfg.optim.lr_step_epochs or 10**9
-        self.sched = torch.optim.lr_scheduler.StepLR(self.opt, step_size=step, gamma=cfg.optim.lr_gamma)
         self.ddp = (torch.nn.parallel.DistributedDataParallel(self.model, device_ids=[device] if device.type == "cuda"
                                                               else None) if d.enabled else self.model)
         mods, T, seed = cfg.model.modalities, cfg.model.T, cfg.train.seed
-        self.train_ds = ClipDataset(data.store, data.train.videos, data.train.targets, mods, T, seed, train=True)
+        self.train_ds = ClipDataset(data.store, data.train.videos, data.train.targets, mods, T, seed, train=True,
+                                    min_fraction=cfg.augment.crop_min_fraction, augment=build_augment(cfg))
         self.sampler = GlobalBatchSampler(len(data.train), cfg.optim.batch_size, seed, d.rank, d.world)
+        self.sched = build_scheduler(self.opt, cfg.optim, len(self.sampler))  # per optimiser step
+        self.ema = EMA(self.model, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
         nw = cfg.train.num_workers
-        self.loader = DataLoader(self.train_ds, batch_sampler=self.sampler, collate_fn=collate, num_workers=nw,
-                                 persistent_workers=nw > 0, pin_memory=device.type == "cuda",
-                                 generator=torch.Generator().manual_seed(seed))  # keeps the global RNG for dropout
+        # training batches are padded to T: a sample's random draws have one shape whatever shares its batch
+        self.loader = DataLoader(self.train_ds, batch_sampler=self.sampler, collate_fn=partial(collate, pad_to=T),
+                                 num_workers=nw, persistent_workers=nw > 0, pin_memory=device.type == "cuda",
+                                 generator=torch.Generator().manual_seed(seed))
         self.start_epoch, self.best, self.best_epoch = 0, -math.inf, -1
         self.data_wait = 0.0
 
@@ -212,33 +209,41 @@ class Run:
         for g, b in zip(self.sampler.global_batches(), bar):
             self.data_wait += time.perf_counter() - t_wait
             b = b.to(self.device)
-            with autocast(self.device):
+            with autocast(self.device), sample_rng(b.seed, self.device):  # per-sample masks: N processes = 1
                 out = self.ddp(b.x, b.valid, b.present)
-            loss = loss_sum(self.cfg.data.task, out, b.target, self.mean, self.std) * (self.d.world / len(g))
+            loss = loss_sum(self.cfg.data.task, out, b.target, self.mean, self.std, self.cfg.augment.label_smoothing,
+                            b.target_b, b.lam) * (self.d.world / len(g))
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             drop_frozen_grads(self.model, self.cfg.optim, epoch, fine_tuning=bool(self.cfg.train.init_from))
             if self.cfg.optim.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
             self.opt.step()
+            self.sched.step()
+            if self.ema is not None:
+                self.ema.update(self.model)
             total += loss.item() * len(g) / self.d.world
             n_seen += len(g)
             t_wait = time.perf_counter()
-        self.sched.step()
         losses = distributed.gather_objects(self.d, total)
         return float(sum(losses) / max(1, n_seen))
 
     def eval_split(self, labels: Labels) -> tuple[dict, np.ndarray]:
         cfg = self.cfg
         ds = ClipDataset(self.data.store, labels.videos, labels.targets, cfg.model.modalities, cfg.model.T, train=False)
-        pred = predict(self.model, ds, self.device, self.d, cfg.train.eval_batch_size, self.mean, self.std,
+        pred = predict(self.eval_model, ds, self.device, self.d, cfg.train.eval_batch_size, self.mean, self.std,
                        cfg.data.task)
         return evaluate(cfg.data.task, labels.targets, pred), pred
+
+    @property
+    def eval_model(self):
+        """The model that is evaluated, selected and saved: the EMA weights when train.ema_decay > 0."""
+        return self.ema.module if self.ema is not None else self.model
 
     def state(self, epoch: int) -> dict:
         return {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "sched": self.sched.state_dict(),
                 "epoch": epoch, "best": self.best, "best_epoch": self.best_epoch, "rng": torch.get_rng_state(),
-                "config": dump_config(self.cfg)}
+                "config": dump_config(self.cfg), **({"ema": self.ema.state_dict()} if self.ema is not None else {})}
 
     def resume(self) -> None:
         path = self.run_dir / "last.pt"
@@ -248,6 +253,10 @@ class Run:
         if s.get("config") != dump_config(self.cfg):
             raise TamError(f"{path}: the run directory holds a run with another config; use a new --run-dir")
         restore_state(path, s, self.model, self.opt, self.sched)  # a mismatch: one line naming last.pt
+        if self.ema is not None:
+            if "ema" not in s:
+                raise TamError(f"{path}: the resume state has no EMA weights (train.ema_decay > 0)")
+            self.ema.load_state_dict(s["ema"])
         torch.set_rng_state(s["rng"])
         self.start_epoch, self.best, self.best_epoch = s["epoch"] + 1, s["best"], s["best_epoch"]
 
@@ -299,6 +308,11 @@ def fit(cfg: RunConfig, run_dir: str | Path, log=print, on_epoch=None, test: boo
         tb = SummaryWriter(str(run_dir / "tb"), purge_step=run.start_epoch)
     rows = _read_metrics(run_dir / "metrics.csv", run.start_epoch) if d.main else []
     for epoch in range(run.start_epoch, cfg.optim.epochs):
+        if should_stop(epoch, run.best_epoch, cfg.train.patience):  # early stopping (also after a resume)
+            if d.main:
+                log(f"early stopping: no better validation score in the {cfg.train.patience} epochs after epoch "
+                    f"{run.best_epoch + 1}")
+            break
         lr = run.opt.param_groups[0]["lr"]
         loss = run.train_epoch(epoch)
         val, _ = run.eval_split(data.val)
@@ -311,7 +325,7 @@ def fit(cfg: RunConfig, run_dir: str | Path, log=print, on_epoch=None, test: boo
                     tb.add_scalar(k, v, epoch)
             if score > run.best:
                 run.best, run.best_epoch = score, epoch
-                save_model(run_dir, "best", run.model, run.meta(epoch))
+                save_model(run_dir, "best", run.eval_model, run.meta(epoch))
             _write_metrics(run_dir / "metrics.csv", rows)
             save_state(run_dir / "last.pt", run.state(epoch))
             log(f"epoch {epoch + 1:>3}/{cfg.optim.epochs}  loss {loss:.4f}  val {_fmt(val)}"
@@ -345,7 +359,7 @@ def finish(run: Run, score_test: bool = True) -> dict:
 
     cfg, data, d = run.cfg, run.data, run.d
     distributed.barrier(d)
-    run.model.load_state_dict(load_file(str(run.run_dir / "best.safetensors"), device=str(run.device)))
+    run.eval_model.load_state_dict(load_file(str(run.run_dir / "best.safetensors"), device=str(run.device)))
     val, _ = run.eval_split(data.val)
     test, pred = run.eval_split(data.test) if score_test and len(data.test) else ({}, None)
     results = {
