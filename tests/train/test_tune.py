@@ -80,13 +80,34 @@ def test_a_study_made_with_another_space_or_dataset_is_refused(tiny_config, tmp_
     assert fingerprint(apply_params(tiny_config, {"train.progress": True, "train.num_workers": 3}), space, 0) == fp
 
 
+def test_a_second_tune_on_the_same_study_folder_and_a_bad_storage_url_are_refused(tiny_config, tmp_path):
+    import fcntl
+
+    space = load_space(_write(tmp_path / "s.yaml", SPACE), tiny_config)
+    study = tmp_path / "study"
+    study.mkdir()
+    fd = os.open(study / ".lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_SH)  # what a running tam tune's worker holds
+    try:
+        with pytest.raises(TamError, match="another tam tune is running on this study folder"):
+            tune(tiny_config, space, TuneOptions(study_dir=str(study), trials=1), log=lambda s: None)
+    finally:
+        os.close(fd)
+    with pytest.raises(TamError, match="cannot open the study storage") as e:
+        tune(tiny_config, space, TuneOptions(study_dir=str(study), trials=1, storage="nosuchdb://x/y"),
+             log=lambda s: None)
+    assert "\n" not in str(e.value)
+
+
 def test_nan_loss_trial_is_pruned_with_its_reason_and_test_is_never_scored(tiny_config, tmp_path):
     base = apply_params(tiny_config, {"optim.epochs": 1})
     space = load_space(_write(tmp_path / "s.yaml", {"optim.lr": {"type": "categorical", "choices": [1e30, 1e-3]},
                                                     "optim.grad_clip": {"type": "categorical", "choices": [0.0]}}),
                        base)
-    summary = tune(base, space, TuneOptions(study_dir=str(tmp_path / "study"), trials=3, startup=10),
-                   log=lambda s: None)
+    shared = tmp_path / "shared.db"  # an RDB URL (here SQLite; PostgreSQL/MySQL alike) instead of study.db
+    summary = tune(base, space, TuneOptions(study_dir=str(tmp_path / "study"), trials=3, startup=10,
+                                            storage=f"sqlite:///{shared}"), log=lambda s: None)
+    assert shared.is_file() and not (tmp_path / "study" / "study.db").exists()
     rows = list(csv.DictReader((tmp_path / "study" / "trials.csv").open()))
     nan_rows = [r for r in rows if float(r["params.optim.lr"]) == 1e30]
     ok_rows = [r for r in rows if float(r["params.optim.lr"]) == 1e-3]
