@@ -6,7 +6,7 @@ import json
 import numpy as np
 from scipy import stats
 
-from tam.experiment.collect import claim_rows, collect, gather, main_table
+from tam.experiment.collect import claim_rows, collect, gather, layout_table, main_table
 from tam.experiment.grid import load_grid
 
 from .conftest import write_grid
@@ -47,6 +47,16 @@ def test_table_and_claims_match_scipy(tmp_path, tiny_world):
     p = stats.ttest_rel(ACC["ctm"], ACC["concat"]).pvalue
     assert table.rows[1][6] == f"{p:.3g}"
     assert [v for _, v in checks] == ["yes", "yes", "NO", "yes"]
+
+
+def test_layout_table_puts_an_axis_in_the_columns(tmp_path, tiny_world):
+    g = load_grid(write_grid(tmp_path / "g.yaml", tiny_world, tmp_path / "out", AXES, extra={"tables": ["fusion"]}))
+    _fill(g)
+    t = layout_table(gather(g), "fusion")
+    assert t.header == ["labelled", "ctm", "concat"] and [r[0] for r in t.rows] == ["labelled 20", "labelled 40"]
+    b = np.array(ACC["concat"]) * 100 - 10
+    lo, hi = stats.t.interval(0.95, 4, loc=b.mean(), scale=stats.sem(b))
+    assert t.rows[0][2] == f"{b.mean():.1f} [{lo:.1f}, {hi:.1f}]"
 
 
 def test_partial_results_are_drawn_and_named(tmp_path, tiny_world):

@@ -131,6 +131,24 @@ def main_table(c: Collected) -> Table:
                  f"test {g.metric}{unit}: mean [95% t-interval over seeds] (runs finished / seeds)")
 
 
+def layout_table(c: Collected, col_axis: str) -> Table:
+    """The paper's layout: one axis as the columns (e.g. fusion, or a pre-training setting as in Tables 3/4), every
+    other combination (but the seed) as a row; cells mean [95% CI] over seeds."""
+    g, s = c.grid, _scale(c.grid)
+    row_axes = [a for a in g.axes if a not in ("seed", col_axis)]
+    cols = list(dict.fromkeys(arm_label(col_axis, v) for v in g.axes[col_axis]))
+    cells: dict = {}
+    for o in c.outcomes:
+        if o.status == "done" and math.isfinite(o.test):
+            row = tuple(arm_label(a, o.run.values[a]) for a in row_axes)
+            cells.setdefault(row, {}).setdefault(arm_label(col_axis, o.run.values[col_axis]), []).append(o.test)
+    rows_keys = list(dict.fromkeys(tuple(arm_label(a, r.values[a]) for a in row_axes) for r in g.runs))
+    rows = [[", ".join(f"{a.split('.')[-1]} {v}" for a, v in zip(row_axes, k)) or "model",
+             *[_fmt(mean_ci(cells.get(k, {}).get(col, [])), s) for col in cols]] for k in rows_keys]
+    return Table([" / ".join(a.split(".")[-1] for a in row_axes) or "", *cols], rows,
+                 f"test {g.metric}: mean [95% CI over seeds], columns: {col_axis}")
+
+
 def claim_rows(c: Collected) -> tuple[Table, list[tuple[str, str]]]:
     """Every claim at every number of labels it concerns: paired comparison on shared seeds, YES / NO."""
     g, s = c.grid, _scale(c.grid)
@@ -267,7 +285,7 @@ def report(c: Collected) -> Document:
         intro.append(f"**Partial results: {len(failed)} failed and {len(missing)} missing runs are left out of every "
                      "mean below (listed at the end).**")
     sections = [Section("Learning curves", [Figure("curves.png", curves_png(c), "test metric vs labelled videos")]),
-                Section("Results (arms × labelled videos)", [main_table(c)]),
+                Section("Results (arms × labelled videos)", [main_table(c), *[layout_table(c, a) for a in g.tables]]),
                 Section("Claims", [Checks(checks) if checks else "No claims in the grid.", claims]),
                 Section("Diagnostics: train vs validation", [diagnostics(c)])]
     if failed or missing:

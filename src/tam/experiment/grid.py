@@ -24,6 +24,7 @@ Grid YAML (paths relative to the current directory, like every tam config; see d
     claims:
       - [ctm, ">", concat]             # at every number of labels; a 4th item restricts: max, min or a number
       - [inner, ">", 0.9, max]         # a number on the right: the arm's interval lies above it
+    tables: [fusion]                   # extra tables with this axis as columns (the paper's layouts)
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from tam.errors import TamError
 
 SHORTHANDS = {"fusion": "model.fusion", "modalities": "model.modalities", "seed": "train.seed"}
 SPECIAL = ("labelled", "pretrained")
-KNOWN_KEYS = {"name", "out", "world", "config", "set", "metric", "axes", "pretrain", "claims", "jobs"}
+KNOWN_KEYS = {"name", "out", "world", "config", "set", "metric", "axes", "pretrain", "claims", "jobs", "tables"}
 
 
 @dataclass
@@ -101,6 +102,7 @@ class Grid:
     world: dict | None = None
     pretrain_steps: list[PretrainStep] = field(default_factory=list)
     jobs: int = 2
+    tables: list[str] = field(default_factory=list)  # extra tables: the axis whose values are the columns
 
 
 def _value_text(v: Any) -> str:
@@ -165,7 +167,7 @@ def load_grid(path: str | Path) -> Grid:
     _check_same_data(path, runs)
     claims = [_check_claim(path, c, axes) for c in data.get("claims") or []]
     return Grid(path, str(data.get("name", path.stem)), out, str(data.get("metric", "accuracy")), axes, runs,
-                claims, world, list(steps.values()), int(data.get("jobs", 2)))
+                claims, world, list(steps.values()), int(data.get("jobs", 2)), _check_tables(path, data, axes))
 
 
 def _make_run(path: Path, data: dict, values: dict, base_set: dict, pre: dict, out: Path, steps: dict) -> Run:
@@ -251,6 +253,14 @@ def _check_same_data(path: Path, runs: list[Run]) -> None:
         if len(seen) > 1:
             raise TamError(f"{path}: the runs disagree on the {what}: {seen}; a grid compares arms on one "
                            "dataset and one feature store (make one grid per dataset)")
+
+
+def _check_tables(path: Path, data: dict, axes: dict) -> list[str]:
+    tables = [str(t) for t in data.get("tables") or []]
+    for t in tables:
+        if t not in axes or t == "seed":
+            raise TamError(f"{path}: tables: {t!r} is not an axis of the grid (other than seed): {sorted(axes)}")
+    return tables
 
 
 def _check_claim(path: Path, claim, axes: dict) -> list:
