@@ -115,7 +115,7 @@ def probe_duration(path: Path) -> float:
 _CTX: dict = {}
 
 
-PARTS_FORMAT = "arrow-ipc-1"
+PARTS_FORMAT = "arrow-ipc-1/lexicon-tokens"
 """Part tables are Arrow IPC files (fast to write and to map back); part of every marker's fingerprint."""
 
 
@@ -135,11 +135,18 @@ def _warm() -> None:
 
 
 def _pool_task(source: Source, lexicon_file: str) -> dict:
-    """`process_source` in a worker; the lexicon table is read (once) from the JSON the parent wrote."""
+    """`process_source` in a worker; the lexicon is read (once) from the JSON the parent wrote."""
     if _CTX.get("lexicon_file") != lexicon_file:
-        table = json.loads(Path(lexicon_file).read_text(encoding="utf-8"))
-        _CTX.update(lexicon={w: tuple(v) for w, v in table.items()}, lexicon_file=lexicon_file)
+        lex = json.loads(Path(lexicon_file).read_text(encoding="utf-8"))
+        _set_lexicon({w: tuple(v) for w, v in lex["table"].items()}, lex["tokenizer_edits"])
+        _CTX["lexicon_file"] = lexicon_file
     return process_source(source)
+
+
+def _set_lexicon(table: dict[str, tuple[str, str]], edits: list) -> None:
+    from tam.comments.process import LexiconTokenizer
+
+    _CTX.update(lexicon=table, tokenizer=LexiconTokenizer(table, edits))
 
 
 def part_key(source: Source) -> str:
@@ -185,7 +192,7 @@ def _write_parts(source: Source, key: str, fp: list, videos: list, marker: Path)
     comments, segments, summary = [], [], []
     for v in videos:
         vc = process_video(v.video, v.comments, ctx["durations"].get(v.video), ctx["lexicon"], ctx["scorer"],
-                           st.filters, st.masking, st.seed)
+                           st.filters, st.masking, st.seed, ctx["tokenizer"])
         comments.append(pa.table(vc.comments, schema=COMMENT_SCHEMA))
         segments.append(pa.table(vc.segments, schema=SEGMENT_SCHEMA))
         summary.append({"video": v.video, "format": v.format, "comments": len(v.comments),
@@ -415,10 +422,16 @@ def _stats(summaries: list[dict], segs, duplicates: list[str], vocab_size: int, 
 
 def lexicon_table(path: str) -> dict[str, tuple[str, str]]:
     """word -> (minor category, major category) of its primary sense ('' when the lexicon has none)."""
+    return _lexicon_tables(path)[0]
+
+
+def _lexicon_tables(path: str) -> tuple[dict[str, tuple[str, str]], dict[str, str | None]]:
+    """`lexicon_table(path)` and word -> part of speech of its primary sense (for the tokeniser)."""
     from tam.comments.lexicon import load_lexicon
 
     lex = load_lexicon(path)
-    return {w: (s[0].category or "", s[0].major or "") for w, s in lex.entries.items()}
+    return ({w: (s[0].category or "", s[0].major or "") for w, s in lex.entries.items()},
+            {w: s[0].pos for w, s in lex.entries.items()})
 
 
 def prepare_corpus(inputs: Sequence[str | Path], out_dir: str | Path, lexicon: str, n_per_polarity: int = 8000,
@@ -463,11 +476,14 @@ def _run_sources(sources: list[Source], settings: CorpusSettings, lexicon: str, 
     summaries: list[dict] = []
     timer = {"lexicon": 0.0}
 
-    def load_lexicon() -> dict:
+    def load_lexicon() -> tuple[dict, list]:
+        from tam.comments.process import LexiconTokenizer
+
         t0 = time.perf_counter()
-        table = lexicon_table(lexicon)
+        table, pos = _lexicon_tables(lexicon)
+        edits = LexiconTokenizer(pos).edits  # computed once, replayed by every worker
         timer["lexicon"] = time.perf_counter() - t0
-        return table
+        return table, edits
 
     def collect(results: Iterable[dict]) -> None:
         for s in results:
@@ -478,9 +494,10 @@ def _run_sources(sources: list[Source], settings: CorpusSettings, lexicon: str, 
 
     try:
         if workers <= 1:
-            table = load_lexicon()
+            table, edits = load_lexicon()
             _init_worker(settings, str(out))
-            _CTX.update(lexicon=table, lexicon_file=None)
+            _set_lexicon(table, edits)
+            _CTX["lexicon_file"] = None
             collect(process_source(s) for s in sources)
         else:
             collect(_in_pool(sources, settings, out, workers, load_lexicon, summaries))
@@ -505,7 +522,8 @@ def _in_pool(sources: list[Source], settings: CorpusSettings, out: Path, workers
         for _ in range(workers):
             pool.submit(_warm)
         lexicon_file = out / "parts" / f"lexicon-{settings.digest()}.json"
-        write_json(lexicon_file, load_lexicon())
+        table, edits = load_lexicon()
+        write_json(lexicon_file, {"table": table, "tokenizer_edits": edits})
         futures = [pool.submit(_pool_task, s, str(lexicon_file)) for s in sources]
         for f in as_completed(futures):
             yield f.result()

@@ -8,7 +8,8 @@ Per video (`process_video`):
    or the last comment, whichever is later). A video without comments has no segments.
 2. Sentiment (0..1) of every comment; a segment's sentiment is the mean over its comments.
 3. Filters, in the paper's order, counted per segment: (a) at least one emotional word (a token in the
-   lexicon); (b) 3..15 words (jieba tokens, whitespace tokens not counted); (c) only allowed characters
+   lexicon; with a `LexiconTokenizer` the lexicon's words are kept whole, so 好开心 gives 好 开心);
+   (b) 3..15 words (jieba tokens, whitespace tokens not counted); (c) only allowed characters
    (`ALLOWED_CHARS`: no digits, no other symbols); (d) no repeat of the same text within 1 s of a kept one.
 4. Masking of the kept comments: `[#S]` then the tokens, every emotional word replaced by `[#M]` with
    its target kept (or the random 10/20/30 % strategies of Table 3).
@@ -168,6 +169,73 @@ def clean_cut(cut: Sequence[str]) -> list[str]:
     return out
 
 
+_CJK_WORD = re.compile("[\u4e00-\u9fff]+")
+DEGREE_PREFIXES = ("好", "太", "很", "真", "超", "最", "挺", "蛮", "巨", "贼", "特", "好好", "超级", "非常", "有点")
+"""Degree adverbs that danmaku glue to an emotional word (好开心, 太紧张, 好好笑): a dictionary word made of
+one of them and a lexicon word is removed, so that the emotional word is cut on its own."""
+
+
+DEGREE_POS = frozenset({"adj", "verb", "nw", None})
+"""Parts of speech (DUTIR's) a degree adverb modifies; None: a word list without them."""
+
+
+def lexicon_user_words(lexicon: Mapping[str, object], jieba) -> list[tuple[str, int]]:
+    """Make the rjieba dictionary `jieba` (an `rjieba.Jieba`, edited in place) lexicon-aware; return the
+    edits, in order, as (word, frequency) pairs for `add_word` (0 removes a word, as jieba's `del_word`).
+
+    `lexicon` maps each word to its part of speech (`DEGREE_POS`). Only Chinese words (CJK ideographs)
+    are used. 1. Every lexicon word the dictionary lacks is added with the frequency jieba suggests, so
+    that it is kept whole. 2. Every dictionary word `adverb + lexicon word` (`DEGREE_PREFIXES`; a word of
+    2+ characters that an adverb modifies) that is not itself a lexicon word is removed. 3. Where the
+    adverb and the word still do not come out as two tokens (好好笑 -> 好好 笑), the word's frequency is
+    doubled until they do. Replaying the edits with `jieba.add_word(word, freq)` gives jieba the same
+    dictionary (tested)."""
+    edits: list[tuple[str, int]] = []
+    words = sorted(w for w in lexicon if _CJK_WORD.fullmatch(w))
+    for w in words:
+        if not jieba.has_word(w):
+            edits.append((w, jieba.suggest_freq(w)))
+            jieba.add_word(w, edits[-1][1], None)
+    pairs = sorted({(a, w) for w in words if len(w) > 1 and lexicon[w] in DEGREE_POS for a in DEGREE_PREFIXES
+                    if a + w not in lexicon and jieba.has_word(a + w)})
+    for a, w in pairs:
+        edits.append((a + w, 0))
+        jieba.add_word(a + w, 0, None)
+    for a, w in pairs:
+        freq = 0
+        while jieba.cut(a + w, True) != [a, w] and freq < 2**40:
+            freq = 2 * (freq or jieba.suggest_freq(w))
+            jieba.add_word(w, freq, None)
+        if freq:
+            edits.append((w, freq))
+    return edits
+
+
+class LexiconTokenizer:
+    """`tokenize` with the lexicon's words as units (its own rjieba dictionary; the global one is untouched).
+
+    Equal to `jieba.lcut` after replaying the same edits with `jieba.add_word(word, freq)`
+    (`lexicon_user_words`; tested on the real comments)."""
+
+    def __init__(self, lexicon: Mapping[str, object], edits: list[tuple[str, int]] | None = None) -> None:
+        import rjieba
+
+        self.jieba = rjieba.Jieba()
+        if edits is None:
+            self.edits = lexicon_user_words(lexicon, self.jieba)
+        else:
+            self.edits = [(w, int(f)) for w, f in edits]
+            for w, f in self.edits:
+                self.jieba.add_word(w, f, None)
+
+    def cut(self, text: str) -> list[str]:
+        """rjieba's raw cut (whitespace kept) with the lexicon-aware dictionary."""
+        return self.jieba.cut(text, True)
+
+    def __call__(self, text: str) -> list[str]:
+        return clean_cut(self.jieba.cut(text, True))
+
+
 def has_only_allowed_chars(text: str) -> bool:
     """True when every character of `text` is in `ALLOWED_CHARS`."""
     return _ALLOWED.fullmatch(text) is not None
@@ -235,11 +303,12 @@ FILTER_STAGES = ("count", "n_lexicon", "n_length", "n_chars", "n_kept")
 def process_video(video: str, comments: Sequence[Comment], duration: float | None,
                   lexicon: Mapping[str, tuple[str, str]], scorer: Callable[[str], float],
                   settings: FilterSettings = FilterSettings(), masking: str = "emotion",
-                  seed: int = 0) -> VideoCorpus:
+                  seed: int = 0, tokenizer: LexiconTokenizer | None = None) -> VideoCorpus:
     """Segment, score, filter and mask one video's comments.
 
     `lexicon` maps an emotional word to (minor category, major category) ('' when unknown); `duration`
-    None means "the last comment's time"."""
+    None means "the last comment's time"; `tokenizer` None means jieba's plain dictionary (`tokenize`),
+    a `LexiconTokenizer` keeps the lexicon's words whole."""
     out = VideoCorpus(video, {c: [] for c in COMMENT_COLUMNS}, {c: [] for c in SEGMENT_COLUMNS})
     if not comments:
         return out
@@ -249,7 +318,7 @@ def process_video(video: str, comments: Sequence[Comment], duration: float | Non
     labels = kmeans_1d(times, n_segments(dur, settings.segment_seconds))
     starts, ends = segment_bounds(times, labels, dur)
     k = len(starts)
-    sent, stage, tokens = _score_and_filter(cs, scorer, lexicon, settings)
+    sent, stage, tokens = _score_and_filter(cs, scorer, lexicon, settings, tokenizer)
     counts = np.zeros((len(FILTER_STAGES), k), dtype=np.int64)
     for s in range(len(FILTER_STAGES)):
         np.add.at(counts[s], labels[stage >= s], 1)
@@ -265,13 +334,14 @@ def process_video(video: str, comments: Sequence[Comment], duration: float | Non
     return out
 
 
-def _score_and_filter(cs: Sequence[Comment], scorer: Callable[[str], float], lexicon: Mapping,
-                      st: FilterSettings) -> tuple[np.ndarray, np.ndarray, dict[int, list[str]]]:
+def _score_and_filter(cs: Sequence[Comment], scorer: Callable[[str], float], lexicon: Mapping, st: FilterSettings,
+                      tokenizer: LexiconTokenizer | None) -> tuple[np.ndarray, np.ndarray, dict[int, list[str]]]:
     """One pass over the comments: sentiment, and the filter stage each reaches (0 = none passed,
     1 = lexicon, 2 = length, 3 = chars, 4 = kept after the repeat check).
 
     One rjieba cut per comment serves the tokens and, when the scorer can use it
-    (`FastSentiment.score_cut`), the sentiment. Tokens are returned only for the comments that reach the
+    (`FastSentiment.score_cut`), the sentiment (a lexicon-aware `tokenizer` cuts the tokens separately:
+    the sentiment keeps the plain dictionary). Tokens are returned only for the comments that reach the
     repeat check, so memory follows what is kept rather than the size of the input."""
     import rjieba
 
@@ -283,7 +353,7 @@ def _score_and_filter(cs: Sequence[Comment], scorer: Callable[[str], float], lex
     for i, c in enumerate(cs):
         cut = cut_text(c.text)
         sent[i] = score_cut(c.text, cut) if score_cut is not None else scorer(c.text)
-        toks = clean_cut(cut)
+        toks = clean_cut(cut if tokenizer is None else tokenizer.cut(c.text))
         if not any(t in lexicon for t in toks):
             continue
         if not lo <= len(toks) <= hi:
