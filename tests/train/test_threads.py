@@ -1,0 +1,23 @@
+"""The CPU thread budget: torch threads shared with DataLoader workers."""
+
+import torch
+
+from tam.train import threads
+
+
+def test_auto_budget_shares_the_cores_with_the_loader_workers():
+    assert threads.auto_threads(0, 8) == 8
+    assert threads.auto_threads(2, 8) == 2
+    assert threads.auto_threads(2, 2) == 1  # the 2-core case of the issue: never 2 threads + 2 workers
+    assert threads.auto_threads(7, 4) == 1
+    assert 1 <= threads.cores()
+
+
+def test_set_threads_explicit_and_auto():
+    before = torch.get_num_threads()
+    try:
+        assert threads.set_threads(1) == 1 and torch.get_num_threads() == 1
+        n = threads.set_threads(0, workers=1)
+        assert n == threads.auto_threads(1) and torch.get_num_threads() == n
+    finally:
+        torch.set_num_threads(before)
