@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -271,7 +272,8 @@ def load_state(path: str | Path) -> dict:
     try:
         s = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - torch.load raises many types for corrupt or hostile files
-        first = (str(e).strip().splitlines() or [""])[0][:160]
+        found = re.search(r"Unsupported global: GLOBAL \S+", str(e))  # a hostile or foreign pickle
+        first = found.group(0) if found else (str(e).strip().splitlines() or [""])[0].split(". ")[0][:160]
         raise TamError(f"{path}: unreadable resume state ({type(e).__name__}: {first}); delete it to start "
                        "afresh") from None
     if not isinstance(s, dict):
