@@ -284,7 +284,8 @@ def counted(study) -> int:
 
 
 class Objective:
-    """One trial: sample, train with per-epoch reports to the pruner, return the best validation score."""
+    """One trial: sample, train with per-epoch reports to the pruner, return the selected checkpoint's validation
+    score."""
 
     def __init__(self, base: RunConfig, space: dict[str, Param], study_dir: Path, threads: int = 1):
         self.base, self.space, self.study_dir, self.threads = base, space, study_dir, threads
@@ -292,6 +293,7 @@ class Objective:
     def __call__(self, trial) -> float:
         import optuna
 
+        from tam.eval.metrics import selection_score
         from tam.train.loop import fit
 
         run_dir = self.study_dir / "trials" / f"{trial.number:04d}"
@@ -301,14 +303,12 @@ class Objective:
             cfg = apply_params(self.base, params, where=f"trial {trial.number}")
             # trial runs: no progress bars, no linear baseline (not compared between trials), the given threads
             cfg.train.progress, cfg.train.linear_baseline, cfg.train.threads = False, False, self.threads
-            scores: list[float] = []
 
             def on_epoch(epoch: int, score: float, row: dict) -> None:
                 for what, v in (("training loss", row["train_loss"]), ("validation score", score)):
                     if not math.isfinite(v):
                         trial.set_user_attr("pruned_reason", f"{what} is {v} at epoch {epoch + 1}")
                         raise optuna.TrialPruned(f"{what} is {v} at epoch {epoch + 1}")
-                scores.append(score)
                 trial.set_user_attr("epochs", epoch + 1)
                 trial.report(score, epoch)
                 if trial.should_prune():
@@ -316,8 +316,10 @@ class Objective:
                                                          f"{epoch + 1} is below the median of earlier trials")
                     raise optuna.TrialPruned()
 
-            fit(cfg, run_dir, log=lambda s: None, on_epoch=on_epoch, test=False)
-            return max(scores)
+            results = fit(cfg, run_dir, log=lambda s: None, on_epoch=on_epoch, test=False)
+            # the validation score of the checkpoint `tam train` keeps (train.select may pick it by loss)
+            val = {k: math.nan if v is None else v for k, v in results["val"].items()}
+            return selection_score(cfg.data.task, val)
         except optuna.TrialPruned:
             raise
         except Exception as e:  # a bad combination or a crash fails this trial; the study goes on
