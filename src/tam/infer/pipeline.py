@@ -72,8 +72,10 @@ def _open_features(root: str, ids: list[str], meta: dict, where: str):
     want = model_manifest(meta, where)
     check_identity(store.manifest, want, list(meta["model"]["modalities"]), root)
     have = set(store.videos())
-    items = [(v, "", "" if v in have else f"{root}: no features for video {v!r}") for v in (ids or sorted(have))]
-    return store, [(v, p, e or next(iter(store.check([v])), "")) for v, p, e in items]  # damaged entries fail
+    def error(v: str) -> str:  # a damaged entry fails that video only
+        return next(iter(store.check([v])), "") or ("" if v in have else f"{root}: no features for video {v!r}")
+
+    return store, [(v, "", error(v)) for v in (ids or sorted(have))]
 
 
 def _extract(videos, meta, where, root, weights, audio_pca, device, batch, workers, strict, progress):
