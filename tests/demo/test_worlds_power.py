@@ -98,3 +98,14 @@ def test_pretrain_corpus_words_at_the_cue_are_the_class(tmp_path):
             assert int(c["time"]) == cue
             checked += 1
     assert checked > 40
+
+
+def test_tam_synth_world_option(tmp_path, capsys):
+    from tam.cli import main
+
+    assert main(["synth", "--world", "pretrain", "--out", str(tmp_path / "p"), "--train", "10", "--test", "5",
+                 "--unlabelled", "4"]) == 0
+    lab = read_labels(tmp_path / "p" / "labels.csv", "classification")
+    assert len(lab) == 15 and set(lab.classes) <= set(CLASSES["pretrain"])
+    assert (tmp_path / "p" / "unlabelled" / "corpus" / "comments.parquet").is_file()
+    assert "corpus:" in capsys.readouterr().out
