@@ -162,3 +162,51 @@ def test_resume_refuses_a_store_of_other_encoders(tiny_config, tmp_path):
     path.write_text(_json.dumps(m))
     with pytest.raises(TamError, match="features of other encoders"):
         fit(tiny_config, tmp_path / "run", log=lambda s: None)
+
+
+def _regularised(cfg, epochs=3):
+    """Every regularisation option on (tam.train.augment, tam.train.schedule, tam.models.stochastic)."""
+    return replace(cfg, model=replace(cfg.model, dropout=0.1, drop_path=0.1, noise=0.1),
+                   optim=replace(cfg.optim, epochs=epochs, schedule="cosine", warmup_epochs=0.5),
+                   train=replace(cfg.train, ema_decay=0.9),
+                   augment=replace(cfg.augment, crop_min_fraction=0.5, token_dropout=0.1, modality_dropout=0.2,
+                                   mixup_alpha=0.2, label_smoothing=0.1)).validate()
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_regularised_run_killed_mid_run_resumes_to_the_same_result(tiny_config, tmp_path):
+    cfg = _regularised(tiny_config)
+    full = fit(cfg, tmp_path / "full", log=lambda s: None)
+
+    def kill(epoch, score, row):
+        if epoch == 0:
+            raise _Killed
+
+    with pytest.raises(_Killed):
+        fit(cfg, tmp_path / "resumed", log=lambda s: None, on_epoch=kill)
+    state = load_state(tmp_path / "resumed" / "last.pt")
+    assert state["epoch"] == 0 and {"ema", "sched"} <= set(state)
+    resumed = fit(cfg, tmp_path / "resumed", log=lambda s: None)
+    assert resumed["test"] == full["test"] and resumed["val"] == full["val"]
+    assert resumed["best_epoch"] == full["best_epoch"]
+    lr = [float(r["lr"]) for r in csv.DictReader((tmp_path / "resumed" / "metrics.csv").open())]
+    assert lr == pytest.approx([float(r["lr"]) for r in csv.DictReader((tmp_path / "full" / "metrics.csv").open())])
+    # the EMA weights are what is selected and saved
+    model, meta = load_model(tmp_path / "full")
+    last = load_state(tmp_path / "full" / "last.pt")
+    if meta["epoch"] == last["epoch"]:
+        for k, v in model.state_dict().items():
+            assert torch.equal(v, last["ema"][k]), k
+
+
+def test_early_stopping_with_patience(tiny_config, tmp_path):
+    cfg = replace(tiny_config, optim=replace(tiny_config.optim, lr=0.0, epochs=6),
+                  train=replace(tiny_config.train, patience=2))
+    lines = []
+    r = fit(cfg, tmp_path / "run", log=lines.append)
+    rows = list(csv.DictReader((tmp_path / "run" / "metrics.csv").open()))
+    assert len(rows) == 3 and r["best_epoch"] == 0  # lr 0: nothing improves after epoch 1; 2 more epochs
+    assert any("early stopping" in s for s in lines)
