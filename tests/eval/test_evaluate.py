@@ -115,3 +115,34 @@ def test_evaluate_names_a_damaged_entry_up_front(trained, tmp_path):
     assert repr(video) in p.stderr and str(npy) in p.stderr
     r = evaluate_run(str(run), str(copy), str(labels), "train")  # other splits are unaffected
     assert r["n"] > 0 and r["skipped"] == 0
+
+
+def test_fuzz_evaluate_gives_only_one_line_tam_errors(trained, tmp_path):
+    """Bit-flipped and truncated best.json / best.safetensors and store entry files through `evaluate_run`."""
+    import numpy as np
+
+    from tam.errors import TamError
+
+    store, labels, _ = trained
+    run = broken_run(trained, tmp_path, "best.json", lambda p: None)
+    copy = tmp_path / "store"
+    shutil.copytree(store, copy)
+    video = next(line.split(",")[0] for line in labels.read_text().splitlines()[1:] if line.endswith(",test"))
+    targets = [run / "best.json", run / "best.safetensors", copy / "videos" / entry_name(video) / "meta.json",
+               copy / "videos" / entry_name(video) / "image.npy"]
+    rng = np.random.default_rng(0)
+    refused = 0
+    for path in targets:
+        raw = path.read_bytes()
+        for i in range(6):
+            b = bytearray(raw[:int(rng.integers(0, len(raw)))] if i < 2 else raw)
+            for _ in range(int(rng.integers(1, 4)) if i >= 2 else 0):
+                b[int(rng.integers(0, min(len(raw), 300)))] ^= 1 << int(rng.integers(0, 8))
+            path.write_bytes(bytes(b))
+            try:
+                evaluate_run(str(run), str(copy), str(labels), "test")
+            except TamError as e:
+                assert "\n" not in str(e) and path.name in str(e), str(e)
+                refused += 1
+        path.write_bytes(raw)
+    assert refused >= 8  # every truncation at least

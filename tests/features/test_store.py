@@ -176,7 +176,7 @@ def test_store_check_command(tmp_path):
     assert "'Fear/v0'" in lines[0] and "'Fear/v3'" in lines[1] and all("image.npy" in s for s in lines[:2])
 
 
-def fuzz_variants(raw: bytes, rng, n: int = 16):
+def fuzz_variants(raw: bytes, rng, n: int = 48):
     for c in sorted({0, 1, 9, len(raw) // 2, len(raw) - 1, *rng.integers(0, len(raw), 6).tolist()}):
         yield raw[:c]
     for _ in range(n):

@@ -329,7 +329,7 @@ def npy_header(path: Path, dtype, shape: tuple[int, ...], video: str) -> int:
             offset = f.tell()
     except FileNotFoundError:
         raise TamError(f"video {video!r}: {path}: missing") from None
-    except (OSError, ValueError, EOFError, SyntaxError, TypeError) as e:
+    except Exception as e:  # noqa: BLE001 - numpy's header parser raises ValueError, SyntaxError, TokenError, ...
         raise TamError(f"video {video!r}: {path}: not a readable .npy file "
                        f"({(str(e).splitlines() or [''])[0][:100]})") from None
     if dt != np.dtype(dtype) or tuple(got) != tuple(shape) or fortran:
