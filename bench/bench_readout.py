@@ -20,6 +20,7 @@ On the pre-training world of `tam.demo.worlds.pretrain` (unlabelled videos with 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -122,8 +123,8 @@ def finetune_config(out: Path, spec: ReadoutSpec, arm: str, seed: int):
 
     readout, pre, over = ARMS[arm]
     init = str(out / "runs" / f"pretrain-seed{seed}" / "pretrained.safetensors") if pre else ""
-    optim = OptimConfig(lr=spec.head_lr, fusion_lr=spec.fusion_lr if pre else 0.0, batch_size=spec.batch_size,
-                        epochs=spec.finetune_epochs, **over)
+    optim = OptimConfig(**{"lr": spec.head_lr, "fusion_lr": spec.fusion_lr if pre else 0.0,
+                           "batch_size": spec.batch_size, "epochs": spec.finetune_epochs, **over})
     return RunConfig(model=_model(spec, readout), data=DataConfig(store=str(out / "labelled" / "store"),
                      labels=str(out / "labelled" / "labels.csv"), classes=_classes(spec)), optim=optim,
                      train=_train(seed, init))
@@ -283,6 +284,8 @@ def summarise(acc: dict[str, dict[int, float]], probe: dict, seeds: list[int]) -
 
 
 def experiment(out: str | Path, spec: ReadoutSpec, log=print) -> dict:
+    from tam.io import write_json, write_text
+
     out = Path(out)
     t0 = time.perf_counter()
     lab, _, _ = worlds(out, spec)
@@ -290,10 +293,16 @@ def experiment(out: str | Path, spec: ReadoutSpec, log=print) -> dict:
     pre = _pool([("pretrain", pretrain_config(out, spec, s), out / "runs" / f"pretrain-seed{s}")
                  for s in spec.seeds], spec.workers)
     log(f"pre-training done ({time.perf_counter() - t0:.0f} s)")
+    cache = out / "probes.json"
+    done = json.loads(cache.read_text(encoding="utf-8")) if cache.is_file() else {}
     probe = {}
     for s in spec.seeds:
         for kind, p in (("random init", False), ("pre-trained", True)):
-            probe[(kind, s)] = probes(out, spec, lab, s, p)
+            key = f"{kind}|{s}"
+            if key not in done:
+                done[key] = probes(out, spec, lab, s, p)
+                write_json(cache, done)
+            probe[(kind, s)] = done[key]
     log(f"probes done ({time.perf_counter() - t0:.0f} s)")
     jobs = [("fit", finetune_config(out, spec, a, s), out / "runs" / f"{a}-seed{s}") for a in spec.arms
             for s in spec.seeds]
@@ -308,7 +317,6 @@ def experiment(out: str | Path, spec: ReadoutSpec, log=print) -> dict:
     result = {"spec": asdict(spec), "accuracy": acc, "probes": {f"{k}|{s}": v for (k, s), v in probe.items()},
               "pretrain_heldout": heldout, "seconds": time.perf_counter() - t0,
               "best_epochs": {r["run"]: r["best_epoch"] for r in fits}}
-    from tam.io import write_json, write_text
     write_json(out / "readout.json", result)
     write_text(out / "readout.md", table + "\n")
     log(table)

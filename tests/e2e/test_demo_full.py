@@ -37,6 +37,11 @@ def test_quick_demo_runs_every_stage_and_writes_the_report(demo):
     assert set(s["rows"]) == {"concat", "ctm"} and set(s["subsets"]) == {"image", "motion", "audio",
                                                                         "image+motion+audio"}
     assert set(s["pretraining"]) == {"no pre-training", "TSC pre-training"}
+    small = s["small"]["attentive"]  # pre-trained vs scratch at a few labels, the paired interval (1 seed: none)
+    assert set(small) >= {"scratch", "pretrained", "diff", "n"} and small["n"]["train"] + small["n"]["val"] == 16
+    assert small["diff"]["n"] == 1
+    assert {"small-attentive-scratch-seed0", "small-attentive-pretrained-seed0"} <= set(s["runs"])
+    assert "CTM − this (points, 95% CI)" in (out / "report.md").read_text()
     assert s["extraction"]["failed"] == [] and s["extraction"]["written"] == 56
     assert s["corpus"]["comments_written"] > 0 and s["pretrain_runs"]["pretrain-seed0"]["heldout"]["comments"] > 0
     assert {k for k in s["runs"] if "accuracy" not in s["runs"][k]["test"]} == {"ctm-va-seed0"}  # regression
@@ -57,7 +62,8 @@ def test_quick_demo_runs_every_stage_and_writes_the_report(demo):
     ctm = s["rows"]["ctm"]
     assert f"{100 * ctm['accuracy_mean']:.2f} ± {100 * ctm['accuracy_std']:.2f}" in md
     assert f"| comments | {s['corpus']['filters']['comments']['all']} |" in md
-    for name in ("curves.png", "confusion.png", "timeline.png"):
+    for name in ("curves.png", "confusion.png", "timeline.png", "attention-attentive-pretrained.png",
+                 "readout-attentive-pretrained.png"):
         assert (out / "report" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"(report/{name})" in md
 
@@ -67,7 +73,9 @@ def test_html_is_self_contained(demo):
     out, _ = demo
     page = (out / "report" / "index.html").read_text()
     assert page.startswith("<!DOCTYPE html>") and "<style>" in page
-    assert len(re.findall(r'<img [^>]*src="data:image/png;base64,', page)) == 3
+    pngs = sorted(p.name for p in (out / "report").glob("*.png"))
+    assert len(pngs) >= 7  # curves, confusion, timeline + per small-label run: attention, readout (+ its curves)
+    assert len(re.findall(r'<img [^>]*src="data:image/png;base64,', page)) == len(pngs)
     assert not re.search(r'(src|href)="(?!data:)', page)  # nothing fetched from anywhere
     assert "<script" not in page
 

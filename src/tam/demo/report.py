@@ -17,18 +17,43 @@ from tam.report import plots
 from tam.report.document import Checks, Document, Figure, Section, Table, to_markdown, write_document
 
 
+def _ci(r: dict) -> str:
+    lo, hi = r.get("accuracy_ci", [None, None])
+    return "—" if lo is None or lo != lo else f"[{100 * lo:.1f}, {100 * hi:.1f}]"
+
+
 def _pct(r: dict) -> list[str]:
-    return [f"{100 * r['accuracy_mean']:.2f} ± {100 * r['accuracy_std']:.2f}", f"{100 * r['macro_f1_mean']:.2f}",
-            str(r["runs"]), " ".join(f"{100 * a:.1f}" for a in r["accuracy"])]
+    return [f"{100 * r['accuracy_mean']:.2f} ± {100 * r['accuracy_std']:.2f}", _ci(r),
+            f"{100 * r['macro_f1_mean']:.2f}", str(r["runs"]), " ".join(f"{100 * a:.1f}" for a in r["accuracy"])]
 
 
-HEAD = ["", "accuracy (%) mean ± std", "macro-F1 (%)", "runs", "per seed"]
+HEAD = ["", "accuracy (%) mean ± std", "95% CI of the mean", "macro-F1 (%)", "runs", "per seed"]
+
+
+def _diff(iv: dict) -> str:
+    if iv["n"] < 2 or iv["low"] != iv["low"]:
+        return f"{100 * iv['mean']:+.1f} (n={iv['n']})"
+    return f"{100 * iv['mean']:+.1f} [{100 * iv['low']:+.1f}, {100 * iv['high']:+.1f}]"
 
 
 def _baseline_row(s: dict) -> list[str]:
     b = s["baseline"]
-    return [f"{b['name']} (trivial baseline)", f"{100 * b['test']['accuracy']:.2f}",
+    return [f"{b['name']} (trivial baseline)", f"{100 * b['test']['accuracy']:.2f}", "—",
             f"{100 * b['test']['macro_f1']:.2f}", "—", "—"]
+
+
+def _linear_row(s: dict) -> list[list[str]]:
+    """The linear baseline (logistic regression on time-pooled, normalised features; the same for every seed)."""
+    lin = s.get("linear") or {}
+    if not lin.get("test"):
+        return []
+    return [[f"{lin['name']} (linear baseline)", f"{100 * lin['test']['accuracy']:.2f}", "—",
+             f"{100 * lin['test']['macro_f1']:.2f}", "—", "—"]]
+
+
+def _below_linear(s: dict, r: dict) -> str:
+    lin = (s.get("linear") or {}).get("test") or {}
+    return " ⚠ below the linear baseline" if lin and r["accuracy_mean"] < lin["accuracy"] else ""
 
 
 def result_tables(s: dict) -> list[Section]:
@@ -37,8 +62,11 @@ def result_tables(s: dict) -> list[Section]:
     cap = (f"Test accuracy over seeds {s['seeds']}; {n['train']} train / {n['val']} val / {n['test']} test "
            f"videos; d={sp['d']}, L={sp['layers']}, {sp['heads']} heads, T={sp['max_segments']}, "
            f"{sp['epochs']} epochs; model selection on validation.")
-    fusion = Table(["fusion strategy"] + HEAD[1:], [[FUSION_NAMES[f]] + _pct(r) for f, r in s["rows"].items()]
-                   + [_baseline_row(s)], cap)
+    diffs = s.get("fusion_diffs", {})
+    fusion = Table(["fusion strategy"] + HEAD[1:] + ["CTM − this (points, 95% CI)"],
+                   [[FUSION_NAMES[f] + _below_linear(s, r)] + _pct(r) + [_diff(diffs[f]) if f in diffs else "—"]
+                    for f, r in s["rows"].items()] + [_baseline_row(s) + ["—"]]
+                   + [row + ["—"] for row in _linear_row(s)], cap)
     subsets = Table(["modalities (CTM)"] + HEAD[1:], [[SUBSET_NAMES[m]] + _pct(r) for m, r in s["subsets"].items()]
                     + [_baseline_row(s)], cap)
     pre = Table(["CTM fine-tuned from"] + HEAD[1:], [[k] + _pct(r) for k, r in s["pretraining"].items()]
@@ -46,7 +74,28 @@ def result_tables(s: dict) -> list[Section]:
     return [Section("Fusion strategies (shape of the paper's Table 2)", [fusion]), regression_section(s),
             Section("Modality subsets (shape of the paper's Table 1)", [subsets]),
             Section("With and without TSC pre-training (shape of the paper's Tables 3-4)",
-                    [pre, _pretrain_table(s)])]
+                    [pre, *small_tables(s), _pretrain_table(s)])]
+
+
+def small_tables(s: dict) -> list:
+    """Pre-trained vs scratch at a small number of labelled videos, per readout, with the paired interval."""
+    from tam.demo.checks import READOUT_NAMES
+
+    if not s.get("small"):
+        return []
+    sp = s["spec"]
+    rows = []
+    for readout, r in s["small"].items():
+        name = READOUT_NAMES.get(readout, readout)
+        rows.append([f"{name}: from scratch"] + _pct(r["scratch"]) + ["—"])
+        rows.append([f"{name}: from TSC pre-training"] + _pct(r["pretrained"]) + [_diff(r["diff"])])
+    n = next(iter(s["small"].values()))["n"]
+    cap = (f"CTM at the small-label end: {n['train']} train / {n['val']} val labelled videos per seed (a class-"
+           f"stratified draw per seed, the same in both arms), {n['test']} test videos; the paper's fine-tuning in "
+           f"both arms (head lr {sp['head_lr']:g}, fusion lr {sp['fusion_lr']:g} from pre-training and "
+           f"{sp['head_lr']:g} from scratch, {sp['small_epochs']} epochs). The last column is the paired difference "
+           "pre-trained − scratch over the seeds with its 95% t-interval.")
+    return [Table(["CTM, readout: fine-tuned"] + HEAD[1:] + ["pre-trained − scratch (points, 95% CI)"], rows, cap)]
 
 
 def regression_section(s: dict) -> Section:
@@ -127,6 +176,50 @@ def figures_section(out: Path, s: dict) -> Section:
     return Section("Plots", blocks)
 
 
+def diagnostics_section(out: Path, s: dict) -> Section | None:
+    """Why: for one test video, CTM's attention per modality pair and what the readout reads, after fine-tuning
+    from pre-training (f^0 and the attentive readout); train vs validation curves of those runs."""
+    from tam.eval.diagnostics import attention_figures, video_attention
+    from tam.features.store import FeatureStore
+    from tam.train.checkpoint import load_model
+
+    seed = s["seeds"][0]
+    truth = json.loads((out / "world" / "truth.json").read_text(encoding="utf-8"))
+    labels = (out / "world" / "labels.csv").read_text(encoding="utf-8").splitlines()[1:]
+    test = [ln.split(",")[0] for ln in labels if ln.endswith(",test")]
+    plans = {p["video"]: p for p in truth["videos"]["labelled"]}
+    if not test or test[0] not in plans:
+        return None
+    plan = plans[test[0]]
+    events = {"audio": [plan["cue"]]}
+    store = FeatureStore.open(out / "features")
+    blocks: list = []
+    for readout in s.get("small", {}):
+        for arm in ("pretrained", "scratch"):
+            name = f"small-{readout}-{arm}-seed{seed}"
+            run = out / "runs" / name
+            if not (run / "best.safetensors").is_file():
+                continue
+            model, _ = load_model(run)
+            figs = attention_figures(video_attention(model, store, plan["video"], s["spec"]["max_segments"]),
+                                     f"{name}: last CTM layer on {plan['video']} (cue at segment {plan['cue']})",
+                                     events)
+            blocks.append(Figure(f"attention-{readout}-{arm}.png", figs["attention"],
+                                 f"{name}: which tokens of each modality every token attends to (mean over heads); "
+                                 "dashed: the audio cue. Row X0 is the video token f^0."))
+            blocks.append(Figure(f"readout-{readout}-{arm}.png", figs["readout"],
+                                 f"{name}: weight per segment of f^0's attention and of the pooling readout."))
+            curves = getattr(plots, "run_curves", None)
+            rows = _csv(run / "metrics.csv")
+            if curves and rows:
+                blocks.append(Figure(f"curves-{readout}-{arm}.png", curves(rows, "accuracy"),
+                                     f"{name}: training vs validation per epoch."))
+    if not blocks:
+        return None
+    return Section(f"Diagnostics: what the readout reads (test video {plan['video']}, class "
+                   f"{truth['classes'][plan['label']]}, seed {seed})", blocks)
+
+
 def sample_section(out: Path) -> Section:
     """The affect timeline of the unlabelled video with the most comments kept in the corpus, with its comments."""
     import pyarrow.parquet as pq
@@ -167,11 +260,14 @@ def write_report(out: str | Path, s: dict) -> dict:
                      "the pipeline; the expectations are not meant to hold at this size.**")
     doc = Document("tam demo: the whole pipeline on a synthetic video + danmaku world", intro, [
         Section("Expectations checked on this run", [Checks(checks)]), *result_tables(s), corpus_section(s),
-        extraction_section(s), figures_section(out, s), sample_section(out)])
+        extraction_section(s), figures_section(out, s), *[x for x in [diagnostics_section(out, s)] if x],
+        sample_section(out)])
     paths = write_document(doc, out / "report")
     md = to_markdown(doc)
     for f in ("curves.png", "confusion.png", "timeline.png"):
         md = md.replace(f"]({f})", f"](report/{f})")
+    for prefix in ("attention-", "readout-", "curves-"):
+        md = md.replace(f"]({prefix}", f"](report/{prefix}")
     write_text(out / "report.md", md)
     text = "\n".join(f"  {v:<7} {t}" for t, v in checks)
     return {"html": paths["html"], "md": out / "report.md", "text": "expectations:\n" + text}

@@ -22,6 +22,7 @@ import numpy as np
 from tam.config import DataConfig, ModelConfig, OptimConfig, RunConfig, TrainConfig
 from tam.demo.checks import FUSION_NAMES, expectations
 from tam.demo.worlds.features import CLASSES, WorldSpec, make_world
+from tam.eval.statistics import mean_ci
 from tam.io import write_json, write_text
 
 
@@ -100,14 +101,10 @@ def _mp_context():
 
 
 def summarise(results: dict[str, list[dict]], spec: DemoSpec) -> dict:
-    rows = {}
-    for f, rs in results.items():
-        acc = np.array([r["test"]["accuracy"] for r in rs])
-        f1 = np.array([r["test"]["macro_f1"] for r in rs])
-        rows[f] = {"accuracy_mean": float(acc.mean()), "accuracy_std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
-                   "macro_f1_mean": float(f1.mean()), "runs": len(rs), "accuracy": acc.tolist()}
+    rows = _rows(results)
     first = next(iter(results.values()))[0]
-    return {"rows": rows, "baseline": first["baseline"], "n": first["n"], "seeds": spec.seeds,
+    return {"rows": rows, "baseline": first["baseline"], "linear": first.get("linear") or {}, "n": first["n"],
+            "seeds": spec.seeds,
             "model": {"d": spec.d, "layers": spec.layers, "heads": spec.heads, "T": spec.T, "epochs": spec.epochs}}
 
 
@@ -144,7 +141,7 @@ class PipelineSpec:
     min_segments: int = 5
     max_segments: int = 8
     test_fraction: float = 0.25  # of the labelled videos
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
     fusions: list[str] = field(default_factory=lambda: list(FUSION_NAMES))
     subsets: list[str] = field(default_factory=lambda: ["image", "motion", "audio"])  # CTM on these alone
     epochs: int = 12
@@ -156,11 +153,21 @@ class PipelineSpec:
     lr: float = 1e-3
     batch_size: int = 16
     workers: int = 2  # processes for rendering, corpus, training (one CPU thread each)
+    # pre-trained vs scratch at a small number of labels (docs/demo.md): this many labelled training videos per
+    # seed (stratified by class), each readout, the paper's fine-tuning (head lr, fusion lr, epochs) in both arms
+    small_labels: int = 24
+    readouts: list[str] = field(default_factory=lambda: ["f0", "attentive"])
+    small_epochs: int = 50
+    head_lr: float = 1e-4
+    fusion_lr: float = 1e-5
+    # pre-training lr ×0.1 every this many epochs (the paper: every 50 of 200); 0 = a quarter of pretrain_epochs
+    pretrain_lr_step: int = 0
 
     @classmethod
     def quick(cls) -> PipelineSpec:
         return cls(labelled=32, unlabelled=24, min_segments=5, max_segments=7, seeds=[0], fusions=["concat", "ctm"],
-                   subsets=["image", "motion", "audio"], epochs=4, pretrain_epochs=3)
+                   subsets=["image", "motion", "audio"], epochs=4, pretrain_epochs=3, small_labels=16,
+                   readouts=["attentive"], small_epochs=4)
 
     @property
     def T(self) -> int:
@@ -175,9 +182,9 @@ def pipeline_configs(spec: PipelineSpec, out: Path):
     store, runs = out / "features", out / "runs"
     data = DataConfig(store=str(store), labels=str(out / "world" / "labels.csv"), classes=list(CLASSES))
 
-    def model(fusion: str = "ctm", subset: str = "image+motion+audio") -> ModelConfig:
+    def model(fusion: str = "ctm", subset: str = "image+motion+audio", readout: str = "f0") -> ModelConfig:
         return ModelConfig(fusion=fusion, modalities=subset.split("+"), d=spec.d, layers=spec.layers,
-                           heads=spec.heads, T=spec.T, dropout=0.1)
+                           heads=spec.heads, T=spec.T, dropout=0.1, readout=readout)
 
     def train(seed: int, init: str = "") -> TrainConfig:
         return TrainConfig(seed=seed, num_workers=0, device="cpu", progress=False, init_from=init)
@@ -189,8 +196,9 @@ def pipeline_configs(spec: PipelineSpec, out: Path):
     pre = [(f"pretrain-seed{s}", "pretrain", PretrainConfig(
         model=model(), decoder=DecoderConfig(layers=spec.decoder_layers, heads=spec.heads),
         data=PretrainDataConfig(store=str(store), corpus=str(out / "corpus"), comments_per_clip=32),
-        loss=LossConfig(), train=train(s), optim=OptimConfig(optimizer="adam", lr=spec.lr, weight_decay=0.0,
-                                                            batch_size=spec.batch_size, epochs=spec.pretrain_epochs)),
+        loss=LossConfig(), train=train(s), optim=OptimConfig(
+            optimizer="adam", lr=spec.lr, weight_decay=0.0, batch_size=spec.batch_size, epochs=spec.pretrain_epochs,
+            lr_step_epochs=spec.pretrain_lr_step or max(1, -(-spec.pretrain_epochs // 4)))),
             runs / f"pretrain-seed{s}") for s in spec.seeds]
     fits = [(f"{f}-seed{s}", "fit", fine(f, "image+motion+audio", s), runs / f"{f}-seed{s}")
             for f in spec.fusions for s in spec.seeds]
@@ -202,7 +210,51 @@ def pipeline_configs(spec: PipelineSpec, out: Path):
     fits += [(f"ctm-pretrained-seed{s}", "fit", fine("ctm", "image+motion+audio", s,
                                                        str(runs / f"pretrain-seed{s}" / "pretrained.safetensors")),
               runs / f"ctm-pretrained-seed{s}") for s in spec.seeds]
+    fits += [small_config(spec, out, model("ctm", readout=r), train, r, arm, s) for r in spec.readouts
+             for arm in ("scratch", "pretrained") for s in spec.seeds]
     return pre, fits
+
+
+def small_labels(spec: PipelineSpec, out: Path, seed: int) -> Path:
+    """`world/labels_small_seed<seed>.csv`: the test rows and `spec.small_labels` labelled rows drawn by `seed`,
+    as evenly over the classes as they allow (the small-label end of the learning curve); 15% of them (the last
+    draws) are marked `val`, the rest train."""
+    from tam.io import write_text
+
+    path = out / "world" / f"labels_small_seed{seed}.csv"
+    lines = (out / "world" / "labels.csv").read_text(encoding="utf-8").splitlines()
+    rows = [ln.split(",") for ln in lines[1:] if ln]
+    test = [r for r in rows if r[2] == "test"]
+    by_class: dict[str, list] = {}
+    for r in rows:
+        if r[2] != "test":
+            by_class.setdefault(r[1], []).append(r)
+    rng = np.random.default_rng([seed, 7])
+    pools = [list(rng.permutation(len(v))) for v in by_class.values()]
+    picked: list = []
+    while len(picked) < spec.small_labels and any(pools):
+        for (_, v), pool in zip(by_class.items(), pools):
+            if pool and len(picked) < spec.small_labels:
+                picked.append(v[pool.pop()])
+    n_val = max(1, round(0.15 * len(picked)))  # the last draws (spread over the classes) validate
+    rows = test + [r[:2] + [""] for r in picked[:-n_val]] + [r[:2] + ["val"] for r in picked[-n_val:]]
+    write_text(path, lines[0] + "\n" + "".join(",".join(r) + "\n" for r in rows))
+    return path
+
+
+def small_config(spec: PipelineSpec, out: Path, model: ModelConfig, train, readout: str, arm: str, seed: int):
+    """(name, kind, config, run dir) of one run of the small-label comparison; both arms share everything but the
+    initialisation of the fusion module and its lr (the paper's fine-tuning: head 1e-4, fusion 1e-5)."""
+    runs = out / "runs"
+    init = str(runs / f"pretrain-seed{seed}" / "pretrained.safetensors") if arm == "pretrained" else ""
+    from tam.demo.worlds.videos import CLASSES
+
+    data = DataConfig(store=str(out / "features"), labels=str(out / "world" / f"labels_small_seed{seed}.csv"),
+                      classes=list(CLASSES))
+    optim = OptimConfig(lr=spec.head_lr, fusion_lr=spec.fusion_lr if init else 0.0, batch_size=spec.batch_size,
+                        epochs=spec.small_epochs)
+    name = f"small-{readout}-{arm}-seed{seed}"
+    return name, "fit", RunConfig(model=model, data=data, optim=optim, train=train(seed, init)), runs / name
 
 
 def _job(args) -> dict:
@@ -322,6 +374,8 @@ def run_pipeline(out: str | Path, spec: PipelineSpec, log=print) -> dict:
     corpus = prepare_comments(out, spec, log)
     log("[3/6] extract features with tiny RANDOM-INIT encoders (NOT real features: a demo of the pipeline)")
     extraction = extract_features(out, spec, log)
+    for s in spec.seeds:
+        small_labels(spec, out, s)
     pre_jobs, fit_jobs = pipeline_configs(spec, out)
     log(f"[4/6] TSC pre-training: {len(pre_jobs)} run(s), {spec.pretrain_epochs} epochs")
     t1 = time.perf_counter()
@@ -370,7 +424,29 @@ def pipeline_summary(spec: PipelineSpec, world: dict, corpus: dict, extraction: 
         "classes": first.get("classes", []),
         "runs": {k: {"test": v["test"], "val": v["val"], "best_epoch": v["best_epoch"], "seconds": v["seconds"],
                      "confusion": v.get("confusion")} for k, v in fits.items()},
+        "fusion_diffs": _paired(fusion, "ctm") if "ctm" in fusion else {},
+        "small": {r: _small(spec, group, r) for r in spec.readouts},
     }
+
+
+def _interval(iv) -> dict:
+    return {"mean": iv.mean, "low": iv.low, "high": iv.high, "n": iv.n}
+
+
+def _paired(groups: dict[str, list[dict]], ref: str) -> dict:
+    """Paired difference of test accuracy `ref` − each other group over the shared seeds: mean and 95% t-interval."""
+    from tam.eval.statistics import paired_difference_ci
+
+    a = [r["test"]["accuracy"] for r in groups[ref]]
+    return {k: _interval(paired_difference_ci(a, [r["test"]["accuracy"] for r in rs]))
+            for k, rs in groups.items() if k != ref}
+
+
+def _small(spec: PipelineSpec, group, readout: str) -> dict:
+    """Pre-trained vs scratch at `spec.small_labels` labelled videos for one readout, with the paired interval."""
+    arms = {arm: group(f"small-{readout}-{arm}") for arm in ("scratch", "pretrained")}
+    return {**_rows(arms), "diff": _paired({"pretrained": arms["pretrained"], "scratch": arms["scratch"]},
+                                           "pretrained")["scratch"], "n": arms["scratch"][0]["n"]}
 
 
 def _regression(rs: list[dict]) -> dict:
@@ -390,6 +466,8 @@ def _rows(groups: dict[str, list[dict]]) -> dict:
     for name, rs in groups.items():
         acc = np.array([r["test"]["accuracy"] for r in rs])
         f1 = np.array([r["test"]["macro_f1"] for r in rs])
+        ci = mean_ci(acc)
         rows[name] = {"accuracy_mean": float(acc.mean()), "accuracy_std": float(acc.std(ddof=1)) if len(acc) > 1
-                      else 0.0, "macro_f1_mean": float(f1.mean()), "runs": len(rs), "accuracy": acc.tolist()}
+                      else 0.0, "macro_f1_mean": float(f1.mean()), "runs": len(rs), "accuracy": acc.tolist(),
+                      "accuracy_ci": [ci.low, ci.high]}
     return rows

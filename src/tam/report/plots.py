@@ -141,6 +141,7 @@ def cross_attention(maps, modalities: list[str], pairs: list[tuple[int, int]], n
     for k in range(len(pairs), rows * cols):
         axes[k // cols][k % cols].axis("off")
     fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
     return _png(fig)
 
 
