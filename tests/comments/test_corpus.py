@@ -99,3 +99,29 @@ def test_guarded_two_workers_matches_one(tmp_path):
     for name in ("comments.parquet", "segments.parquet", "vocab.json"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
     assert json.loads((tmp_path / "b" / "stats.json").read_text())["videos"] == 3
+
+
+def test_size_limits_cut_and_report(tmp_path, capsys):
+    import argparse
+
+    from tam.commands import comments
+
+    files, lex = _inputs(tmp_path, 2)
+    with files[0].open("a", encoding="utf-8") as f:
+        f.write("v0,60," + "我很开心" * 200 + "\n")  # 800 characters: over 100, under the default 1,000
+    big = tmp_path / "in" / "big.xml"
+    big.write_text("<i>" + '<d p="1,1,25,1,1,0,u,1">我很开心</d>' * 400 + "</i>", encoding="utf-8")
+    p = argparse.ArgumentParser()
+    comments.add_arguments(p)
+    args = p.parse_args(["prepare", str(tmp_path / "in"), "--lexicon", str(lex), "--out", str(tmp_path / "out"),
+                         "--workers", "1", "--no-progress", "--max-comment-chars", "100", "--max-file-mb", "0.01"])
+    assert comments.run(args) == 0
+    printed = capsys.readouterr().out
+    stats = json.loads((tmp_path / "out" / "stats.json").read_text(encoding="utf-8"))
+    assert stats["comments_skipped"] == {"too_long": 1} and stats["comments_parsed"] == 10
+    assert len(stats["sources_failed"]) == 1 and "big.xml" in stats["sources_failed"][0]
+    assert "over the 0.01 MB limit per file" in stats["sources_failed"][0]
+    assert "skipped: too_long" in printed and "big.xml" in printed
+    assert stats["settings"]["limits"] == {"max_file_mb": 0.01, "max_comment_chars": 100, "max_comments": 5_000_000}
+    default = prepare_corpus([tmp_path / "in"], tmp_path / "out2", str(lex), workers=1, progress=False)
+    assert default["comments_skipped"] == {} and not default["sources_failed"] and default["videos"] == 3

@@ -192,8 +192,8 @@ def _write_parts(source: Source, key: str, fp: list, videos: list, marker: Path)
     comments, segments, summary = [], [], []
     for v in videos:
         vc = process_video(v.video, v.comments, ctx["durations"].get(v.video), ctx["lexicon"], ctx["scorer"],
-                           st.filters, st.masking, st.seed, ctx["tokenizer"])
-        comments.append(pa.table(vc.comments, schema=COMMENT_SCHEMA))
+                           st.filters, st.masking, st.seed, ctx["tokenizer"],
+                           emit=lambda cols: comments.append(pa.table(cols, schema=COMMENT_SCHEMA)))
         segments.append(pa.table(vc.segments, schema=SEGMENT_SCHEMA))
         summary.append({"video": v.video, "format": v.format, "comments": len(v.comments),
                         "skipped": dict(v.skipped), "segments": vc.n_segments})

@@ -34,7 +34,7 @@ import csv
 import html
 import json
 import re
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,19 +126,18 @@ def read_bilibili_xml(path: str | Path, limits: ReadLimits | None = None) -> Vid
     _check_size(path, limits)
     out = VideoComments(video=path.stem, source=str(path), format="bilibili-xml", limits=limits)
     try:
-        records = _xml_records(path, limits.max_comment_chars)
+        for p, text, size in _iter_xml(path, limits.max_comment_chars):
+            c = _bilibili_p(p, text)
+            if c is None:
+                out.skipped["bad_record"] += 1
+            elif size > limits.max_comment_chars and c.mode not in ADVANCED_MODES:
+                out.skipped["too_long"] += 1
+            else:
+                out.add(c)
     except _UnsafeXml as e:
         raise TamError(f"{path}: refused unsafe XML ({e})") from None
     except expat.ExpatError as e:
         raise TamError(f"{path}: not well-formed XML ({e})") from None
-    for p, text, size in records:
-        c = _bilibili_p(p, text)
-        if c is None:
-            out.skipped["bad_record"] += 1
-        elif size > limits.max_comment_chars and c.mode not in ADVANCED_MODES:
-            out.skipped["too_long"] += 1
-        else:
-            out.add(c)
     return out
 
 
@@ -149,6 +148,11 @@ _XML_ENTITIES = (("&lt;", "<"), ("&gt;", ">"), ("&quot;", '"'), ("&apos;", "'"),
 
 
 def _xml_records(path: Path, max_chars: int, plain: bool = True) -> list[tuple[str, str, int]]:
+    """(p, text, length of the text) of every `<d>` element, in document order (a list; see `_iter_xml`)."""
+    return list(_iter_xml(path, max_chars, plain))
+
+
+def _iter_xml(path: Path, max_chars: int, plain: bool = True) -> Iterator[tuple[str, str, int]]:
     """(p, text, length of the text) of every `<d>` element, in document order.
 
     A file of at most 8 MB is checked by expat first (well-formedness, no entities) and, when it is plain
@@ -161,17 +165,19 @@ def _xml_records(path: Path, max_chars: int, plain: bool = True) -> list[tuple[s
             checker = _DanmakuXml(max_chars, elements=False)
             checker.parser.Parse(data, True)
             records = _plain_records(data, max_chars)
-            if records is not None:
-                return records
-            reader = _DanmakuXml(max_chars)
-            reader.parser.Parse(data, True)
-            return reader.result()
+            if records is None:
+                reader = _DanmakuXml(max_chars)
+                reader.parser.Parse(data, True)
+                records = list(reader.closed())
+            yield from records
+            return
         reader = _DanmakuXml(max_chars)
         with path.open("rb") as f:
             while chunk := f.read(1 << 20):
                 reader.parser.Parse(chunk.translate(None, _XML_ILLEGAL), False)
+                yield from reader.closed()  # memory: the comments of one chunk, not of the file
             reader.parser.Parse(b"", True)
-        return reader.result()
+        yield from reader.closed()
     except OSError as e:
         raise TamError(f"{path}: cannot read ({e.strerror or e})") from None
 
@@ -213,7 +219,7 @@ class _DanmakuXml:
     `max_chars` is not kept (only its length is counted)."""
 
     def __init__(self, max_chars: int, elements: bool = True) -> None:
-        self.records: list[list] = []  # [p, text parts, length]
+        self.records: deque[list] = deque()  # [p, text parts, length, closed], not yet handed out
         self.open: list[list] = []  # the open <d> records; the last collects text while `collecting`
         self.collecting = False
         self.max_chars = max_chars
@@ -231,14 +237,14 @@ class _DanmakuXml:
     def start(self, name: str, attrs: dict) -> None:
         self.collecting = name == "d"
         if name == "d":
-            rec = [attrs.get("p", ""), [], 0]
+            rec = [attrs.get("p", ""), [], 0, False]
             self.records.append(rec)
             self.open.append(rec)
 
     def end(self, name: str) -> None:
         self.collecting = False
         if name == "d":
-            self.open.pop()
+            self.open.pop()[3] = True
 
     def data(self, text: str) -> None:
         if self.collecting:
@@ -247,8 +253,12 @@ class _DanmakuXml:
             if rec[2] <= self.max_chars:
                 rec[1].append(text)
 
-    def result(self) -> list[tuple[str, str, int]]:
-        return [(p, "".join(parts) if n <= self.max_chars else "", n) for p, parts, n in self.records]
+    def closed(self) -> Iterator[tuple[str, str, int]]:
+        """Hand out (and forget) the records read so far whose element is closed, in document order."""
+        records = self.records
+        while records and records[0][3]:
+            p, parts, n, _ = records.popleft()
+            yield p, "".join(parts) if n <= self.max_chars else "", n
 
     def entity(self, name: str, *args) -> None:
         raise _UnsafeXml("EntitiesForbidden")

@@ -303,12 +303,14 @@ FILTER_STAGES = ("count", "n_lexicon", "n_length", "n_chars", "n_kept")
 def process_video(video: str, comments: Sequence[Comment], duration: float | None,
                   lexicon: Mapping[str, tuple[str, str]], scorer: Callable[[str], float],
                   settings: FilterSettings = FilterSettings(), masking: str = "emotion",
-                  seed: int = 0, tokenizer: LexiconTokenizer | None = None) -> VideoCorpus:
+                  seed: int = 0, tokenizer: LexiconTokenizer | None = None,
+                  emit: Callable[[dict[str, list]], None] | None = None) -> VideoCorpus:
     """Segment, score, filter and mask one video's comments.
 
     `lexicon` maps an emotional word to (minor category, major category) ('' when unknown); `duration`
     None means "the last comment's time"; `tokenizer` None means jieba's plain dictionary (`tokenize`),
-    a `LexiconTokenizer` keeps the lexicon's words whole."""
+    a `LexiconTokenizer` keeps the lexicon's words whole. With `emit`, the kept comments' columns are
+    handed to it in chunks of at most `EMIT_ROWS` rows (memory stays bounded) and `comments` stays empty."""
     out = VideoCorpus(video, {c: [] for c in COMMENT_COLUMNS}, {c: [] for c in SEGMENT_COLUMNS})
     if not comments:
         return out
@@ -318,7 +320,7 @@ def process_video(video: str, comments: Sequence[Comment], duration: float | Non
     labels = kmeans_1d(times, n_segments(dur, settings.segment_seconds))
     starts, ends = segment_bounds(times, labels, dur)
     k = len(starts)
-    sent, stage, tokens = _score_and_filter(cs, scorer, lexicon, settings, tokenizer)
+    sent, stage = _score_and_filter(cs, scorer, lexicon, settings, tokenizer)
     counts = np.zeros((len(FILTER_STAGES), k), dtype=np.int64)
     for s in range(len(FILTER_STAGES)):
         np.add.at(counts[s], labels[stage >= s], 1)
@@ -330,25 +332,24 @@ def process_video(video: str, comments: Sequence[Comment], duration: float | Non
     for s, name in enumerate(FILTER_STAGES):
         seg[name] = counts[s].tolist()
     kept = np.flatnonzero(stage == len(FILTER_STAGES) - 1)
-    _add_comments(out, cs, kept, labels, sent, tokens, lexicon, masking, seed)
+    _add_comments(out, cs, kept, labels, sent, lexicon, masking, seed, tokenizer, emit)
     return out
 
 
 def _score_and_filter(cs: Sequence[Comment], scorer: Callable[[str], float], lexicon: Mapping, st: FilterSettings,
-                      tokenizer: LexiconTokenizer | None) -> tuple[np.ndarray, np.ndarray, dict[int, list[str]]]:
+                      tokenizer: LexiconTokenizer | None) -> tuple[np.ndarray, np.ndarray]:
     """One pass over the comments: sentiment, and the filter stage each reaches (0 = none passed,
     1 = lexicon, 2 = length, 3 = chars, 4 = kept after the repeat check).
 
     One rjieba cut per comment serves the tokens and, when the scorer can use it
     (`FastSentiment.score_cut`), the sentiment (a lexicon-aware `tokenizer` cuts the tokens separately:
-    the sentiment keeps the plain dictionary). Tokens are returned only for the comments that reach the
-    repeat check, so memory follows what is kept rather than the size of the input."""
+    the sentiment keeps the plain dictionary). No tokens are kept (the kept comments are cut again when
+    their columns are written), so memory does not grow with the tokens of the whole input."""
     import rjieba
 
     cut_text, score_cut = rjieba.cut, getattr(scorer, "score_cut", None)
     sent = np.empty(len(cs), dtype=np.float64)
     stage = np.zeros(len(cs), dtype=np.int64)
-    tokens: dict[int, list[str]] = {}
     lo, hi = st.min_words, st.max_words
     for i, c in enumerate(cs):
         cut = cut_text(c.text)
@@ -360,19 +361,23 @@ def _score_and_filter(cs: Sequence[Comment], scorer: Callable[[str], float], lex
             stage[i] = 1
         elif has_only_allowed_chars(c.text):
             stage[i] = 3
-            tokens[i] = toks
         else:
             stage[i] = 2
     cand = np.flatnonzero(stage == 3)
     keep = dedup_mask([cs[i].time for i in cand], [cs[i].text for i in cand], st.dedup_seconds)
     stage[cand[np.asarray(keep, dtype=bool)]] = 4
-    return sent, stage, tokens
+    return sent, stage
 
 
-def _add_comments(out: VideoCorpus, cs, kept, labels, sent, tokens, lexicon, masking: str, seed: int) -> None:
+EMIT_ROWS = 50_000
+"""Rows per chunk handed to `process_video`'s `emit`."""
+
+
+def _add_comments(out: VideoCorpus, cs, kept, labels, sent, lexicon, masking: str, seed: int,
+                  tokenizer: LexiconTokenizer | None, emit: Callable | None) -> None:
     col = out.comments
-    for i in kept.tolist():
-        toks = tokens[i]
+    for n, i in enumerate(kept.tolist(), 1):
+        toks = tokenize(cs[i].text) if tokenizer is None else tokenizer(cs[i].text)
         emo = [t in lexicon for t in toks]
         rng = random.Random(f"{seed}:{out.video}:{i}") if masking != "emotion" else None
         masked, pos, targets = mask_tokens(toks, emo, masking, rng)
@@ -389,3 +394,6 @@ def _add_comments(out: VideoCorpus, cs, kept, labels, sent, tokens, lexicon, mas
         col["masked"].append(masked)
         col["mask_positions"].append(pos)
         col["targets"].append(targets)
+        if emit is not None and (n % EMIT_ROWS == 0 or n == len(kept)):
+            emit(col)
+            out.comments = col = {c: [] for c in COMMENT_COLUMNS}
