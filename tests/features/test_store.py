@@ -225,3 +225,13 @@ def test_training_names_a_damaged_entry_before_the_first_epoch(tiny_config, tmp_
         fit(cfg, tmp_path / "run", log=lambda s: None)
     assert str(e.value).startswith(f"video {video!r}: {npy}: ") and "\n" not in str(e.value)
     assert not (tmp_path / "run" / "metrics.csv").exists()
+
+
+@pytest.mark.parametrize("text", ['{"encoders": [1, 2]}', '{"encoders": {"image": {"name": "x", "dim": "4"}}}',
+                                  "\x00\xff", "[" * 50000])
+def test_a_broken_manifest_is_one_line(tmp_path, text):
+    small_store(tmp_path / "s", n=1)
+    (tmp_path / "s" / "manifest.json").write_text(text, encoding="latin-1")
+    with pytest.raises(TamError, match="manifest.json") as e:
+        FeatureStore.open(tmp_path / "s")
+    assert "\n" not in str(e.value)

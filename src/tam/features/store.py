@@ -138,8 +138,11 @@ class FeatureStore:
             raise TamError(f"{root}: not a feature store (no manifest.json)")
         try:
             manifest = Manifest.from_json(json.loads(path.read_text(encoding="utf-8")))
-        except (ValueError, KeyError, TypeError) as e:
-            raise TamError(f"{path}: unreadable manifest ({e})") from None
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
+            raise TamError(f"{path}: unreadable manifest ({type(e).__name__}: {str(e)[:120]})".replace("\n", " ")) \
+                from None
+        if not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in manifest.dims.values()):
+            raise TamError(f"{path}: encoder dims must be positive integers, got {manifest.dims}")
         if manifest.format_version != FORMAT_VERSION:
             raise TamError(f"{path}: format version {manifest.format_version}, this tam reads {FORMAT_VERSION}")
         return cls(root, manifest)
