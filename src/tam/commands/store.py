@@ -55,6 +55,7 @@ def stats(path: str) -> int:
 def info(path: str, list_videos: bool) -> int:
     import numpy as np
 
+    from tam.errors import TamError
     from tam.features.store import FeatureStore
 
     store = FeatureStore.open(path)
@@ -66,8 +67,14 @@ def info(path: str, list_videos: bool) -> int:
         print(f"  {name:<8} {e.dim:>5}-d  {e.name}  sha256 {e.weights_sha256[:12] or '-'}{flag}")
     videos = store.videos()
     Ts, absent = [], {k: 0 for k in m.dims}
+    damaged = 0
     for v in videos:
-        f = store.read(v)
+        try:
+            f = store.read(v)
+        except TamError as e:
+            damaged += 1
+            print(f"  damaged: {e}")
+            continue
         Ts.append(f.T)
         for k, p in f.present.items():
             absent[k] += not p
@@ -78,4 +85,6 @@ def info(path: str, list_videos: bool) -> int:
     else:
         print("videos: 0")
     print("videos without a modality: " + ", ".join(f"{k} {n}" for k, n in absent.items()))
+    if damaged:
+        print(f"{damaged} damaged entries; `tam store check {store.root}` lists every damaged entry")
     return 0
