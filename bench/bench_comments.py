@@ -7,14 +7,21 @@ comments`). Throughput counts the comments that enter the pipeline (advanced/scr
 dropped, are not counted). Peak RSS: the parent and the largest worker (2 workers).
 
 Measured in the same run: the straightforward loop (jieba.lcut + SnowNLP(text).sentiments + the same
-lexicon / length / character checks per comment) on a 2,000-comment subsample, extrapolated per comment;
-and the fast scorer's agreement with SnowNLP on every real comment (Pearson r, share on the same side of 0.5).
+lexicon / length / character checks per comment) on a 2,000-comment subsample, extrapolated per comment,
+and the end-to-end rate's ratio to it (`speedup_vs_naive`: the figure that survives a loaded machine);
+a stage-by-stage profile in one process (`stage_us.*`: CPU microseconds per natural-language comment);
+the fast scorer's agreement with SnowNLP on every real comment (Pearson r, share on the same side of 0.5);
+and the peak RSS of `prepare_corpus` (one process) on a 40 MB XML file (TAM_BENCH_RSS_MB) holding one
+enormous comment, and on one holding ordinary comments only.
 """
 
 from __future__ import annotations
 
 import os
+import random
 import resource
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -84,6 +91,97 @@ def _agreement(texts: list[str]) -> dict[str, float]:
             "fast_scorer_per_s": len(texts) / t_fast, "snownlp_per_s": len(texts) / t_ref}
 
 
+def _stages(texts_files: list[Path]) -> dict[str, float]:
+    """CPU microseconds per natural-language comment of each stage, in this process, on the real files."""
+    import numpy as np
+    import pyarrow as pa
+
+    from tam.comments.corpus import COMMENT_SCHEMA, _lexicon_tables, _write_arrow
+    from tam.comments.formats import discover, read_source
+    from tam.comments.process import (
+        FilterSettings,
+        LexiconTokenizer,
+        VideoCorpus,
+        _add_comments,
+        _score_and_filter,
+        kmeans_1d,
+        n_segments,
+    )
+    from tam.comments.sentiment import FastSentiment
+
+    clock = time.process_time
+    spent = dict.fromkeys(("parse", "lexicon_tokenizer_build", "kmeans", "tokenise_sentiment_filters",
+                           "masking_columns", "arrow_write"), 0.0)
+    t0 = clock()
+    table, pos = _lexicon_tables(str(LEXICON))
+    tok, fast = LexiconTokenizer(pos), FastSentiment()
+    spent["lexicon_tokenizer_build"] = clock() - t0
+    n = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        for source in discover(texts_files):
+            t0 = clock()
+            videos = read_source(source)
+            spent["parse"] += clock() - t0
+            for v in videos:
+                cs = sorted(v.comments, key=lambda c: c.time)
+                n += len(cs)
+                if not cs:
+                    continue
+                t0 = clock()
+                labels = kmeans_1d(np.array([c.time for c in cs]), n_segments(cs[-1].time))
+                t1 = clock()
+                sent, stage = _score_and_filter(cs, fast, table, FilterSettings(), tok)
+                t2 = clock()
+                out = VideoCorpus(v.video, {c: [] for c in COMMENT_SCHEMA.names}, {})
+                _add_comments(out, cs, np.flatnonzero(stage == 4), labels, sent, table, "emotion", 0, tok, None)
+                t3 = clock()
+                _write_arrow(Path(tmp) / "c.arrow", pa.table(out.comments, schema=COMMENT_SCHEMA))
+                spent["kmeans"] += t1 - t0
+                spent["tokenise_sentiment_filters"] += t2 - t1
+                spent["masking_columns"] += t3 - t2
+                spent["arrow_write"] += clock() - t3
+    out = {f"stage_us.{k}": v / n * 1e6 for k, v in spent.items() if k != "lexicon_tokenizer_build"}
+    out["stage_s.lexicon_tokenizer_build"] = spent["lexicon_tokenizer_build"]
+    return out
+
+
+_RSS_CHILD = """
+import sys
+from tam.comments.corpus import prepare_corpus
+if __name__ == "__main__":
+    prepare_corpus([sys.argv[1]], sys.argv[2], sys.argv[3], workers=1, progress=False)
+"""
+
+
+def _peak_rss_mb(xml: Path, out: Path) -> float:
+    """Peak RSS (MB) of a fresh process running prepare_corpus (one process) on `xml`."""
+    proc = subprocess.Popen([sys.executable, "-c", _RSS_CHILD, str(xml), str(out), str(LEXICON)])
+    _, status, usage = os.wait4(proc.pid, 0)
+    if status != 0:
+        raise RuntimeError(f"prepare_corpus on {xml} failed (status {status})")
+    return usage.ru_maxrss / 1024
+
+
+def _rss(folder: Path, megabytes: float) -> dict[str, float]:
+    size = int(megabytes * 2**20)
+    huge = folder / "huge.xml"
+    body = '<d p="1,1,25,1,1,0,u,1">我很开心</d><d p="2,1,25,1,1,0,u,2">' + "哈" * (size // 3) + "</d>"
+    huge.write_text(f"<i>{body}</i>", encoding="utf-8")
+    rng, words = random.Random(0), "我 今天 好 开心 难过 这个 视频 太 好看 了 啊 弹幕".split()
+    many, written, i = folder / "many.xml", 0, 0
+    with many.open("w", encoding="utf-8") as f:
+        f.write("<i>")
+        while written < size:
+            line = f'<d p="{rng.uniform(0, 1800):.3f},1,25,16777215,1500000000,0,abcdef12,{i}">' \
+                   f'{"".join(rng.choice(words) for _ in range(rng.randint(2, 8)))}</d>\n'
+            f.write(line)
+            written += len(line.encode())
+            i += 1
+        f.write("</i>")
+    return {"rss_file_mb": megabytes, "rss_huge_comment_mb": _peak_rss_mb(huge, folder / "out_huge"),
+            "rss_many_comments_mb": _peak_rss_mb(many, folder / "out_many"), "rss_many_comments_n": float(i)}
+
+
 def run() -> dict[str, float | str]:
     if not (SHARED / "danmaku").is_dir() or not LEXICON.is_file():
         return {"skipped": "../shared/realdata is absent"}
@@ -115,6 +213,9 @@ def run() -> dict[str, float | str]:
                 "naive_comments_per_s": 1.0 / naive, "speedup_vs_naive": rate * naive,
                 "paper_corpus_minutes": 6_831_524 / rate / 60})
     out.update(_agreement(texts))
+    out.update(_stages(files))
+    with tempfile.TemporaryDirectory() as tmp:
+        out.update(_rss(Path(tmp), float(os.environ.get("TAM_BENCH_RSS_MB", "40"))))
     return out
 
 

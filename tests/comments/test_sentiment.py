@@ -60,3 +60,14 @@ def test_agreement_matches_scipy():
         agreement([0.1], [0.2])
     with pytest.raises(TamError):
         make_scorer("vader")
+
+
+def test_score_from_the_shared_cut_equals_the_scorer(real_texts):
+    import rjieba
+
+    fast = FastSentiment()
+    texts = [*real_texts, "awsl太好看了", "哈哈哈 233 好", "  ", "😀开心", "㐀好", "好-看"]
+    for text in texts:
+        cut = rjieba.cut(text)
+        assert fast.words_from_cut(text, cut) == fast.words(text), text
+        assert fast.score_cut(text, cut) == fast(text), text  # bit for bit: the same additions in order
