@@ -139,6 +139,20 @@ def test_missing_id_in_store_is_reported(world):
     assert [r["status"] for r in results] == ["ok", "failed"] and "nope" in results[1]["error"]
 
 
+def test_a_damaged_entry_fails_that_video_only(world, tmp_path):
+    import shutil
+
+    from tam.features.store import entry_name
+
+    store = tmp_path / "feats"
+    shutil.copytree(world["store"], store)
+    npy = store / "videos" / entry_name("v1") / "image.npy"
+    npy.write_bytes(npy.read_bytes()[:-3])
+    results = predict(["v0", "v1", "v2"], world["ctm"], features=str(store), progress=False)
+    assert [r["status"] for r in results] == ["ok", "failed", "ok"]
+    assert results[1]["error"].startswith(f"video 'v1': {npy}: ") and "\n" not in results[1]["error"]
+
+
 def test_cache_resumes(world, tmp_path):
     cache = tmp_path / "cache"
     first = predict([world["videos"] / "v2.mp4"], world["ctm"], cache=str(cache), progress=False)

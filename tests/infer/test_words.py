@@ -59,7 +59,7 @@ def test_words_track_follows_its_definition(pre):
     ds = ClipDataset(FeatureStore.open(store), [video], np.zeros(1), wm.meta["model"]["modalities"], wm.T, train=False)
     b = collate([ds[(0, 0)]])
     with torch.no_grad():
-        fo = wm.model.fusion(b.x, b.valid, b.present)
+        fo = wm.model.fusion(wm.model.norm(b.x, b.valid), b.valid, b.present)  # as in pre-training's forward
         s, m = vocab.index("[#S]"), vocab.index("[#M]")
         p_w = wm.model.decoder(torch.tensor([[s, m]]), torch.ones(1, 2, dtype=torch.bool), fo.f, fo.valid)
         p_w = p_w.word_logits[0, 1]
@@ -93,3 +93,31 @@ def test_words_in_report(pre, tmp_path):
                       progress=False, log=lambda s: None)
     page = next((tmp_path / "r").glob(f"*{results[0]['video'][:5]}*.html")).read_text()
     assert "Predicted viewer words" in page and results[0]["words"]["top"][0][0] in page
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda d: (d / "pretrained.json").write_bytes(b"\xff\xfe\x00"), "not UTF-8"),
+    (lambda d: _edit(d / "pretrained.json", vocab_size="many"), "'vocab_size'"),
+    (lambda d: _edit(d / "pretrained.json", decoder={"layers": -1}), "decoder.layers = -1"),
+    (lambda d: _edit(d / "pretrained.json", model={"d": 10**7}), "model.d = 10000000"),
+    (lambda d: (d / "pretrained.safetensors").write_bytes((d / "pretrained.safetensors").read_bytes()[:999]),
+     "pretrained.safetensors"),
+])
+def test_broken_pretrained_checkpoints_are_one_line(pre, tmp_path, damage, message):
+    import shutil
+
+    from tam.infer.words import load_word_model
+
+    run = tmp_path / "pre"
+    shutil.copytree(pre[2], run, ignore=shutil.ignore_patterns("tb", "last.pt"))
+    damage(run)
+    with pytest.raises(TamError) as e:
+        load_word_model(run, str(pre[1] / "vocab.json"))
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def _edit(path, **changes):
+    meta = json.loads(path.read_text())
+    for k, v in changes.items():
+        meta[k] = {**meta[k], **v} if isinstance(v, dict) else v
+    path.write_text(json.dumps(meta))
