@@ -61,3 +61,13 @@ def test_train_cli_refuses_a_test_only_class(tiny_world, tmp_path):
     assert p.returncode == 2 and err.count("\n") == 0, err
     assert f"{bad}:{i + 1}: class 'scene9_sideways' of video '{video}' appears only in test rows" in err
     assert not (tmp_path / "run" / "results.json").exists()
+
+
+@pytest.mark.parametrize("data, message", [(b"\xff\xfe\x00\x81garbage", "not UTF-8"),
+                                           (b"video,label\n" + b"a" * 200000 + b",x\n", "not a CSV table")])
+def test_unreadable_labels_are_one_line(tmp_path, data, message):
+    path = tmp_path / "labels.csv"
+    path.write_bytes(data)
+    with pytest.raises(TamError, match=message) as e:
+        read_labels(path, "classification")
+    assert str(e.value).startswith(str(path)) and "\n" not in str(e.value)

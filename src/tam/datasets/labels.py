@@ -50,7 +50,12 @@ def read_labels(path: str | Path, task: str, classes: list[str] | None = None) -
         text = path.read_text(encoding="utf-8-sig")
     except OSError as e:
         raise TamError(f"{path}: cannot read labels ({e.strerror})") from None
-    rows = list(csv.reader(text.splitlines()))
+    except UnicodeDecodeError as e:
+        raise TamError(f"{path}: labels are not UTF-8 text (byte {e.start})") from None
+    try:
+        rows = list(csv.reader(text.splitlines()))
+    except csv.Error as e:
+        raise TamError(f"{path}: not a CSV table ({e})") from None
     if not rows:
         raise TamError(f"{path}: empty labels file")
     header = [h.strip() for h in rows[0]]
