@@ -125,3 +125,14 @@ def test_size_limits_cut_and_report(tmp_path, capsys):
     assert stats["settings"]["limits"] == {"max_file_mb": 0.01, "max_comment_chars": 100, "max_comments": 5_000_000}
     default = prepare_corpus([tmp_path / "in"], tmp_path / "out2", str(lex), workers=1, progress=False)
     assert default["comments_skipped"] == {} and not default["sources_failed"] and default["videos"] == 3
+
+
+def test_editing_the_lexicon_redoes_the_parts(tmp_path):
+    files, lex = _inputs(tmp_path, 2)
+    out = tmp_path / "out"
+    first = prepare_corpus(files, out, str(lex), workers=1, progress=False)
+    assert prepare_corpus(files, out, str(lex), workers=1, progress=False)["sources_resumed"] == 2
+    lex.write_text("开心\n", encoding="utf-8")  # 难过 is no longer an emotional word
+    again = prepare_corpus(files, out, str(lex), workers=1, progress=False)
+    assert again["sources_resumed"] == 0
+    assert again["filters"]["with emotional word"]["all"] < first["filters"]["with emotional word"]["all"]

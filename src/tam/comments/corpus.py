@@ -157,7 +157,14 @@ def part_key(source: Source) -> str:
 
 def _fingerprint(source: Source, settings: CorpusSettings) -> list:
     stats = [[str(p), p.stat().st_size, p.stat().st_mtime_ns] for p in source.paths]
-    return [settings.digest(), stats, PARTS_FORMAT]  # lists, so that it compares equal after a JSON round trip
+    # lists, so that it compares equal after a JSON round trip
+    return [settings.digest(), stats, PARTS_FORMAT, _lexicon_stat(settings)]
+
+
+def _lexicon_stat(settings: CorpusSettings) -> list:
+    """Size and modification time of the lexicon file: editing it in place re-does the parts."""
+    st = Path(settings.lexicon).stat()
+    return [st.st_size, st.st_mtime_ns]
 
 
 def process_source(source: Source) -> dict:
@@ -521,9 +528,11 @@ def _in_pool(sources: list[Source], settings: CorpusSettings, out: Path, workers
     try:
         for _ in range(workers):
             pool.submit(_warm)
-        lexicon_file = out / "parts" / f"lexicon-{settings.digest()}.json"
-        table, edits = load_lexicon()
-        write_json(lexicon_file, {"table": table, "tokenizer_edits": edits})
+        stat = hashlib.sha1(json.dumps([_lexicon_stat(settings), PARTS_FORMAT]).encode()).hexdigest()[:8]
+        lexicon_file = out / "parts" / f"lexicon-{settings.digest()}-{stat}.json"
+        if not lexicon_file.is_file():  # else: a re-run reuses the lexicon and tokeniser edits of the last one
+            table, edits = load_lexicon()
+            write_json(lexicon_file, {"table": table, "tokenizer_edits": edits})
         futures = [pool.submit(_pool_task, s, str(lexicon_file)) for s in sources]
         for f in as_completed(futures):
             yield f.result()
