@@ -6,11 +6,14 @@ the paper's dims), the demo's model (CTM, d = 64, L = 2, 4 heads, T = 16, batch 
 dropout, batch size), `TAM_BENCH_TUNE_TRIALS` (default 20) trials with `--jobs 2` (one torch thread each) and the
 command's defaults otherwise (10 random start-up trials, then TPE with median pruning). The wall time counts the
 whole study (workers' start-up, trials, plots); the load average before and after says how busy the machine was.
+`cpu_seconds` (user + system of this process and the worker processes) does not depend on the load:
+`cpu_seconds / 2` is what the study needs on two otherwise idle cores (its two processes never wait for each other).
 """
 
 from __future__ import annotations
 
 import os
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -34,13 +37,23 @@ def run() -> dict[str, float | str]:
                          train=TrainConfig(num_workers=0, device="cpu", progress=False))
         space = load_space(ROOT / "configs" / "tune" / "space.yaml", base)
         load0 = os.getloadavg()[0]
+        cpu0 = _cpu()
         t0 = time.perf_counter()
         s = tune(base, space, TuneOptions(study_dir=str(Path(tmp) / "study"), trials=trials, jobs=2, threads=1),
                  log=lambda line: print("   " + line, flush=True))
         seconds = time.perf_counter() - t0
+        cpu = _cpu() - cpu0
     return {"trials": float(s["trials"]), "complete": float(s["states"]["complete"]),
             "pruned": float(s["states"]["pruned"]), "failed": float(s["states"]["fail"]),
             "epochs_per_trial": float(epochs), "seconds": seconds, "seconds_per_trial": seconds / max(1, s["trials"]),
             "target_seconds": float(TARGET_S), "within_target": "yes" if seconds < TARGET_S else "no",
+            "cpu_seconds": cpu, "idle_2_core_seconds": cpu / 2,
+            "within_target_idle": "yes" if cpu / 2 < TARGET_S else "no",
             "best_val_accuracy": s["best"]["value"] if s["best"] else float("nan"),
             "load_before": load0, "load_after": os.getloadavg()[0], "cores": float(os.cpu_count() or 0)}
+
+
+def _cpu() -> float:
+    """User + system CPU seconds of this process and its finished children (the joined worker processes)."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
