@@ -59,7 +59,7 @@ def read_json(path: str | Path, what: str = "checkpoint description", limit: int
     except UnicodeDecodeError:
         raise TamError(f"{path}: {what} is not UTF-8 text") from None
     except (ValueError, RecursionError) as e:
-        raise TamError(f"{path}: {what} is not valid JSON ({str(e).splitlines()[0][:120]})") from None
+        raise TamError(f"{path}: {what} is not valid JSON ({first_line(e, 120)})") from None
     if not isinstance(obj, dict):
         raise TamError(f"{path}: {what} must be a JSON object, got {type(obj).__name__}")
     return obj
@@ -208,6 +208,12 @@ def check_features(meta: dict, dims: dict[str, int], path: Path) -> None:
 
 
 # ---- building ----------------------------------------------------------------------------------
+def first_line(e: BaseException, n: int = 160) -> str:
+    """The first sentence of an exception's message, on one line (its type name when it has none)."""
+    text = next((line for line in str(e).splitlines() if line.strip()), "")
+    return text.split(". ")[0].strip()[:n] or type(e).__name__
+
+
 def build_checked(build: Callable[[], torch.nn.Module], weights: Path, device: str | torch.device,
                   what: Path) -> torch.nn.Module:
     """Build on the meta device, compare its state with the header of `weights`, then build and load for real."""
@@ -216,7 +222,23 @@ def build_checked(build: Callable[[], torch.nn.Module], weights: Path, device: s
         with torch.device("meta"):
             shell = build()
     except (TamError, ValueError, KeyError, TypeError, RuntimeError) as e:
-        raise TamError(f"{what}: cannot build the described model ({str(e).splitlines()[0][:160]})") from None
+        raise TamError(f"{what}: cannot build the described model ({first_line(e)})") from None
+    _compare(shell, header, weights, what)
+    del shell
+    model = build()
+    try:
+        state = load_file(str(weights), device="cpu")
+    except Exception as e:  # noqa: BLE001 - the header was checked; anything left is a corrupt file
+        raise TamError(f"{weights}: unreadable weights ({type(e).__name__}: {first_line(e, 120)})") from None
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise TamError(f"{weights}: tensors {bad[:3]} contain NaN/Inf")
+    model.load_state_dict(state, strict=True)
+    return model.to(device)
+
+
+def _compare(shell: torch.nn.Module, header: dict, weights: Path, what: Path) -> None:
+    """Names, shapes and dtypes of the header against the meta-device model (nothing is allocated)."""
     expected = {k: (v.dtype, tuple(v.shape)) for k, v in shell.state_dict().items()}
     unexpected = sorted(set(header) - set(expected))
     if unexpected:
@@ -230,20 +252,8 @@ def build_checked(build: Callable[[], torch.nn.Module], weights: Path, device: s
         shell.load_state_dict({k: torch.empty(shape, dtype=dtype, device="meta") for k, (dtype, shape)
                                in header.items()}, strict=True)
     except RuntimeError as e:
-        detail = " ".join(str(e).split())[:200]
-        raise TamError(f"{weights}: the weights do not fit {what.name} ({detail})") from None
-    del shell
-    model = build()
-    try:
-        state = load_file(str(weights), device="cpu")
-    except Exception as e:  # noqa: BLE001 - the header was checked; anything left is a corrupt file
-        raise TamError(f"{weights}: unreadable weights ({type(e).__name__}: {str(e).splitlines()[0][:120]})") \
+        raise TamError(f"{weights}: the weights do not fit {what.name} ({' '.join(str(e).split())[:200]})") \
             from None
-    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
-    if bad:
-        raise TamError(f"{weights}: tensors {bad[:3]} contain NaN/Inf")
-    model.load_state_dict(state, strict=True)
-    return model.to(device)
 
 
 def load_model(run_dir: str | Path, name: str = "best", device: str | torch.device = "cpu") -> tuple[AffectModel, dict]:
@@ -273,7 +283,7 @@ def load_state(path: str | Path) -> dict:
         s = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - torch.load raises many types for corrupt or hostile files
         found = re.search(r"Unsupported global: GLOBAL \S+", str(e))  # a hostile or foreign pickle
-        first = found.group(0) if found else (str(e).strip().splitlines() or [""])[0].split(". ")[0][:160]
+        first = found.group(0) if found else first_line(e)
         raise TamError(f"{path}: unreadable resume state ({type(e).__name__}: {first}); delete it to start "
                        "afresh") from None
     if not isinstance(s, dict):
@@ -299,5 +309,5 @@ def restore_state(path: str | Path, s: dict, model: torch.nn.Module, opt=None, s
         if sched is not None:
             sched.load_state_dict(s["sched"])
     except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as e:
-        first = (str(e).strip().splitlines() or [""])[0][:160]
-        raise TamError(f"{path}: the resume state does not fit this run ({type(e).__name__}: {first})") from None
+        raise TamError(f"{path}: the resume state does not fit this run ({' '.join(str(e).split())[:200]})") \
+            from None
