@@ -5,7 +5,7 @@ import torch
 
 from tam.config import ModelConfig
 from tam.models.model import build_model
-from tam.models.stochastic import DropPath, Dropout, depth_rates, gaussian_noise, sample_rng
+from tam.models.stochastic import Dropout, DropPath, depth_rates, gaussian_noise, sample_rng
 
 DIMS = {"image": 12, "motion": 20, "audio": 6}
 

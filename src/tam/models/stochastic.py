@@ -27,7 +27,12 @@ _local = threading.local()
 
 
 class SampleRNG:
-    """One torch.Generator per sample, on `device`."""
+    """One torch.Generator per sample, on `device`.
+
+    Draws are served from per-sample buffers refilled CHUNK numbers at a time (one call per sample per refill,
+    not per layer); a sample's sequence of requests is the same in any batch, so are its numbers."""
+
+    CHUNK = 1 << 16
 
     def __init__(self, seeds: Tensor | list[int], device: torch.device | str = "cpu"):
         self.device = torch.device(device)
@@ -36,17 +41,27 @@ class SampleRNG:
             g = torch.Generator(device=self.device)
             g.manual_seed(int(s) & (2**63 - 1))
             self.gens.append(g)
+        self._buf: dict[str, tuple[Tensor, int]] = {}
 
     def __len__(self) -> int:
         return len(self.gens)
 
+    def _take(self, kind: str, n: int) -> Tensor:
+        buf, pos = self._buf.get(kind, (None, 0))
+        if buf is None or pos + n > buf.shape[1]:
+            draw = torch.rand if kind == "uniform" else torch.randn
+            size = max(n, self.CHUNK)
+            buf, pos = torch.stack([draw(size, generator=g, device=self.device) for g in self.gens]), 0
+        self._buf[kind] = (buf, pos + n)
+        return buf[:, pos:pos + n]
+
     def rand(self, n: int) -> Tensor:
         """[B, n] uniform in [0, 1): row b from sample b's generator."""
-        return torch.stack([torch.rand(n, generator=g, device=self.device) for g in self.gens])
+        return self._take("uniform", n)
 
     def randn(self, n: int) -> Tensor:
         """[B, n] standard normal: row b from sample b's generator."""
-        return torch.stack([torch.randn(n, generator=g, device=self.device) for g in self.gens])
+        return self._take("normal", n)
 
 
 @contextmanager
@@ -82,7 +97,7 @@ def dropout(x: Tensor, p: float, training: bool) -> Tensor:
     rng = current()
     if rng is None:
         return F.dropout(x, p, True)
-    keep = rng.rand(_per_sample(x, rng)).view(x.shape) >= p
+    keep = rng.rand(_per_sample(x, rng)).reshape(x.shape) >= p
     return x * keep.to(x.dtype) / (1 - p)
 
 
@@ -107,7 +122,7 @@ def gaussian_noise(x: Tensor, sigma: float, training: bool) -> Tensor:
     rng = current()
     if rng is None:
         return x + sigma * torch.randn_like(x)
-    return x + sigma * rng.randn(_per_sample(x, rng)).view(x.shape).to(x.dtype)
+    return x + sigma * rng.randn(_per_sample(x, rng)).reshape(x.shape).to(x.dtype)
 
 
 class Dropout(nn.Module):
