@@ -71,3 +71,35 @@ def test_bad_lexicon_files(tmp_path):
     (tmp_path / "e.txt").write_text("\n# nothing\n")
     with pytest.raises(TamError, match="has no words"):
         load_lexicon(tmp_path / "e.txt")
+
+
+def test_direct_xlsx_reader_equals_openpyxl(tmp_path):
+    import datetime
+
+    import openpyxl
+
+    from tam.comments.lexicon import _xlsx_rows, _xlsx_rows_direct, _xlsx_rows_openpyxl
+
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(["词语", "词性种类", "词义数", "情感分类", "强度"])
+    ws.append(["开心", "adj", 1, "PA ", 5])
+    ws.append(["难过", None, 1.5, "NB", None])
+    ws.append([None, None, None, None, None])
+    ws.append(["&<>\"'", "noun", 2, "NN", 7])
+    wb.save(tmp_path / "plain.xlsx")
+    assert _xlsx_rows_direct(tmp_path / "plain.xlsx") == _xlsx_rows_openpyxl(tmp_path / "plain.xlsx")
+    ws.append(["日期", "noun", datetime.date(2020, 1, 2), "PA", 1])  # a date: the direct reader steps aside
+    wb.save(tmp_path / "dated.xlsx")
+    with pytest.raises(ValueError):
+        _xlsx_rows_direct(tmp_path / "dated.xlsx")
+    assert _xlsx_rows(tmp_path / "dated.xlsx") == _xlsx_rows_openpyxl(tmp_path / "dated.xlsx")
+
+
+@pytest.mark.slow
+def test_direct_xlsx_reader_equals_openpyxl_on_dutir():
+    from tam.comments.lexicon import _xlsx_rows_direct, _xlsx_rows_openpyxl
+
+    if not DUTIR.is_file():
+        pytest.skip("../shared/realdata/lexicon is absent")
+    assert _xlsx_rows_direct(DUTIR) == _xlsx_rows_openpyxl(DUTIR)

@@ -148,19 +148,25 @@ _PKG = "{http://schemas.openxmlformats.org/package/2006/relationships}"
 _XLSX_MEMBER_LIMIT = 256 * 2**20
 
 
-def _xlsx_xml(z, name: str):
-    import xml.etree.ElementTree as ET
-
+def _xlsx_bytes(z, name: str) -> bytes:
     if z.getinfo(name).file_size > _XLSX_MEMBER_LIMIT:
         raise ValueError(f"{name} is larger than {_XLSX_MEMBER_LIMIT} bytes")
     data = z.read(name)
     if b"<!DOCTYPE" in data or b"<!ENTITY" in data:  # workbooks have no DTD; never expand entities
         raise ValueError(f"{name} has a DTD")
-    return ET.fromstring(data)
+    return data
+
+
+def _xlsx_xml(z, name: str):
+    import xml.etree.ElementTree as ET
+
+    return ET.fromstring(_xlsx_bytes(z, name))
 
 
 def _xlsx_rows_direct(path: Path) -> list[tuple]:
     """Rows of a plain workbook (shared strings, inline strings, numbers; no dates), 1-based and contiguous."""
+    import io
+    import xml.etree.ElementTree as ET
     import zipfile
 
     with zipfile.ZipFile(path) as z:
@@ -173,17 +179,20 @@ def _xlsx_rows_direct(path: Path) -> list[tuple]:
             for si in _xlsx_xml(z, "xl/" + shared[0].lstrip("/").removeprefix("xl/")).iter(f"{_MAIN}si"):
                 runs = [*si.findall(f"{_MAIN}t"), *si.findall(f"{_MAIN}r/{_MAIN}t")]  # not rPh (phonetic)
                 strings.append("".join(t.text or "" for t in runs))
-        root = _xlsx_xml(z, target)
-    if root.find(f".//{_MAIN}c[@s]") is not None and _has_date_formats(path):
+        sheet = _xlsx_bytes(z, target)
+    if b" s=\"" in sheet and _has_date_formats(path):  # styled cells may be dates (openpyxl converts them)
         raise ValueError("styled cells may be dates")
-    rows: list[tuple] = []
+    rows: list[dict] = []
     width = 0
-    for row in root.iter(f"{_MAIN}row"):
+    for _, row in ET.iterparse(io.BytesIO(sheet)):  # row by row: the sheet's tree is never held whole
+        if row.tag != f"{_MAIN}row":
+            continue
         if int(row.get("r", len(rows) + 1)) != len(rows) + 1:
             raise ValueError("rows are not contiguous")
         cells: dict[int, object] = {}
         for c in row.iter(f"{_MAIN}c"):
             cells[_column(c.get("r"))] = _xlsx_value(c, strings)
+        row.clear()
         width = max(width, max(cells, default=0))
         rows.append(cells)
     return [tuple(r.get(i) for i in range(1, width + 1)) for r in rows]
