@@ -471,16 +471,26 @@ _JSON_RECORD = {"acfun": _acfun, "niconico": _niconico, "ccl": _ccl}
 # ---------------------------------------------------------------- plain CSV / JSONL
 
 def read_table(path: str | Path, limits: ReadLimits | None = None) -> list[VideoComments]:
-    """Read a plain CSV (header `video,time,text[,mode]`) or JSONL file: one entry per video, in file order."""
+    """Read a plain CSV (header `video,time,text[,mode]`) or JSONL file: one entry per video, in file order.
+    Streamed line by line (CSV quoting rules: a quoted field may hold newlines)."""
     path = Path(path)
     limits = limits or ReadLimits()
     _check_size(path, limits)
+    videos: dict[str, VideoComments] = {}
     try:
-        text = _read_bytes(path).decode("utf-8-sig")
+        with path.open(encoding="utf-8-sig", newline="") as f:
+            rows = _jsonl_rows(path, f) if path.suffix == ".jsonl" else _csv_rows(path, f)
+            _add_rows(path, rows, videos, limits)
     except UnicodeDecodeError as e:
         raise TamError(f"{path}: not UTF-8 text ({e})") from None
-    rows = _jsonl_rows(path, text) if path.suffix == ".jsonl" else _csv_rows(path, text)
-    videos: dict[str, VideoComments] = {}
+    except OSError as e:
+        raise TamError(f"{path}: cannot read ({e.strerror or e})") from None
+    except csv.Error as e:
+        raise TamError(f"{path}: not a readable CSV ({e})") from None
+    return list(videos.values())
+
+
+def _add_rows(path: Path, rows: Iterable[dict], videos: dict[str, VideoComments], limits: ReadLimits) -> None:
     for row in rows:
         vid = str(row.get("video") or "").strip()
         if not vid:
@@ -495,19 +505,18 @@ def read_table(path: str | Path, limits: ReadLimits | None = None) -> list[Video
             v.skipped["bad_record"] += 1
             continue
         v.add(Comment(t, unescape(str(row.get("text") or "")), mode))
-    return list(videos.values())
 
 
-def _csv_rows(path: Path, text: str) -> Iterator[dict]:
-    reader = csv.DictReader(text.splitlines())
+def _csv_rows(path: Path, lines: Iterable[str]) -> Iterator[dict]:
+    reader = csv.DictReader(lines)
     missing = {"video", "time", "text"} - set(reader.fieldnames or [])
     if missing:
         raise TamError(f"{path}: CSV header lacks column(s) {sorted(missing)} (need video,time,text)")
     return iter(reader)
 
 
-def _jsonl_rows(path: Path, text: str) -> Iterator[dict]:
-    for n, line in enumerate(text.splitlines(), 1):
+def _jsonl_rows(path: Path, lines: Iterable[str]) -> Iterator[dict]:
+    for n, line in enumerate(lines, 1):
         if line.strip():
             try:
                 row = json.loads(line)
