@@ -118,7 +118,7 @@ def predict_words(wm: WordModel, store, video: str, device: torch.device, k: int
     for w in ds.windows():
         b = collate([ds[w]]).to(device)
         with autocast(device):
-            x = wm.model.norm(b.x, b.valid) if hasattr(wm.model, "norm") else b.x  # the decoder's training input
+            x = wm.model.norm(b.x, b.valid)  # the features as pre-training normalised them
             fo = wm.model.fusion(x, b.valid, b.present)
             tok = torch.tensor([[s_id, m_id]], device=device)
             ok = torch.ones_like(tok, dtype=torch.bool)
