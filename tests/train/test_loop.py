@@ -10,8 +10,11 @@ import torch
 
 from tam.datasets.labels import carve_validation, read_labels
 from tam.errors import TamError
+from tam.eval.evaluate import evaluate_run
+from tam.features.normalize import compute_stats
+from tam.features.store import FeatureStore
 from tam.train.checkpoint import load_model, load_state
-from tam.train.loop import fit
+from tam.train.loop import diagnose, fit, prepare_data
 
 
 def test_run_directory_and_results(tiny_config, tmp_path):
@@ -23,12 +26,17 @@ def test_run_directory_and_results(tiny_config, tmp_path):
     assert any((run / "tb").iterdir())
     rows = list(csv.DictReader((run / "metrics.csv").open()))
     assert [int(x["epoch"]) for x in rows] == [0, 1, 2]
-    best = max(range(3), key=lambda i: float(rows[i]["val_accuracy"]))
+    # selection: the best validation accuracy, ties broken by the lower validation loss (then the earlier epoch)
+    best = max(range(3), key=lambda i: (float(rows[i]["val_accuracy"]), -float(rows[i]["val_loss"])))
     assert r["best_epoch"] == best and r["val"]["accuracy"] == pytest.approx(float(rows[best]["val_accuracy"]))
     assert r["n"] == {"train": 54, "val": 10, "test": 32, "skipped": 0}
     assert r["baseline"]["name"] == "majority class" and 0 < r["baseline"]["test"]["accuracy"] < 1
     assert json.loads((run / "results.json").read_text())["test"] == r["test"]
-    assert "majority class (test)" in (run / "results.md").read_text()
+    md = (run / "results.md").read_text()
+    assert "majority class (test)" in md and "linear (logistic, C=" in md and "curves.png" in md
+    assert (run / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert {"train_accuracy", "train_eval_loss", "val_loss"} <= set(rows[0])
+    assert 0 <= r["linear"]["test"]["accuracy"] <= 1 and r["linear"]["strength"] > 0
     assert np.array(r["confusion"]).sum() == 32
     # the best checkpoint rebuilds alone, and the resume state loads with weights_only
     model, meta = load_model(run)
@@ -122,7 +130,9 @@ def test_regression_task(tiny_world, tiny_config, tmp_path):
 def test_fine_tune_from_a_checkpoint_carries_every_fusion_weight(tiny_config, tmp_path):
     from safetensors.torch import load_file
 
-    fit(replace(tiny_config, optim=replace(tiny_config.optim, epochs=1)), tmp_path / "pre", log=lambda s: None)
+    pre_cfg = replace(tiny_config, data=replace(tiny_config.data, normalize="log1p"),
+                      optim=replace(tiny_config.optim, epochs=1))
+    fit(pre_cfg, tmp_path / "pre", log=lambda s: None)
     pre = load_file(str(tmp_path / "pre" / "best.safetensors"))
     cfg = replace(tiny_config, train=replace(tiny_config.train, init_from=str(tmp_path / "pre" / "best.safetensors")),
                   optim=replace(tiny_config.optim, epochs=1, lr=1e-3, fusion_lr=1e-12))
@@ -132,6 +142,14 @@ def test_fine_tune_from_a_checkpoint_carries_every_fusion_weight(tiny_config, tm
     assert fusion_keys
     for k in fusion_keys:  # with a vanishing fusion lr the fine-tuned fusion is the pre-trained one
         torch.testing.assert_close(ft[k], pre[k], atol=1e-6, rtol=0)
+    # the pre-trained model's normalisation (log1p, its training rows) travels with it, not this config's zscore
+    stats = compute_stats(FeatureStore.open(tiny_config.data.store), prepare_data(pre_cfg).train.videos,
+                          tiny_config.model.modalities, "log1p")
+    torch.testing.assert_close(pre["norm.mean_image"], torch.tensor(stats["image"][0], dtype=torch.float32))
+    norm_keys = [k for k in pre if k.startswith("norm.")]
+    assert float(pre["norm.log1p"]) == 1 and len(norm_keys) == 2 * 3 + 2
+    for k in norm_keys:
+        torch.testing.assert_close(ft[k], pre[k], atol=0, rtol=0)
     assert not torch.equal(ft["head.fc.weight"], pre["head.fc.weight"])  # the head is new
 
 
@@ -210,3 +228,31 @@ def test_early_stopping_with_patience(tiny_config, tmp_path):
     rows = list(csv.DictReader((tmp_path / "run" / "metrics.csv").open()))
     assert len(rows) == 3 and r["best_epoch"] == 0  # lr 0: nothing improves after epoch 1; 2 more epochs
     assert any("early stopping" in s for s in lines)
+
+
+def test_select_on_validation_loss_warns_about_a_tiny_validation_split(tiny_config, tmp_path):
+    cfg = replace(tiny_config, train=replace(tiny_config.train, select="loss"))
+    logs = []
+    r = fit(cfg, tmp_path / "run", log=logs.append)
+    rows = list(csv.DictReader((tmp_path / "run" / "metrics.csv").open()))
+    assert r["best_epoch"] == int(np.argmin([float(x["val_loss"]) for x in rows]))
+    assert r["n"]["val"] == 10 and any("validation split has only 10 videos" in w for w in r["warnings"])
+    assert any("train.select=loss" in line for line in logs if line.startswith("warning:"))
+    assert "validation split has only 10" in (tmp_path / "run" / "results.md").read_text()
+    # evaluate applies the normalisation saved in the checkpoint: the same test metrics as the run
+    ev = evaluate_run(str(tmp_path / "run"), cfg.data.store, cfg.data.labels, "test")
+    assert ev["metrics"]["accuracy"] == pytest.approx(r["test"]["accuracy"])
+
+
+def test_memorisation_is_diagnosed_from_the_curves():
+    def rows(losses, accs):
+        return [{"train_loss": str(lo), "val_accuracy": str(a)} for lo, a in zip(losses, accs)]
+
+    base = {"accuracy": 0.25}
+    w = diagnose("classification", rows([2.0, 0.5, 0.01], [0.25, 0.27, 0.26]), base)
+    assert len(w) == 1 and w[0].startswith("memorisation: the training loss fell from 2 to 0.01")
+    assert diagnose("classification", rows([2.0, 0.5, 0.01], [0.25, 0.5, 0.6]), base) == []  # it generalises
+    assert diagnose("classification", rows([2.0, 1.5, 1.2], [0.25, 0.25, 0.26]), base) == []  # no collapse
+    reg = [{"train_loss": "1.0", "val_valence_pcc": "0.02", "val_arousal_pcc": ""},
+           {"train_loss": "0.05", "val_valence_pcc": "0.05", "val_arousal_pcc": "0.01"}]
+    assert "mean PCC" in diagnose("regression", reg, {"valence_mse": 1.0})[0]

@@ -30,8 +30,10 @@ from tqdm import tqdm
 from tam.config import RunConfig, dump_config, to_dict
 from tam.datasets.labels import Labels, carve_validation, read_labels
 from tam.errors import TamError
+from tam.eval.linear import linear_baseline, loses_to
 from tam.eval.metrics import classification_metrics, confusion_matrix, regression_metrics, selection_score
 from tam.features.clips import ClipDataset, GlobalBatchSampler, collate
+from tam.features.normalize import compute_stats
 from tam.features.store import FeatureStore, Manifest
 from tam.io import write_json, write_text
 from tam.models.model import build_model
@@ -41,6 +43,7 @@ from tam.train.augment import build_augment, loss_sum
 from tam.train.checkpoint import load_state, restore_state, save_model, save_state
 from tam.train.groups import drop_frozen_grads, param_groups
 from tam.train.schedule import EMA, build_scheduler, should_stop
+from tam.train.threads import set_threads
 from tam.version import code_version
 
 
@@ -160,6 +163,66 @@ def init_fusion(model, path: str, store: FeatureStore) -> None:
         raise TamError(f"{path}: fusion weights do not fit this model config ({str(e).splitlines()[0]} ...)") from None
 
 
+def init_norm(model, cfg: RunConfig, data: Data) -> str:
+    """Fill `model.norm`: the statistics of the pre-trained checkpoint when fine-tuning from one that has them
+    (the fusion was trained on inputs normalised so), else those of the training rows. Returns where they came from.
+    """
+    if cfg.train.init_from:
+        from safetensors import safe_open
+
+        with safe_open(cfg.train.init_from, "pt") as f:
+            state = {k.removeprefix("norm."): f.get_tensor(k) for k in f.keys() if k.startswith("norm.")}
+        if state:
+            model.norm.load_state_dict(state, strict=True)
+            return f"statistics of the pre-trained {cfg.train.init_from} ({model.norm.mode})"
+    mode = cfg.data.normalize
+    stats = compute_stats(data.store, data.train.videos, cfg.model.modalities, mode) if mode != "none" else {}
+    model.norm.set_stats(stats, mode, cfg.data.normalize_clip)
+    return f"{mode}, clip {cfg.data.normalize_clip:g}, training rows" if mode != "none" else "none"
+
+
+def video_loss(task: str, targets: np.ndarray, pred: np.ndarray, mean: list[float], std: list[float]) -> float:
+    """The training loss on whole-video predictions: NLL of the averaged probabilities, or the MSE of
+    standardised targets (comparable across epochs and between the training subset and validation)."""
+    if not len(targets):
+        return math.nan
+    if task == "classification":
+        return float(-np.log(np.clip(pred[np.arange(len(targets)), targets], 1e-12, None)).mean())
+    m, s = np.asarray(mean), np.asarray(std)
+    return float((((pred - m) / s - (targets - m) / s) ** 2).mean())
+
+
+MIN_VAL = 20  # fewer validation videos than this: one video moves accuracy by > 5 points
+
+
+def small_validation(cfg: RunConfig, data: Data) -> list[str]:
+    """A warning when the validation split is too small to select an epoch on."""
+    n = len(data.val)
+    if n >= MIN_VAL:
+        return []
+    return [f"the validation split has only {n} videos (one video moves accuracy by {100 / n:.0f} points): too few "
+            f"to select an epoch on. Consider train.select=loss (selection on the smoother validation loss), a "
+            f"larger data.val_fraction, or k-fold on the training rows (docs/training.md, Model selection)"]
+
+
+def diagnose(task: str, rows: list[dict], val_baseline: dict) -> list[str]:
+    """Memorisation: the training loss collapsed while the validation metric stayed near its trivial baseline."""
+    if len(rows) < 2 or not val_baseline:
+        return []
+    loss = [float(r["train_loss"]) for r in rows]
+    key = "val_accuracy" if task == "classification" else None
+    if key:
+        best, base, margin = max(float(r[key]) for r in rows), val_baseline["accuracy"], 0.05
+    else:
+        best = max(np.nanmean([_num(r["val_valence_pcc"]), _num(r["val_arousal_pcc"])]) for r in rows)
+        base, margin = 0.0, 0.1  # the constant-mean baseline has no correlation
+    if not (loss[0] > 0 and min(loss) < 0.1 * loss[0]) or best >= base + margin:
+        return []
+    return [f"memorisation: the training loss fell from {loss[0]:.3g} to {min(loss):.3g} but the best validation "
+            f"{'accuracy' if key else 'mean PCC'} is {best:.3f} against {base:.3f} for the trivial baseline: the "
+            "model fits the training videos without learning what generalises (see curves.png)"]
+
+
 class Run:
     """State of one training run (model, optimiser, data) and its steps."""
 
@@ -172,6 +235,10 @@ class Run:
         self.mean, self.std = target_stats(data.train)
         if cfg.train.init_from:
             init_fusion(self.model, cfg.train.init_from, data.store)
+        self.norm_source = init_norm(self.model, cfg, data)
+        n_sub = min(len(data.train), cfg.train.train_eval_videos)
+        sub = np.sort(np.random.default_rng([cfg.train.seed, 7]).permutation(len(data.train))[:n_sub]).tolist()
+        self.train_eval = data.train.take(sub)  # fixed training videos scored like validation (train curves)
         groups = param_groups(self.model, cfg.optim, cfg.model.layers, fine_tuning=bool(cfg.train.init_from))
         opt = torch.optim.AdamW if cfg.optim.optimizer == "adamw" else torch.optim.Adam
         self.opt = opt(groups, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
@@ -189,6 +256,7 @@ class Run:
                                  num_workers=nw, persistent_workers=nw > 0, pin_memory=device.type == "cuda",
                                  generator=torch.Generator().manual_seed(seed))
         self.start_epoch, self.best, self.best_epoch = 0, -math.inf, -1
+        self.best_loss = math.inf
         self.data_wait = 0.0
 
     def meta(self, epoch: int) -> dict:
@@ -235,6 +303,12 @@ class Run:
                        cfg.data.task)
         return evaluate(cfg.data.task, labels.targets, pred), pred
 
+    def improves(self, score: float, loss: float) -> bool:
+        """Model selection: the validation metric (ties: the lower validation loss), or the validation loss."""
+        if self.cfg.train.select == "loss":
+            return loss < self.best_loss
+        return score > self.best or (score == self.best and loss < self.best_loss)
+
     @property
     def eval_model(self):
         """The model that is evaluated, selected and saved: the EMA weights when train.ema_decay > 0."""
@@ -243,6 +317,7 @@ class Run:
     def state(self, epoch: int) -> dict:
         return {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "sched": self.sched.state_dict(),
                 "epoch": epoch, "best": self.best, "best_epoch": self.best_epoch, "rng": torch.get_rng_state(),
+                "best_loss": self.best_loss,
                 "config": dump_config(self.cfg), **({"ema": self.ema.state_dict()} if self.ema is not None else {})}
 
     def resume(self) -> None:
@@ -259,6 +334,7 @@ class Run:
             self.ema.load_state_dict(s["ema"])
         torch.set_rng_state(s["rng"])
         self.start_epoch, self.best, self.best_epoch = s["epoch"] + 1, s["best"], s["best_epoch"]
+        self.best_loss = float(s.get("best_loss", math.inf))
 
 
 
@@ -286,6 +362,7 @@ def fit(cfg: RunConfig, run_dir: str | Path, log=print, on_epoch=None, test: boo
     after closing its writers. `test=False` never evaluates the test split (hyper-parameter search).
     """
     d, device = distributed.init(cfg.train.device)
+    threads = set_threads(cfg.train.threads, cfg.train.num_workers)
     run_dir = Path(run_dir)
     data = prepare_data(cfg)
     run = Run(cfg, run_dir, d, device, data)
@@ -304,6 +381,9 @@ def fit(cfg: RunConfig, run_dir: str | Path, log=print, on_epoch=None, test: boo
         write_text(run_dir / "skipped.csv", "video,reason\n" + "".join(f"{v},no features\n" for v in data.skipped))
         if data.skipped:
             log(f"skipped {len(data.skipped)} videos without features (listed in {run_dir / 'skipped.csv'})")
+        log(f"threads {threads}, loader workers {cfg.train.num_workers}; feature normalisation: {run.norm_source}")
+        for w in small_validation(cfg, data):
+            log("warning: " + w)
         from torch.utils.tensorboard import SummaryWriter
         tb = SummaryWriter(str(run_dir / "tb"), purge_step=run.start_epoch)
     rows = _read_metrics(run_dir / "metrics.csv", run.start_epoch) if d.main else []
@@ -315,16 +395,22 @@ def fit(cfg: RunConfig, run_dir: str | Path, log=print, on_epoch=None, test: boo
             break
         lr = run.opt.param_groups[0]["lr"]
         loss = run.train_epoch(epoch)
-        val, _ = run.eval_split(data.val)
+        val, val_pred = run.eval_split(data.val)
         score = selection_score(cfg.data.task, val)
+        val_loss = video_loss(cfg.data.task, data.val.targets, val_pred, run.mean, run.std)
+        tr = {}
+        if len(run.train_eval):
+            tr, tr_pred = run.eval_split(run.train_eval)
+            tr["eval_loss"] = video_loss(cfg.data.task, run.train_eval.targets, tr_pred, run.mean, run.std)
         if d.main:
-            row = {"epoch": epoch, "lr": lr, "train_loss": loss, **{f"val_{k}": v for k, v in val.items()}}
+            row = {"epoch": epoch, "lr": lr, "train_loss": loss, **{f"train_{k}": v for k, v in tr.items()},
+                   "val_loss": val_loss, **{f"val_{k}": v for k, v in val.items()}}
             rows.append(row)
             for k, v in row.items():
                 if k != "epoch":
                     tb.add_scalar(k, v, epoch)
-            if score > run.best:
-                run.best, run.best_epoch = score, epoch
+            if run.improves(score, val_loss):
+                run.best, run.best_epoch, run.best_loss = score, epoch, val_loss
                 save_model(run_dir, "best", run.eval_model, run.meta(epoch))
             _write_metrics(run_dir / "metrics.csv", rows)
             save_state(run_dir / "last.pt", run.state(epoch))
@@ -337,9 +423,10 @@ def fit(cfg: RunConfig, run_dir: str | Path, log=print, on_epoch=None, test: boo
                     tb.close()
                     distributed.shutdown(d)
                     raise
-        run.best, run.best_epoch = distributed.broadcast_object(d, (run.best, run.best_epoch))
+        run.best, run.best_epoch, run.best_loss = distributed.broadcast_object(d, (run.best, run.best_epoch,
+                                                                                  run.best_loss))
         distributed.barrier(d)
-    results = finish(run, score_test=test)
+    results = finish(run, score_test=test, rows=rows, log=log)
     if tb is not None:
         tb.close()
     distributed.shutdown(d)
@@ -350,7 +437,7 @@ def _fmt(metrics: dict) -> str:
     return "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())
 
 
-def finish(run: Run, score_test: bool = True) -> dict:
+def finish(run: Run, score_test: bool = True, rows: list[dict] | None = None, log=print) -> dict:
     """Reload the best checkpoint, evaluate validation and test once, write results.json and results.md.
 
     With `score_test=False` the test split is neither evaluated nor scored by the baseline (results["test"] = {}).
@@ -370,13 +457,49 @@ def finish(run: Run, score_test: bool = True) -> dict:
         "random_init_features": data.store.manifest.random_init, "classes": data.labels.classes,
         "data_wait_seconds": run.data_wait,
     }
+    results.update(diagnostics(run, rows or [], results, score_test))
+    for w in results["warnings"]:
+        log("warning: " + w)
     if cfg.data.task == "classification" and pred is not None:
         results["confusion"] = confusion_matrix(data.test.targets, pred.argmax(1), len(data.labels.classes)).tolist()
     results = _json_safe(results)
     if d.main:
         write_json(run.run_dir / "results.json", results)
         write_text(run.run_dir / "results.md", results_table(results))
+        if rows:
+            from tam.io import atomic_write
+            from tam.report.plots import run_curves
+
+            png = run_curves(rows, "accuracy" if cfg.data.task == "classification" else "valence_pcc")
+            atomic_write(run.run_dir / "curves.png", lambda p: Path(p).write_bytes(png))
     return results
+
+
+def diagnostics(run: Run, rows: list[dict], results: dict, score_test: bool) -> dict:
+    """The linear baseline (same normalisation, strength chosen on validation) and the run's warnings."""
+    cfg, data = run.cfg, run.data
+    test = data.test if score_test else data.test.take([])
+    linear = (linear_baseline(data.store, cfg.model.modalities, data.train, data.val, test, run.model.norm.cpu())
+              if cfg.train.linear_baseline else {})
+    run.model.norm.to(run.device)
+    warnings = small_validation(cfg, data) + diagnose(cfg.data.task, rows, baseline(data.train, data.val).get("test"))
+    if len(rows) > 1 and run.cfg.train.select == "metric":
+        ties = sum(selection_score(cfg.data.task, {k[4:]: _num(v) for k, v in r.items() if k.startswith("val_")})
+                   == run.best for r in rows)
+        if ties > 1:
+            warnings.append(f"{ties} of {len(rows)} epochs tie on the best validation score; the lowest validation "
+                            "loss among them was kept")
+    split = "test" if results["test"] else "val"
+    if linear and loses_to(cfg.data.task, results[split], linear.get(split, {})):
+        warnings.append(f"the fusion model is below the linear baseline on {split} ({linear['name']})")
+    return {"linear": linear, "warnings": warnings, "curves": "curves.png" if rows else ""}
+
+
+def _num(v) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return math.nan
 
 
 def results_table(r: dict) -> str:
@@ -392,8 +515,16 @@ def results_table(r: dict) -> str:
     def cells(m):
         return " | ".join("—" if m.get(k) is None else f"{m[k]:.4f}" for k in keys)
 
+    lin = r.get("linear") or {}
     if r["test"]:
         lines.append(f"| model (test) | {cells(r['test'])} |")
         lines.append(f"| {r['baseline']['name']} (test) | {cells(r['baseline']['test'])} |")
+        if lin.get("test"):
+            lines.append(f"| {lin['name']} (test) | {cells(lin['test'])} |")
     lines.append(f"| model (val) | {cells(r['val'])} |")
+    if lin.get("val"):
+        lines.append(f"| {lin['name']} (val) | {cells(lin['val'])} |")
+    lines += [""] + [f"**Warning:** {w}" for w in r.get("warnings", [])]
+    if r.get("curves"):
+        lines += ["", f"![training and validation curves]({r['curves']})"]
     return "\n".join(lines) + "\n"
