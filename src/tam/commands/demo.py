@@ -19,6 +19,7 @@ def add_arguments(p) -> None:
     p.add_argument("--epochs", type=int, help="fine-tuning epochs per run")
     p.add_argument("--videos", type=int, help="labelled videos in the synthetic world")
     p.add_argument("--workers", type=int, help="processes that train in parallel (default 2)")
+    p.add_argument("--threads", type=int, help="torch threads per training process (default 1)")
 
 
 def run(args) -> int:
@@ -29,6 +30,7 @@ def run(args) -> int:
     else:
         spec = PipelineSpec.quick() if args.quick else PipelineSpec()
     for key, attr in (("seeds", "seeds"), ("fusions", "fusions"), ("epochs", "epochs"), ("workers", "workers"),
+                      ("threads", "threads"),
                       ("videos", "videos" if args.features_only else "labelled")):
         if getattr(args, key) is not None:
             setattr(spec, attr, getattr(args, key))

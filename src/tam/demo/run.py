@@ -38,7 +38,8 @@ class DemoSpec:
     T: int = 16
     lr: float = 1e-3
     batch_size: int = 16
-    workers: int = 2  # runs trained in parallel (one CPU thread each)
+    workers: int = 2  # runs trained in parallel
+    threads: int = 1  # torch threads per training process (workers * threads <= cores avoids oversubscription)
 
     @classmethod
     def quick(cls) -> DemoSpec:
@@ -50,7 +51,7 @@ def run_config(spec: DemoSpec, store: Path, labels: Path, fusion: str, seed: int
         model=ModelConfig(fusion=fusion, d=spec.d, layers=spec.layers, heads=spec.heads, T=spec.T, dropout=0.1),
         data=DataConfig(store=str(store), labels=str(labels), classes=list(CLASSES)),
         optim=OptimConfig(optimizer="adamw", lr=spec.lr, batch_size=spec.batch_size, epochs=spec.epochs),
-        train=TrainConfig(seed=seed, num_workers=0, device="cpu", progress=False))
+        train=TrainConfig(seed=seed, num_workers=0, device="cpu", progress=False, threads=spec.threads))
 
 
 def _fit_one(args) -> dict:
@@ -152,7 +153,8 @@ class PipelineSpec:
     decoder_layers: int = 1
     lr: float = 1e-3
     batch_size: int = 16
-    workers: int = 2  # processes for rendering, corpus, training (one CPU thread each)
+    workers: int = 2  # processes for rendering, corpus, training
+    threads: int = 1  # torch threads per training process (workers * threads <= cores avoids oversubscription)
     # pre-trained vs scratch at a small number of labels (docs/demo.md): this many labelled training videos per
     # seed (stratified by class), each readout, the paper's fine-tuning (head lr, fusion lr, epochs) in both arms
     small_labels: int = 24
@@ -187,7 +189,8 @@ def pipeline_configs(spec: PipelineSpec, out: Path):
                            heads=spec.heads, T=spec.T, dropout=0.1, readout=readout)
 
     def train(seed: int, init: str = "") -> TrainConfig:
-        return TrainConfig(seed=seed, num_workers=0, device="cpu", progress=False, init_from=init)
+        return TrainConfig(seed=seed, num_workers=0, device="cpu", progress=False, init_from=init,
+                           threads=spec.threads)
 
     def fine(fusion, subset, seed, init="") -> RunConfig:
         return RunConfig(model=model(fusion, subset), data=data, train=train(seed, init), optim=OptimConfig(
