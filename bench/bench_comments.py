@@ -150,16 +150,16 @@ import sys
 from tam.comments.corpus import prepare_corpus
 if __name__ == "__main__":
     prepare_corpus([sys.argv[1]], sys.argv[2], sys.argv[3], workers=1, progress=False)
+    print(next(ln.split()[1] for ln in open("/proc/self/status") if ln.startswith("VmHWM:")))
 """
 
 
 def _peak_rss_mb(xml: Path, out: Path) -> float:
-    """Peak RSS (MB) of a fresh process running prepare_corpus (one process) on `xml`."""
-    proc = subprocess.Popen([sys.executable, "-c", _RSS_CHILD, str(xml), str(out), str(LEXICON)])
-    _, status, usage = os.wait4(proc.pid, 0)
-    if status != 0:
-        raise RuntimeError(f"prepare_corpus on {xml} failed (status {status})")
-    return usage.ru_maxrss / 1024
+    """Peak RSS (MB) of a fresh process running prepare_corpus (one process) on `xml`: its own VmHWM
+    (the rusage of a child also counts the parent's memory at the fork)."""
+    r = subprocess.run([sys.executable, "-c", _RSS_CHILD, str(xml), str(out), str(LEXICON)], capture_output=True,
+                       text=True, check=True)
+    return int(r.stdout.split()[-1]) / 1024
 
 
 def _rss(folder: Path, megabytes: float) -> dict[str, float]:
