@@ -26,6 +26,7 @@ class Outcome:
     test: float = math.nan
     val: float = math.nan
     train_loss: float = math.nan  # last epoch
+    train_metric: float = math.nan  # last epoch, when the engine records train_<metric> in metrics.csv
     baseline: float = math.nan
     linear: float = math.nan  # the engine's linear baseline (results.json "linear"), when it fits one
     n_train: int = 0  # training + validation rows the run used
@@ -54,10 +55,17 @@ def outcome(r: Run, metric: str) -> Outcome:
         return math.nan if v is None else float(v)
 
     rows = _read_metrics_csv(r.run_dir / "metrics.csv")
-    loss = float(rows[-1]["train_loss"]) if rows and rows[-1].get("train_loss") else math.nan
-    return Outcome(r, "done", get(d.get("test")), get(d.get("val")), loss, get((d.get("baseline") or {}).get("test")),
-                   get((d.get("linear") or {}).get("test")), int(d["n"]["train"]) + int(d["n"]["val"]),
-                   int(d.get("best_epoch", -1)))
+    last = rows[-1] if rows else {}
+
+    def col(key: str) -> float:
+        try:
+            return float(last.get(key) or "nan")
+        except ValueError:
+            return math.nan
+
+    return Outcome(r, "done", get(d.get("test")), get(d.get("val")), col("train_loss"), col(f"train_{metric}"),
+                   get((d.get("baseline") or {}).get("test")), get((d.get("linear") or {}).get("test")),
+                   int(d["n"]["train"]) + int(d["n"]["val"]), int(d.get("best_epoch", -1)))
 
 
 def arm_key(grid: Grid, r: Run) -> tuple:
@@ -209,12 +217,12 @@ def diagnostics(c: Collected) -> Table:
             done = [o for o in c.outcomes if o.status == "done" and arm_key(g, o.run) == arm and _n_key(o.run) == n]
             if not done:
                 continue
-
             rows.append([arm_name(g, arm), _n_text(n), *(_mean_attr(done, a, k) for a, k in (
-                ("n_train", 1), ("train_loss", 1), ("val", s), ("test", s), ("best_epoch", 1)))])
-    return Table(["arm", "n", "train+val rows", "final train loss", f"val {g.metric}", f"test {g.metric}",
-                  "best epoch (0-based)"], rows, "train vs validation (means over finished seeds): a train loss near "
-                 "0 with validation near the baseline is memorisation")
+                ("n_train", 1), ("train_loss", 1), ("train_metric", s), ("val", s), ("test", s), ("best_epoch", 1)))])
+    return Table(["arm", "n", "train+val rows", "final train loss", f"final train {g.metric}", f"val {g.metric}",
+                  f"test {g.metric}", "best epoch (0-based)"], rows,
+                 "train vs validation (means over finished seeds): a training metric far above a validation metric "
+                 "near the baseline is memorisation")
 
 
 def _mean_attr(outs: list[Outcome], attr: str, scale: float) -> str:
