@@ -75,6 +75,7 @@ def _error_summary(log: Path, rc: int) -> str:
 
 
 _LIVE: set[subprocess.Popen] = set()  # the run processes of this runner, stopped when the runner is stopped
+_STOPPING = threading.Event()
 
 
 def _execute(argv: list[str], run_dir: Path, threads: int) -> str | None:
@@ -93,8 +94,8 @@ def _execute(argv: list[str], run_dir: Path, threads: int) -> str | None:
     if rc == 0:
         (run_dir / "error.txt").unlink(missing_ok=True)
         return None
-    if rc < 0:  # stopped by a signal (the runner was interrupted): not a failure of the run; it resumes next time
-        return f"stopped by signal {-rc}"
+    if _STOPPING.is_set():  # the runner stopped it: not a failure of the run; it resumes next time
+        return "stopped with the runner"
     err = _error_summary(log, rc)
     write_text(run_dir / "error.txt", err)
     return err.splitlines()[0]
@@ -127,6 +128,7 @@ def _pool(jobs: list[tuple[str, list[str], Path]], n_jobs: int, threads: int, de
                 bar.update(1)
                 bar.set_postfix(failed=len(summary.failed))
         except BaseException:  # interrupted or terminated: stop the runs (each resumes from its last.pt next time)
+            _STOPPING.set()
             for f in futures:
                 f.cancel()
             for p in list(_LIVE):
