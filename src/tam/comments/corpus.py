@@ -27,7 +27,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from tam.comments.formats import ReadLimits, Source, discover, read_source
-from tam.comments.process import FILTER_STAGES, MASKINGS, SPECIAL_TOKENS, UNK, FilterSettings, process_video
+from tam.comments.process import (
+    FILTER_STAGES,
+    MASKINGS,
+    SPECIAL_TOKENS,
+    UNK,
+    FilterSettings,
+    LexiconTokenizer,
+    process_video,
+)
 from tam.errors import TamError
 from tam.io import atomic_write, write_json
 
@@ -119,8 +127,9 @@ PARTS_FORMAT = "arrow-ipc-1/lexicon-tokens"
 """Part tables are Arrow IPC files (fast to write and to map back); part of every marker's fingerprint."""
 
 
-def _init_worker(settings: CorpusSettings, out_dir: str) -> None:
+def _init_worker(settings: CorpusSettings, out_dir: str, preload_jieba: bool = True) -> None:
     import pyarrow  # noqa: F401  (imported once, while the parent loads the lexicon)
+    import rjieba
 
     from tam.comments.process import tokenize
     from tam.comments.sentiment import make_scorer
@@ -128,6 +137,8 @@ def _init_worker(settings: CorpusSettings, out_dir: str) -> None:
     tokenize("预热")  # loads the tokeniser's dictionary
     _CTX.update(settings=settings, out=Path(out_dir), scorer=make_scorer(settings.scorer),
                 durations=Durations(settings.durations))
+    if preload_jieba:  # the lexicon-aware tokeniser's dictionary, edited once the lexicon is read
+        _CTX["jieba"] = rjieba.Jieba()
 
 
 def _warm() -> None:
@@ -146,7 +157,7 @@ def _pool_task(source: Source, lexicon_file: str) -> dict:
 def _set_lexicon(table: dict[str, tuple[str, str]], edits: list) -> None:
     from tam.comments.process import LexiconTokenizer
 
-    _CTX.update(lexicon=table, tokenizer=LexiconTokenizer(table, edits))
+    _CTX.update(lexicon=table, tokenizer=LexiconTokenizer(table, edits, _CTX.pop("jieba", None)))
 
 
 def part_key(source: Source) -> str:
@@ -483,14 +494,12 @@ def _run_sources(sources: list[Source], settings: CorpusSettings, lexicon: str, 
     summaries: list[dict] = []
     timer = {"lexicon": 0.0}
 
-    def load_lexicon() -> tuple[dict, list]:
-        from tam.comments.process import LexiconTokenizer
-
+    def load_lexicon() -> tuple[dict, LexiconTokenizer]:
         t0 = time.perf_counter()
         table, pos = _lexicon_tables(lexicon)
-        edits = LexiconTokenizer(pos).edits  # computed once, replayed by every worker
+        tokenizer = LexiconTokenizer(pos)  # its edits are computed once, then replayed by every worker
         timer["lexicon"] = time.perf_counter() - t0
-        return table, edits
+        return table, tokenizer
 
     def collect(results: Iterable[dict]) -> None:
         for s in results:
@@ -501,10 +510,9 @@ def _run_sources(sources: list[Source], settings: CorpusSettings, lexicon: str, 
 
     try:
         if workers <= 1:
-            table, edits = load_lexicon()
-            _init_worker(settings, str(out))
-            _set_lexicon(table, edits)
-            _CTX["lexicon_file"] = None
+            table, tokenizer = load_lexicon()
+            _init_worker(settings, str(out), preload_jieba=False)
+            _CTX.update(lexicon=table, tokenizer=tokenizer, lexicon_file=None)
             collect(process_source(s) for s in sources)
         else:
             collect(_in_pool(sources, settings, out, workers, load_lexicon, summaries))
@@ -531,8 +539,8 @@ def _in_pool(sources: list[Source], settings: CorpusSettings, out: Path, workers
         stat = hashlib.sha1(json.dumps([_lexicon_stat(settings), PARTS_FORMAT]).encode()).hexdigest()[:8]
         lexicon_file = out / "parts" / f"lexicon-{settings.digest()}-{stat}.json"
         if not lexicon_file.is_file():  # else: a re-run reuses the lexicon and tokeniser edits of the last one
-            table, edits = load_lexicon()
-            write_json(lexicon_file, {"table": table, "tokenizer_edits": edits})
+            table, tokenizer = load_lexicon()
+            write_json(lexicon_file, {"table": table, "tokenizer_edits": tokenizer.edits})
         futures = [pool.submit(_pool_task, s, str(lexicon_file)) for s in sources]
         for f in as_completed(futures):
             yield f.result()

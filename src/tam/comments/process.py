@@ -217,10 +217,13 @@ class LexiconTokenizer:
     Equal to `jieba.lcut` after replaying the same edits with `jieba.add_word(word, freq)`
     (`lexicon_user_words`; tested on the real comments)."""
 
-    def __init__(self, lexicon: Mapping[str, object], edits: list[tuple[str, int]] | None = None) -> None:
+    def __init__(self, lexicon: Mapping[str, object], edits: list[tuple[str, int]] | None = None,
+                 jieba=None) -> None:
+        """`edits` None: computed here (`lexicon_user_words`); `jieba`: a fresh `rjieba.Jieba()` to edit
+        (loading one takes ~1 s: the corpus workers load theirs while the parent reads the lexicon)."""
         import rjieba
 
-        self.jieba = rjieba.Jieba()
+        self.jieba = jieba if jieba is not None else rjieba.Jieba()
         if edits is None:
             self.edits = lexicon_user_words(lexicon, self.jieba)
         else:
