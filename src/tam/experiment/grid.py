@@ -140,7 +140,9 @@ def _read(path: Path) -> dict:
     return data
 
 
-def _world_paths(w: dict) -> dict[str, str]:
+def _world_paths(path: Path, w) -> dict[str, str]:
+    if not isinstance(w, dict) or not w.get("out") or not w.get("name"):
+        raise TamError(f"{path}: world: needs at least name and out, got {w!r}")
     root = Path(w["out"])
     paths = {"data.store": str(root / "store"), "data.labels": str(root / "labels.csv")}
     if w.get("name") == "pretrain":
@@ -154,7 +156,9 @@ def load_grid(path: str | Path) -> Grid:
     path = Path(path)
     data = _read(path)
     world = data.get("world")
-    base_set = {**(_world_paths(world) if world else {}), **(data.get("set") or {})}
+    if not isinstance(data.get("set") or {}, dict):
+        raise TamError(f"{path}: `set` maps dotted config paths to values, got {data['set']!r}")
+    base_set = {**(_world_paths(path, world) if world else {}), **(data.get("set") or {})}
     pre = dict(data.get("pretrain") or {})
     for k in ("store", "corpus"):
         if f"pretrain.{k}" in base_set:
