@@ -4,8 +4,10 @@ Two passes over the output folder:
 1. Per source (a file, or one video's protobuf segments), in worker processes: read, then
    `tam.comments.process.process_video` for each video; write `parts/<key>.comments.arrow`,
    `parts/<key>.segments.arrow` (Arrow IPC) and, last, `parts/<key>.json` (the done marker, with the counts).
-   A re-run skips every source whose marker matches the file sizes, times and the settings.
-   A malformed source is reported in one line and skipped; the others go on.
+   A re-run skips every source whose marker matches the file sizes, times, the lexicon file and the
+   settings. A malformed source is reported in one line and skipped; the others go on. The workers
+   (spawned, `concurrent.futures`) start while the parent reads the lexicon; a worker that dies stops
+   the job with one line instead of hanging it (`_in_pool`), keeping every source already done.
 2. Finalize (streamed, one part at a time): the first source of a video id wins (later ones are
    reported as duplicates); videos are split train/test by a hash of their id; the N most negative and
    N most positive segments are selected; the vocabulary counts the training split's selected comments;
