@@ -10,10 +10,12 @@ def test_auto_budget_shares_the_cores_with_the_loader_workers():
     assert threads.auto_threads(2, 8) == 2
     assert threads.auto_threads(2, 2) == 1  # the 2-core case of the issue: never 2 threads + 2 workers
     assert threads.auto_threads(7, 4) == 1
+    assert threads.auto_threads(0, 16, procs=4) == 4  # 4 torchrun ranks on one 16-core node
     assert 1 <= threads.cores()
 
 
-def test_set_threads_explicit_and_auto():
+def test_set_threads_explicit_and_auto(monkeypatch):
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
     before = torch.get_num_threads()
     try:
         assert threads.set_threads(1) == 1 and torch.get_num_threads() == 1

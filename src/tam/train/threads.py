@@ -21,9 +21,11 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-def auto_threads(workers: int, n_cores: int | None = None) -> int:
-    """max(1, cores // (1 + workers)): the main process and each loader worker get an equal share."""
-    return max(1, (n_cores or cores()) // (1 + max(0, workers)))
+def auto_threads(workers: int, n_cores: int | None = None, procs: int | None = None) -> int:
+    """max(1, cores // (procs * (1 + workers))): each training process on this machine (torchrun's
+    LOCAL_WORLD_SIZE, else 1) and each of its loader workers get an equal share of the cores."""
+    procs = procs or int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
+    return max(1, (n_cores or cores()) // (max(1, procs) * (1 + max(0, workers))))
 
 
 def set_threads(threads: int, workers: int = 0) -> int:
