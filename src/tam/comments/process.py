@@ -108,7 +108,7 @@ def kmeans_1d(x: Sequence[float] | np.ndarray, k: int) -> np.ndarray:
 def _dc_layer(prev: np.ndarray, cost: Callable, layer: int, n: int) -> tuple[np.ndarray, np.ndarray]:
     """One DP layer: cur[i] = min_{layer-1 <= j < i} prev[j] + cost(j, i) for i in layer..n."""
     cur = np.full(n + 1, np.inf)
-    opt = np.zeros(n + 1, dtype=np.int64)
+    opt = np.zeros(n + 1, dtype=np.int32 if n < 2**31 else np.int64)  # k of them are kept: memory
     # tasks: rows (ilo, ihi, jlo, jhi), all inclusive
     tasks = np.array([[layer, n, layer - 1, n - 1]], dtype=np.int64)
     while len(tasks):
@@ -372,7 +372,7 @@ def _score_and_filter(cs: Sequence[Comment], scorer: Callable[[str], float], lex
     return sent, stage
 
 
-EMIT_ROWS = 50_000
+EMIT_ROWS = 10_000
 """Rows per chunk handed to `process_video`'s `emit`."""
 
 
