@@ -253,6 +253,10 @@ def test_memorisation_is_diagnosed_from_the_curves():
     assert len(w) == 1 and w[0].startswith("memorisation: the training loss fell from 2 to 0.01")
     assert diagnose("classification", rows([2.0, 0.5, 0.01], [0.25, 0.5, 0.6]), base) == []  # it generalises
     assert diagnose("classification", rows([2.0, 1.5, 1.2], [0.25, 0.25, 0.26]), base) == []  # no collapse
+    # the timing world with concatenation: best of 15 noisy epochs 0.62 on 45 videos, majority 0.51, test at chance
+    half = {"accuracy": 0.51}
+    assert diagnose("classification", rows([0.83, 0.3, 0.069], [0.44, 0.62, 0.6]), half, n_val=45)
+    assert not diagnose("classification", rows([0.83, 0.3, 0.069], [0.44, 0.62, 0.6]), half, n_val=1000)
     reg = [{"train_loss": "1.0", "val_valence_pcc": "0.02", "val_arousal_pcc": ""},
            {"train_loss": "0.05", "val_valence_pcc": "0.05", "val_arousal_pcc": "0.01"}]
     assert "mean PCC" in diagnose("regression", reg, {"valence_mse": 1.0})[0]

@@ -205,17 +205,21 @@ def small_validation(cfg: RunConfig, data: Data) -> list[str]:
             f"larger data.val_fraction, or k-fold on the training rows (docs/training.md, Model selection)"]
 
 
-def diagnose(task: str, rows: list[dict], val_baseline: dict) -> list[str]:
-    """Memorisation: the training loss collapsed while the validation metric stayed near its trivial baseline."""
+def diagnose(task: str, rows: list[dict], val_baseline: dict, n_val: int = 0) -> list[str]:
+    """Memorisation: the training loss collapsed while the validation metric stayed near its trivial baseline
+    ("near": within 2 standard errors of the baseline on `n_val` videos, at least 5 accuracy points / 0.1 PCC;
+    the best of many noisy epochs is itself biased upwards)."""
     if len(rows) < 2 or not val_baseline:
         return []
     loss = [float(r["train_loss"]) for r in rows]
     key = "val_accuracy" if task == "classification" else None
     if key:
-        best, base, margin = max(float(r[key]) for r in rows), val_baseline["accuracy"], 0.05
+        best, base = max(float(r[key]) for r in rows), val_baseline["accuracy"]
+        margin = max(0.05, 2 * math.sqrt(base * (1 - base) / n_val) if n_val else 0.0)
     else:
         best = max(np.nanmean([_num(r["val_valence_pcc"]), _num(r["val_arousal_pcc"])]) for r in rows)
-        base, margin = 0.0, 0.1  # the constant-mean baseline has no correlation
+        base = 0.0  # the constant-mean baseline has no correlation
+        margin = max(0.1, 2 / math.sqrt(n_val - 3) if n_val > 3 else 0.0)
     if not (loss[0] > 0 and min(loss) < 0.1 * loss[0]) or best >= base + margin:
         return []
     return [f"memorisation: the training loss fell from {loss[0]:.3g} to {min(loss):.3g} but the best validation "
@@ -482,7 +486,8 @@ def diagnostics(run: Run, rows: list[dict], results: dict, score_test: bool) -> 
     linear = (linear_baseline(data.store, cfg.model.modalities, data.train, data.val, test, run.model.norm.cpu())
               if cfg.train.linear_baseline else {})
     run.model.norm.to(run.device)
-    warnings = small_validation(cfg, data) + diagnose(cfg.data.task, rows, baseline(data.train, data.val).get("test"))
+    warnings = small_validation(cfg, data) + diagnose(cfg.data.task, rows, baseline(data.train, data.val).get("test"),
+                                                      len(data.val))
     if len(rows) > 1 and run.cfg.train.select == "metric":
         ties = sum(selection_score(cfg.data.task, {k[4:]: _num(v) for k, v in r.items() if k.startswith("val_")})
                    == run.best for r in rows)
