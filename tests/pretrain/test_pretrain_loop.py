@@ -113,3 +113,24 @@ def test_config_checks(tmp_path):
     cfg = load_pretrain_config(None, ["loss.lambda_w=2", "decoder.layers=8"])
     assert cfg.loss.lambda_w == 2.0 and cfg.decoder.layers == 8 and cfg.optim.lr == 1e-3
     assert cfg.optim.lr_step_epochs == 50 and cfg.optim.epochs == 200 and cfg.optim.optimizer == "adam"
+
+
+def test_pretraining_normalises_with_the_rows_of_its_training_clips(pretrained, comment_world):
+    from tam.comments.pairs import build_pairs
+    from tam.features.normalize import compute_stats
+    from tam.features.store import FeatureStore
+
+    run, _ = pretrained
+    store, corpus = comment_world
+    fs = FeatureStore.open(store)
+    pairs = build_pairs(corpus, fs, 8, DecoderConfig().max_len)
+    train = pairs.split(True)
+    rows = [slice(int(pairs.clip_row0[c]), int(pairs.clip_row0[c] + pairs.clip_rows[c])) for c in train]
+    stats = compute_stats(fs, [pairs.videos[pairs.clip_video[c]] for c in train], ["image", "motion", "audio"],
+                          "zscore", rows)
+    saved = load_file(str(run / "pretrained.safetensors"))
+    for m in ("image", "motion", "audio"):  # the training clips' rows only, saved with the weights
+        torch.testing.assert_close(saved[f"norm.mean_{m}"], torch.tensor(stats[m][0], dtype=torch.float32))
+        torch.testing.assert_close(saved[f"norm.scale_{m}"], torch.tensor(stats[m][1], dtype=torch.float32))
+    everything = compute_stats(fs, fs.videos(), ["image"], "zscore")["image"][0]
+    assert not torch.allclose(saved["norm.mean_image"], torch.tensor(everything, dtype=torch.float32))
