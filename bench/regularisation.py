@@ -4,6 +4,8 @@ and schedules"): each option alone against the paper's setting, then the recipe,
     OMP_NUM_THREADS=1 python -m bench.regularisation [--videos 800] [--epochs 8] [--seeds 0 1 2] [--arms a b]
         [--jobs 1] [--out bench/results/regularisation.json]
 
+The table of docs/training.md: `--videos 400 --epochs 8 --jobs 2`, and `--videos 400 --epochs 20 --arms paper all`.
+
 Demo size by default (tam demo: 800 videos of 6-16 segments, d = 64, L = 2, T = 16, AdamW lr 1e-3, batch 16,
 8 epochs, dropout 0.1). For every arm and seed: training accuracy (on up to 64 training videos, whole videos,
 eval mode, at the selected epoch), validation and test accuracy of the selected checkpoint, seconds. The table
@@ -40,6 +42,10 @@ def arms() -> dict[str, dict]:
         "warmup_cosine": {"optim": {"schedule": "cosine", "warmup_epochs": 1.0}},
         "ema": {"train": {"ema_decay": 0.99}},
         "early_stop": {"train": {"patience": 3}},
+        "all": {"model": {"drop_path": 0.1, "noise": 0.1},
+                "augment": {"crop_min_fraction": 0.5, "token_dropout": 0.1, "modality_dropout": 0.2,
+                            "mixup_alpha": 0.2, "label_smoothing": 0.1},
+                "optim": {"schedule": "cosine", "warmup_epochs": 1.0}, "train": {"ema_decay": 0.99}},
     }
 
 
