@@ -28,6 +28,7 @@ def test_pooled_features_are_mean_and_std_of_the_normalised_segments(tmp_path):
     assert X.shape == (2, 6)
     assert np.allclose(X[0, :2], z.mean(0), atol=1e-5) and np.allclose(X[0, 2:4], z.std(0), atol=1e-5)
     assert np.all(X[0, 4:] == 0)  # absent modality: zeros
+    assert linear.pooled_features(store, [], ["a", "b"], norm).shape == (0, 6)  # an empty split
 
 
 def test_ridge_strength_is_chosen_on_validation_per_target():

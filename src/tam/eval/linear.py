@@ -35,6 +35,8 @@ def pooled_features(store, videos: list[str], modalities: list[str], norm=None) 
             a = x[m][0].double().numpy() if f.present[m] else np.zeros((1, x[m].shape[-1]))
             parts += [a.mean(0), a.std(0)]
         rows.append(np.concatenate(parts))
+    if not rows:  # an empty split (e.g. no test rows)
+        return np.zeros((0, 2 * sum(store.manifest.dims[m] for m in modalities)))
     return np.nan_to_num(np.stack(rows), nan=0.0, posinf=0.0, neginf=0.0)
 
 
