@@ -60,6 +60,8 @@ ARMS = {  # name -> (readout, pre-trained, optim overrides)
     "pre-attentive-decay0.5": ("attentive", True, {"layer_decay": 0.5}),
     "pre-attentive-fusion1e-4": ("attentive", True, {"fusion_lr": 1e-4}),
     "pre-f0-fusion1e-4": ("f0", True, {"fusion_lr": 1e-4}),
+    "scratch-attentive-lr1e-3": ("attentive", False, {"lr": 1e-3}),
+    "pre-attentive-lr1e-3": ("attentive", True, {"lr": 1e-3}),
 }
 
 

@@ -3,7 +3,8 @@ that make the head's input from the fusion output f (`model.readout`):
 
   - f0:        the paper's video token f^0 (the fusion's own `f0`; concatenated first tokens for some baselines)
   - mean:      the mean of f^t over the valid segments t = 1..T
-  - attentive: Σ_t a_t f^t with a = softmax_t(w · LN(f^t)) over the valid segments (a learned query w)
+  - attentive: Σ_t a_t f^t with a = softmax_t(w · f^t) over the valid segments (a learned query w; fine-tuning
+               from TSC pre-training starts it where appearing-time prediction finds comments, tam.train.readout_init)
 
 Padded segments never influence a pooled output (they get weight 0, tested). The pooling's parameters belong
 to the head (`head.pool.*`): fine-tuning trains them at the head's learning rate, never loads them.
@@ -26,8 +27,7 @@ class SegmentPool(nn.Module):
             raise ValueError(f"pooling must be mean or attentive, got {kind!r}")
         self.kind = kind
         if kind == "attentive":
-            self.norm = nn.LayerNorm(d)
-            self.query = nn.Linear(d, 1)  # w (and a bias, which the softmax ignores)
+            self.query = nn.Linear(d, 1, bias=False)  # w (a bias would cancel in the softmax)
 
     def weights(self, f: Tensor, valid: Tensor) -> Tensor:
         """[B, T] weights over the segments f[:, 1:]; 0 on padded segments; rows sum to 1 (0 if none valid)."""
@@ -35,7 +35,7 @@ class SegmentPool(nn.Module):
         if self.kind == "mean":
             w = ok.to(f.dtype)
             return w / w.sum(-1, keepdim=True).clamp(min=1)
-        score = self.query(self.norm(seg)).squeeze(-1).float().masked_fill(~ok, float("-inf"))
+        score = self.query(seg).squeeze(-1).float().masked_fill(~ok, float("-inf"))
         score = score.masked_fill(~ok.any(-1, keepdim=True), 0.0)  # no valid segment: finite, zeroed below
         return (score.softmax(-1) * ok).to(f.dtype)
 

@@ -42,6 +42,7 @@ from tam.train import distributed
 from tam.train.augment import build_augment, loss_sum
 from tam.train.checkpoint import load_state, restore_state, save_model, save_state
 from tam.train.groups import drop_frozen_grads, param_groups
+from tam.train.readout_init import init_readout
 from tam.train.schedule import EMA, build_scheduler, should_stop
 from tam.train.threads import set_threads
 from tam.version import code_version
@@ -239,6 +240,7 @@ class Run:
         self.mean, self.std = target_stats(data.train)
         if cfg.train.init_from:
             init_fusion(self.model, cfg.train.init_from, data.store)
+            init_readout(self.model, cfg.train.init_from)  # an attentive readout starts at the pre-training's query
         self.norm_source = init_norm(self.model, cfg, data)
         n_sub = min(len(data.train), cfg.train.train_eval_videos)
         sub = np.sort(np.random.default_rng([cfg.train.seed, 7]).permutation(len(data.train))[:n_sub]).tolist()

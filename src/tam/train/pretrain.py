@@ -37,6 +37,7 @@ from tam.objectives.pretrain import accuracy_counts, pretrain_losses
 from tam.train import distributed
 from tam.train.checkpoint import load_state, save_model, save_state
 from tam.train.loop import autocast
+from tam.train.readout_init import readout_query, write_query
 from tam.train.threads import set_threads
 from tam.version import code_version
 
@@ -306,6 +307,7 @@ def finish(run: PretrainRun, seconds: float) -> dict:
                "final": run.rows[-1] if run.rows else {}}
     if run.d.main:
         save_model(run.run_dir, "pretrained", run.model, run.meta())
+        write_query(run.run_dir / "pretrained.safetensors", readout_query(run.model, run.pairs, run.train_clips))
         write_json(run.run_dir / "results.json", results)
         write_text(run.run_dir / "results.md", results_table(results) + "\n")
     distributed.barrier(run.d)
