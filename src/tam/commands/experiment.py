@@ -16,8 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="experiment_command", metavar="SUBCOMMAND", required=True)
     for name, help in (("run", "run every unfinished run (pre-training steps first), N processes at a time"),
                        ("list", "print one self-contained shell command per pre-training step and run"),
-                       ("collect", "learning curves, the results table with 95%% CIs, the claims, an HTML report")):
-        p = sub.add_parser(name, help=help, description=help, epilog="examples:\n" + EXAMPLES,
+                       ("collect", "learning curves, the results table with 95% CIs, the claims, an HTML report")):
+        p = sub.add_parser(name, help=help.replace("%", "%%"), description=help, epilog="examples:\n" + EXAMPLES,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         p.add_argument("grid", help="grid YAML (docs/experiments.md)")
         if name == "run":
