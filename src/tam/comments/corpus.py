@@ -150,16 +150,15 @@ def _warm() -> None:
 def _pool_task(source: Source, lexicon_file: str) -> dict:
     """`process_source` in a worker; the lexicon is read (once) from the JSON the parent wrote."""
     if _CTX.get("lexicon_file") != lexicon_file:
-        lex = json.loads(Path(lexicon_file).read_text(encoding="utf-8"))
-        _set_lexicon({w: tuple(v) for w, v in lex["table"].items()}, lex["tokenizer_edits"])
-        _CTX["lexicon_file"] = lexicon_file
+        try:
+            lex = json.loads(Path(lexicon_file).read_text(encoding="utf-8"))
+            lex["table"], lex["pos"]  # noqa: B018  (both present)
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise TamError(f"{lexicon_file}: unreadable ({type(e).__name__}: {e}); delete it and re-run") from None
+        # every worker computes the same tokeniser edits (deterministic), in parallel rather than in the parent
+        _CTX.update(lexicon={w: tuple(v) for w, v in lex["table"].items()}, lexicon_file=lexicon_file,
+                    tokenizer=LexiconTokenizer(lex["pos"], None, _CTX.pop("jieba", None)))
     return process_source(source)
-
-
-def _set_lexicon(table: dict[str, tuple[str, str]], edits: list) -> None:
-    from tam.comments.process import LexiconTokenizer
-
-    _CTX.update(lexicon=table, tokenizer=LexiconTokenizer(table, edits, _CTX.pop("jieba", None)))
 
 
 def part_key(source: Source) -> str:
@@ -496,12 +495,11 @@ def _run_sources(sources: list[Source], settings: CorpusSettings, lexicon: str, 
     summaries: list[dict] = []
     timer = {"lexicon": 0.0}
 
-    def load_lexicon() -> tuple[dict, LexiconTokenizer]:
+    def load_lexicon() -> tuple[dict, dict]:
         t0 = time.perf_counter()
         table, pos = _lexicon_tables(lexicon)
-        tokenizer = LexiconTokenizer(pos)  # its edits are computed once, then replayed by every worker
         timer["lexicon"] = time.perf_counter() - t0
-        return table, tokenizer
+        return table, pos
 
     def collect(results: Iterable[dict]) -> None:
         for s in results:
@@ -512,9 +510,9 @@ def _run_sources(sources: list[Source], settings: CorpusSettings, lexicon: str, 
 
     try:
         if workers <= 1:
-            table, tokenizer = load_lexicon()
+            table, pos = load_lexicon()
             _init_worker(settings, str(out), preload_jieba=False)
-            _CTX.update(lexicon=table, tokenizer=tokenizer, lexicon_file=None)
+            _CTX.update(lexicon=table, tokenizer=LexiconTokenizer(pos), lexicon_file=None)
             collect(process_source(s) for s in sources)
         else:
             collect(_in_pool(sources, settings, out, workers, load_lexicon, summaries))
@@ -538,22 +536,33 @@ def _in_pool(sources: list[Source], settings: CorpusSettings, out: Path, workers
     try:
         for _ in range(workers):
             pool.submit(_warm)
-        stat = hashlib.sha1(json.dumps([_lexicon_stat(settings), PARTS_FORMAT]).encode()).hexdigest()[:8]
+        stat = hashlib.sha1(json.dumps([_lexicon_stat(settings), PARTS_FORMAT, "table+pos"]).encode()).hexdigest()[:8]
         lexicon_file = out / "parts" / f"lexicon-{settings.digest()}-{stat}.json"
-        if not lexicon_file.is_file():  # else: a re-run reuses the lexicon and tokeniser edits of the last one
-            table, tokenizer = load_lexicon()
-            write_json(lexicon_file, {"table": table, "tokenizer_edits": tokenizer.edits})
+        if not lexicon_file.is_file():  # else: a re-run reuses the lexicon read by the last one
+            table, pos = load_lexicon()
+            write_json(lexicon_file, {"table": table, "pos": pos})
         futures = [pool.submit(_pool_task, s, str(lexicon_file)) for s in sources]
         for f in as_completed(futures):
             yield f.result()
     except BrokenProcessPool:
-        pool.shutdown(wait=True, cancel_futures=True)
+        _stop(pool)
         raise TamError(f"a comment worker process died after {len(summaries)} of {len(sources)} sources (killed, "
                        "out of memory, or prepare_corpus called from a script without an "
                        "`if __name__ == \"__main__\":` guard, which spawned workers re-run): guard the call or "
                        "free memory, then re-run to resume (sources done so far are kept), or use workers=1") from None
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        _stop(pool)
+
+
+def _stop(pool) -> None:
+    """Shut the pool down, first terminating any worker still alive: when a worker dies while another is
+    being spawned, the executor can miss the new one, which would then wait for work forever (and its
+    join with it)."""
+    if getattr(pool, "_broken", False):
+        for p in list((getattr(pool, "_processes", None) or {}).values()):
+            if p.is_alive():
+                p.terminate()
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _refuse_in_spawned_child() -> None:
