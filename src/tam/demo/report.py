@@ -91,9 +91,9 @@ def small_tables(s: dict) -> list:
         rows.append([f"{name}: from TSC pre-training"] + _pct(r["pretrained"]) + [_diff(r["diff"])])
     n = next(iter(s["small"].values()))["n"]
     cap = (f"CTM at the small-label end: {n['train']} train / {n['val']} val labelled videos per seed (a class-"
-           f"stratified draw per seed, the same in both arms), {n['test']} test videos; the paper's fine-tuning in "
-           f"both arms (head lr {sp['head_lr']:g}, fusion lr {sp['fusion_lr']:g} from pre-training and "
-           f"{sp['head_lr']:g} from scratch, {sp['small_epochs']} epochs). The last column is the paired difference "
+           f"stratified draw per seed, the same in both arms), {n['test']} test videos; head lr {sp['head_lr']:g}, "
+           f"fusion lr {sp['fusion_lr']:g} from pre-training (the paper's) and {sp['head_lr']:g} from scratch, "
+           f"{sp['small_epochs']} epochs. The last column is the paired difference "
            "pre-trained − scratch over the seeds with its 95% t-interval.")
     return [Table(["CTM, readout: fine-tuned"] + HEAD[1:] + ["pre-trained − scratch (points, 95% CI)"], rows, cap)]
 
