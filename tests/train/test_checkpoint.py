@@ -264,3 +264,47 @@ def test_fuzz_resume_state_gives_only_one_line_tam_errors(run, tmp_path):
             assert "\n" not in str(e) and str(path) in str(e), (what, str(e))
             refused += 1
     assert refused >= 12
+
+
+# ---- the other files a run reads: the checkpoint to fine-tune from, its recorded manifest, metrics.csv ------
+def test_fuzz_fine_tuning_checkpoint_gives_only_one_line_tam_errors(run, tmp_path):
+    """`train.init_from` reads a checkpoint someone else made: truncated / bit-flipped copies are one line."""
+    from tam.models.model import build_model
+    from tam.train.loop import init_fusion, prepare_data
+
+    cfg, src = run
+    d = copy_run(run, tmp_path)
+    data = prepare_data(cfg)
+    raw = (src / "best.safetensors").read_bytes()
+    refused = 0
+    for what, blob in variants(raw, seed=11, n_cut=6, n_flip=12):
+        (d / "best.safetensors").write_bytes(blob)
+        model = build_model(cfg.model, data.store.manifest.dims, 8)
+        try:
+            init_fusion(model, str(d / "best.safetensors"), data.store)
+        except TamError as e:
+            assert "\n" not in str(e) and "best.safetensors" in str(e), (what, str(e))
+            refused += 1
+    assert refused >= 6
+    (d / "best.safetensors").write_bytes(raw)
+    (d / "best.json").write_bytes(b"\xff\xfe garbage")
+    with pytest.raises(TamError) as e:
+        init_fusion(build_model(cfg.model, data.store.manifest.dims, 8), str(d / "best.safetensors"), data.store)
+    one_line(e, "best.json")
+    other = build_model(replace(cfg.model, d=8, heads=2), data.store.manifest.dims, 8)
+    (d / "best.json").write_bytes((src / "best.json").read_bytes())
+    with pytest.raises(TamError) as e:
+        init_fusion(other, str(d / "best.safetensors"), data.store)
+    one_line(e, "do not fit this model config")
+
+
+@pytest.mark.parametrize("name, content", [("features_manifest.json", b"{\"encoders\": 3}"),
+                                           ("features_manifest.json", b"\x00\x01"),
+                                           ("metrics.csv", b"epoch,lr\nnot-a-number,1\n")])
+def test_damaged_run_files_stop_a_resumed_run_in_one_line(run, tmp_path, name, content):
+    cfg, _ = run
+    d = copy_run(run, tmp_path)
+    (d / name).write_bytes(content)
+    with pytest.raises(TamError) as e:
+        fit(cfg, d, log=lambda s: None)  # the same config: the run resumes and reads its files
+    one_line(e, name)

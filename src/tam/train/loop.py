@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import sys
 import time
@@ -40,7 +39,15 @@ from tam.models.model import build_model
 from tam.models.stochastic import sample_rng
 from tam.train import distributed
 from tam.train.augment import build_augment, loss_sum
-from tam.train.checkpoint import load_state, restore_state, save_model, save_state
+from tam.train.checkpoint import (
+    first_line,
+    load_state,
+    read_json,
+    restore_state,
+    safetensors_header,
+    save_model,
+    save_state,
+)
 from tam.train.groups import drop_frozen_grads, param_groups
 from tam.train.readout_init import init_readout
 from tam.train.schedule import EMA, build_scheduler, should_stop
@@ -147,21 +154,40 @@ def _json_safe(x):
 
 
 def init_fusion(model, path: str, store: FeatureStore) -> None:
-    """Load the `fusion.*` weights of a checkpoint (e.g. TSC pre-training) strictly into `model.fusion`."""
+    """Load the `fusion.*` weights of a checkpoint (e.g. TSC pre-training) strictly into `model.fusion`.
+
+    The checkpoint is untrusted input: its description and safetensors header are read with bounded reads and
+    checked before any tensor is loaded; every problem is a one-line TamError naming the file.
+    """
     from safetensors.torch import load_file
 
     path = Path(path)
     meta_path = path.with_suffix(".json")
     if not path.is_file() or not meta_path.is_file():
         raise TamError(f"{path}: no checkpoint to fine-tune from (need {path.name} and {meta_path.name})")
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    meta = read_json(meta_path)
     if "features" in meta:
-        store.check_matches(Manifest.from_json(meta["features"]), f"the pre-trained checkpoint {path}")
-    state = {k.removeprefix("fusion."): v for k, v in load_file(str(path)).items() if k.startswith("fusion.")}
+        store.check_matches(manifest_from(meta["features"], meta_path), f"the pre-trained checkpoint {path}")
+    header = safetensors_header(path)
+    want = {k: (v.dtype, tuple(v.shape)) for k, v in model.fusion.state_dict().items()}
+    have = {k.removeprefix("fusion."): v for k, v in header.items() if k.startswith("fusion.")}
+    if have != want:
+        diff = sorted(set(have) ^ set(want)) or sorted(k for k in want if have[k] != want[k])
+        raise TamError(f"{path}: fusion weights do not fit this model config (first difference: {diff[0]!r}; "
+                       f"{len(diff)} in all)")
     try:
+        state = {k.removeprefix("fusion."): v for k, v in load_file(str(path)).items() if k.startswith("fusion.")}
         model.fusion.load_state_dict(state, strict=True)
-    except RuntimeError as e:
-        raise TamError(f"{path}: fusion weights do not fit this model config ({str(e).splitlines()[0]} ...)") from None
+    except Exception as e:  # noqa: BLE001 - safetensors and torch raise several types for damaged files
+        raise TamError(f"{path}: unreadable fine-tuning checkpoint ({first_line(e)})") from None
+
+
+def manifest_from(obj, where: Path) -> Manifest:
+    """A feature manifest recorded in a run or checkpoint file; a malformed one is a one-line TamError."""
+    try:
+        return Manifest.from_json(obj)
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise TamError(f"{where}: malformed feature manifest ({first_line(e)})") from None
 
 
 def init_norm(model, cfg: RunConfig, data: Data) -> str:
@@ -171,10 +197,13 @@ def init_norm(model, cfg: RunConfig, data: Data) -> str:
     if cfg.train.init_from:
         from safetensors import safe_open
 
-        with safe_open(cfg.train.init_from, "pt") as f:
-            state = {k.removeprefix("norm."): f.get_tensor(k) for k in f.keys() if k.startswith("norm.")}
-        if state:
-            model.norm.load_state_dict(state, strict=True)
+        try:
+            with safe_open(cfg.train.init_from, "pt") as f:
+                state = {k.removeprefix("norm."): f.get_tensor(k) for k in f.keys() if k.startswith("norm.")}
+            if state:
+                model.norm.load_state_dict(state, strict=True)
+        except Exception as e:  # noqa: BLE001 - damaged file or statistics of another shape
+            raise TamError(f"{cfg.train.init_from}: unusable feature statistics ({first_line(e)})") from None
             return f"statistics of the pre-trained {cfg.train.init_from} ({model.norm.mode})"
     mode = cfg.data.normalize
     stats = compute_stats(data.store, data.train.videos, cfg.model.modalities, mode) if mode != "none" else {}
@@ -356,8 +385,12 @@ def _write_metrics(path: Path, rows: list[dict]) -> None:
 def _read_metrics(path: Path, before_epoch: int) -> list[dict]:
     if not path.is_file():
         return []
-    with path.open(encoding="utf-8") as f:
-        return [r for r in csv.DictReader(f) if int(r["epoch"]) < before_epoch]
+    try:
+        with path.open(encoding="utf-8") as f:
+            return [r for r in csv.DictReader(f) if int(r["epoch"]) < before_epoch]
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError, csv.Error) as e:
+        raise TamError(f"{path}: damaged metrics file ({first_line(e)}); delete the run directory's last.pt and "
+                       "metrics.csv to start afresh") from None
 
 
 def fit(cfg: RunConfig, run_dir: str | Path, log=print, on_epoch=None, test: bool = True) -> dict:
@@ -374,7 +407,7 @@ def fit(cfg: RunConfig, run_dir: str | Path, log=print, on_epoch=None, test: boo
     run = Run(cfg, run_dir, d, device, data)
     recorded = run_dir / "features_manifest.json"
     if recorded.is_file():
-        if Manifest.from_json(json.loads(recorded.read_text(encoding="utf-8"))).identity() != \
+        if manifest_from(read_json(recorded, "feature manifest"), recorded).identity() != \
                 data.store.manifest.identity():
             raise TamError(f"{run_dir}: this run was made on features of other encoders ({recorded}); "
                            "use a new --run-dir")

@@ -35,7 +35,7 @@ from tam.models.decoder import TscPretrainModel, VideoTSCDecoder
 from tam.models.model import build_fusion
 from tam.objectives.pretrain import accuracy_counts, pretrain_losses
 from tam.train import distributed
-from tam.train.checkpoint import load_state, save_model, save_state
+from tam.train.checkpoint import first_line, load_state, restore_state, save_model, save_state
 from tam.train.loop import autocast
 from tam.train.readout_init import readout_query, write_query
 from tam.train.threads import set_threads
@@ -193,9 +193,7 @@ class PretrainRun:
         path = self.run_dir / "last.pt"
         if path.is_file():
             s = load_state(path)
-            self.model.load_state_dict(s["model"])
-            self.opt.load_state_dict(s["opt"])
-            self.sched.load_state_dict(s["sched"])
+            restore_state(path, s, self.model, self.opt, self.sched)
             torch.set_rng_state(s["rng"])
             self.start_epoch = int(s["epoch"]) + 1
             self.rows = _read_rows(self.run_dir / "metrics.csv", self.start_epoch)
@@ -219,7 +217,12 @@ def build_pretrain_model(cfg: PretrainConfig, dims: dict[str, int], vocab_size: 
 def _read_rows(path: Path, before_epoch: int) -> list[dict]:
     if not path.is_file():
         return []
-    return [r for r in csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"))) if int(r["epoch"]) <= before_epoch]
+    try:
+        rows = csv.DictReader(io.StringIO(path.read_text(encoding="utf-8")))
+        return [r for r in rows if int(r["epoch"]) <= before_epoch]
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError, csv.Error) as e:
+        raise TamError(f"{path}: damaged metrics file ({first_line(e)}); delete last.pt and metrics.csv to start "
+                       "afresh") from None
 
 
 def _write_rows(path: Path, rows: list[dict]) -> None:
