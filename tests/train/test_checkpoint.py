@@ -77,6 +77,7 @@ def test_a_real_checkpoint_loads(run):
     ({"dims": {"image": 512, "motion": 2048, "audio": -1}}, "outside [1,"),
     ({"features": {"encoders": 3}}, "unreadable 'features'"),
     ({"model": []}, "no 'model' section"),
+    ({"model__readout": "cls-token"}, "model.readout must be one of"),
 ])
 def test_broken_descriptions_are_one_line_errors(run, tmp_path, changes, message):
     d = copy_run(run, tmp_path)

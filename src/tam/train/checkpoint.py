@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from tam.config import FUSIONS, ModelConfig, from_dict
+from tam.config import FUSIONS, ModelConfig, RunConfig, from_dict
 from tam.errors import TamError
 from tam.io import atomic_write, write_json
 from tam.models.model import REGRESSION_TARGETS, AffectModel, build_model
@@ -149,6 +149,10 @@ def check_model_config(meta: dict, path: Path) -> ModelConfig:
     mods = cfg.modalities
     if not mods or len(set(mods)) != len(mods) or not all(mods):
         raise TamError(f"{path}: model.modalities must be distinct, non-empty names, got {mods}")
+    try:  # every other model field (readout, stochastic depth, noise, ...) by the config's own rules
+        RunConfig(model=cfg).validate()
+    except TamError as e:
+        raise TamError(f"{path}: {e}") from None
     return cfg
 
 
