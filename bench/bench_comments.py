@@ -101,6 +101,7 @@ def _stages(texts_files: list[Path]) -> dict[str, float]:
     from tam.comments.process import (
         FilterSettings,
         LexiconTokenizer,
+        SortedTexts,
         VideoCorpus,
         _add_comments,
         _score_and_filter,
@@ -123,17 +124,20 @@ def _stages(texts_files: list[Path]) -> dict[str, float]:
             videos = read_source(source)
             spent["parse"] += clock() - t0
             for v in videos:
-                cs = sorted(v.comments, key=lambda c: c.time)
-                n += len(cs)
-                if not cs:
+                n += len(v.comments)
+                if not v.comments:
                     continue
                 t0 = clock()
-                labels = kmeans_1d(np.array([c.time for c in cs]), n_segments(cs[-1].time))
+                order = np.argsort(np.frombuffer(v.comments.times, dtype=np.float64), kind="stable")
+                times = np.frombuffer(v.comments.times, dtype=np.float64)[order]
+                texts = SortedTexts(v.comments, order)
+                labels = kmeans_1d(times, n_segments(float(times[-1])))
                 t1 = clock()
-                sent, stage = _score_and_filter(cs, fast, table, FilterSettings(), tok)
+                sent, stage = _score_and_filter(texts, times, fast, table, FilterSettings(), tok)
                 t2 = clock()
                 out = VideoCorpus(v.video, {c: [] for c in COMMENT_SCHEMA.names}, {})
-                _add_comments(out, cs, np.flatnonzero(stage == 4), labels, sent, table, "emotion", 0, tok, None)
+                _add_comments(out, texts, times, np.flatnonzero(stage == 4), labels, sent, table, "emotion", 0, tok,
+                              None)
                 t3 = clock()
                 _write_arrow(Path(tmp) / "c.arrow", pa.table(out.comments, schema=COMMENT_SCHEMA))
                 spent["kmeans"] += t1 - t0

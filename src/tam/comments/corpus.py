@@ -208,16 +208,21 @@ def _write_parts(source: Source, key: str, fp: list, videos: list, marker: Path)
     import pyarrow as pa
 
     ctx, st = _CTX, _CTX["settings"]
-    comments, segments, summary = [], [], []
-    for v in videos:
-        vc = process_video(v.video, v.comments, ctx["durations"].get(v.video), ctx["lexicon"], ctx["scorer"],
-                           st.filters, st.masking, st.seed, ctx["tokenizer"],
-                           emit=lambda cols: comments.append(pa.table(cols, schema=COMMENT_SCHEMA)))
-        segments.append(pa.table(vc.segments, schema=SEGMENT_SCHEMA))
-        summary.append({"video": v.video, "format": v.format, "comments": len(v.comments),
-                        "skipped": dict(v.skipped), "segments": vc.n_segments})
+    segments, summary = [], []
+
+    def write_comments(p: Path) -> None:  # the kept comments go to the file chunk by chunk, as they come
+        with pa.OSFile(str(p), "wb") as f, pa.ipc.new_file(f, COMMENT_SCHEMA) as w:
+            for v in videos:
+                vc = process_video(v.video, v.comments, ctx["durations"].get(v.video), ctx["lexicon"],
+                                   ctx["scorer"], st.filters, st.masking, st.seed, ctx["tokenizer"],
+                                   emit=lambda cols: w.write_table(pa.table(cols, schema=COMMENT_SCHEMA)))
+                segments.append(pa.table(vc.segments, schema=SEGMENT_SCHEMA))
+                summary.append({"video": v.video, "format": v.format, "comments": len(v.comments),
+                                "skipped": dict(v.skipped), "segments": vc.n_segments})
+
     parts = ctx["out"] / "parts"
-    _write_arrow(parts / f"{key}.comments.arrow", _concat(comments, COMMENT_SCHEMA))
+    atomic_write(parts / f"{key}.comments.arrow", write_comments)
+    pa.default_memory_pool().release_unused()
     _write_arrow(parts / f"{key}.segments.arrow", _concat(segments, SEGMENT_SCHEMA))
     done = {"source": source.name, "key": key, "fingerprint": fp, "error": None, "videos": summary}
     write_json(marker, done)
@@ -346,14 +351,40 @@ def _iter_parts(out_dir: Path, ok: list, owner: dict, selected: dict, train_only
         mine = by_part.get(s["key"], [])
         value_set = key(pa.array([m[0] for m in mine], pa.string()), pa.array([m[1] for m in mine], pa.int64()))
         splits = pa.array([m[2] for m in mine], pa.string())
-        t = _read_arrow(out_dir / "parts" / f"{s['key']}.comments.arrow")
-        idx = pc.index_in(key(t["video"], t["segment"]), value_set=value_set)
-        split = pc.take(splits, idx)
-        keep = pc.is_valid(idx)
-        if train_only:
-            keep = pc.and_(keep, pc.equal(split, "train"))
-        keep = keep.fill_null(False)
-        yield t.filter(keep).append_column("split", pc.filter(split, keep))
+        for t in _part_pieces(out_dir / "parts" / f"{s['key']}.comments.arrow"):
+            idx = pc.index_in(key(t["video"], t["segment"]), value_set=value_set)
+            split = pc.take(splits, idx)
+            keep = pc.is_valid(idx)
+            if train_only:
+                keep = pc.and_(keep, pc.equal(split, "train"))
+            keep = keep.fill_null(False)
+            yield t.filter(keep).append_column("split", pc.filter(split, keep))
+
+
+PIECE_ROWS = 16_384
+"""Finalize reads a part's comments in pieces of whole record batches of about this many rows (memory: a
+part can hold a whole 40 MB file's comments). A part of at most this many rows is one piece, one Parquet
+row group, as when parts were read whole; a larger one gives one row group per piece (the same rows)."""
+
+
+def _part_pieces(path: Path):
+    """A part's comment table in pieces (at least one, maybe empty), read rather than mapped, so that
+    the memory of a piece is freed once it is written."""
+    import pyarrow as pa
+
+    pool = pa.default_memory_pool()
+    with pa.OSFile(str(path)) as f:
+        reader = pa.ipc.open_file(f)
+        batches, rows, n = [], 0, reader.num_record_batches
+        for b in range(n):
+            if not batches:
+                pool.release_unused()  # hand the pieces already written back to the system (mimalloc keeps them)
+            batches.append(reader.get_batch(b))
+            rows += batches[-1].num_rows
+            if rows >= PIECE_ROWS and b < n - 1:
+                yield pa.Table.from_batches(batches, reader.schema)
+                batches, rows = [], 0
+        yield pa.Table.from_batches(batches, reader.schema)
 
 
 def build_vocab(tables: Iterable, min_count: int = 1) -> dict[str, list]:

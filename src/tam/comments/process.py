@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import random
 import re
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from tam.comments.formats import Comment
+from tam.comments.formats import Comment, Comments
 
 PAD, UNK, START, MASK = "[PAD]", "[UNK]", "[#S]", "[#M]"
 SPECIAL_TOKENS = (PAD, UNK, START, MASK)
@@ -93,22 +94,41 @@ def kmeans_1d(x: Sequence[float] | np.ndarray, k: int) -> np.ndarray:
     splits = []
     for layer in range(2, k + 1):
         cur, opt = _dc_layer(prev, cost, layer, n)
-        splits.append(opt)
+        splits.append(_Splits(opt))
         prev = cur
     labels = np.empty(n, dtype=np.int64)
     i = n
     for layer in range(k, 1, -1):
-        j = int(splits[layer - 2][i])
+        j = splits[layer - 2].at(i)
         labels[j:i] = layer - 1
         i = j
     labels[:i] = 0
     return labels
 
 
+class _Splits:
+    """One layer's optimal split points, non-decreasing in i, kept as 1-byte steps (larger steps aside):
+    ~1 byte a point instead of 4-8 (k layers of them are kept for the backtracking)."""
+
+    def __init__(self, opt: np.ndarray) -> None:
+        d = np.diff(opt.astype(np.int64))
+        small = (d >= 0) & (d < 255)
+        self.first = int(opt[0])
+        self.steps = np.where(small, d, 255).astype(np.uint8)
+        self.big_at = np.flatnonzero(~small)
+        self.big = d[self.big_at]
+
+    def at(self, i: int) -> int:
+        """opt[i], exactly."""
+        steps = self.steps[:i]
+        n_big = int(np.searchsorted(self.big_at, i))
+        return self.first + int(steps.sum(dtype=np.int64)) - 255 * n_big + int(self.big[:n_big].sum())
+
+
 def _dc_layer(prev: np.ndarray, cost: Callable, layer: int, n: int) -> tuple[np.ndarray, np.ndarray]:
     """One DP layer: cur[i] = min_{layer-1 <= j < i} prev[j] + cost(j, i) for i in layer..n."""
     cur = np.full(n + 1, np.inf)
-    opt = np.zeros(n + 1, dtype=np.int32 if n < 2**31 else np.int64)  # k of them are kept: memory
+    opt = np.zeros(n + 1, dtype=np.int32 if n < 2**31 else np.int64)
     # tasks: rows (ilo, ihi, jlo, jhi), all inclusive
     tasks = np.array([[layer, n, layer - 1, n - 1]], dtype=np.int64)
     while len(tasks):
@@ -246,16 +266,31 @@ def has_only_allowed_chars(text: str) -> bool:
 
 def dedup_mask(times: Sequence[float], texts: Sequence[str], seconds: float = 1.0) -> list[bool]:
     """Keep-mask over comments sorted by time: a comment is dropped when the same text was kept at most
-    `seconds` earlier in the same video (the time is compared with the last *kept* copy)."""
+    `seconds` earlier in the same video (the time is compared with the last *kept* copy).
+
+    `times` and `texts` may be iterators. While the times do not decrease, texts kept more than `seconds`
+    before the current time are forgotten (they can match no later comment): memory follows the comments
+    of one `seconds` window, not of the video."""
     last: dict[str, float] = {}
+    window: deque[tuple[float, str]] = deque()  # kept (time, text), oldest first
     keep = []
+    t_prev = -np.inf
     for t, s in zip(times, texts):
+        if window is not None and t < t_prev:  # unsorted input: remember everything
+            window = None
+        t_prev = t
+        while window and t - window[0][0] > seconds:
+            t0, s0 = window.popleft()
+            if last.get(s0) == t0:
+                del last[s0]
         prev = last.get(s)
         if prev is not None and t - prev <= seconds:
             keep.append(False)
         else:
             last[s] = t
             keep.append(True)
+            if window is not None:
+                window.append((t, s))
     return keep
 
 
@@ -303,7 +338,7 @@ FILTER_STAGES = ("count", "n_lexicon", "n_length", "n_chars", "n_kept")
 """Segment columns holding the comment count before the filters and after each one, in order."""
 
 
-def process_video(video: str, comments: Sequence[Comment], duration: float | None,
+def process_video(video: str, comments: Comments | Sequence[Comment], duration: float | None,
                   lexicon: Mapping[str, tuple[str, str]], scorer: Callable[[str], float],
                   settings: FilterSettings = FilterSettings(), masking: str = "emotion",
                   seed: int = 0, tokenizer: LexiconTokenizer | None = None,
@@ -313,17 +348,21 @@ def process_video(video: str, comments: Sequence[Comment], duration: float | Non
     `lexicon` maps an emotional word to (minor category, major category) ('' when unknown); `duration`
     None means "the last comment's time"; `tokenizer` None means jieba's plain dictionary (`tokenize`),
     a `LexiconTokenizer` keeps the lexicon's words whole. With `emit`, the kept comments' columns are
-    handed to it in chunks of at most `EMIT_ROWS` rows (memory stays bounded) and `comments` stays empty."""
+    handed to it in chunks of at most `EMIT_ROWS` rows (memory stays bounded) and `comments` stays empty.
+    The work runs on columns (`Comments`: times in an array, texts read one at a time), never on one
+    object per comment."""
     out = VideoCorpus(video, {c: [] for c in COMMENT_COLUMNS}, {c: [] for c in SEGMENT_COLUMNS})
     if not comments:
         return out
-    cs = sorted(comments, key=lambda c: c.time)
-    times = np.array([c.time for c in cs])
+    cols = comments if isinstance(comments, Comments) else Comments(comments)
+    order = np.argsort(np.frombuffer(cols.times, dtype=np.float64), kind="stable")  # as sorted(key=time)
+    times = np.frombuffer(cols.times, dtype=np.float64)[order]
+    cs = SortedTexts(cols, order)
     dur = float(times[-1]) if duration is None else float(duration)
     labels = kmeans_1d(times, n_segments(dur, settings.segment_seconds))
     starts, ends = segment_bounds(times, labels, dur)
     k = len(starts)
-    sent, stage = _score_and_filter(cs, scorer, lexicon, settings, tokenizer)
+    sent, stage = _score_and_filter(cs, times, scorer, lexicon, settings, tokenizer)
     counts = np.zeros((len(FILTER_STAGES), k), dtype=np.int64)
     for s in range(len(FILTER_STAGES)):
         np.add.at(counts[s], labels[stage >= s], 1)
@@ -335,14 +374,27 @@ def process_video(video: str, comments: Sequence[Comment], duration: float | Non
     for s, name in enumerate(FILTER_STAGES):
         seg[name] = counts[s].tolist()
     kept = np.flatnonzero(stage == len(FILTER_STAGES) - 1)
-    _add_comments(out, cs, kept, labels, sent, lexicon, masking, seed, tokenizer, emit)
+    _add_comments(out, cs, times, kept, labels, sent, lexicon, masking, seed, tokenizer, emit)
     return out
 
 
-def _score_and_filter(cs: Sequence[Comment], scorer: Callable[[str], float], lexicon: Mapping, st: FilterSettings,
-                      tokenizer: LexiconTokenizer | None) -> tuple[np.ndarray, np.ndarray]:
-    """One pass over the comments: sentiment, and the filter stage each reaches (0 = none passed,
-    1 = lexicon, 2 = length, 3 = chars, 4 = kept after the repeat check).
+class SortedTexts(Sequence):
+    """The texts of `Comments` in the order `order` (decoded one at a time, on access)."""
+
+    def __init__(self, comments: Comments, order: np.ndarray) -> None:
+        self.comments, self.order = comments, order
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __getitem__(self, i: int) -> str:
+        return self.comments.text(int(self.order[i]))
+
+
+def _score_and_filter(texts: Sequence[str], times: np.ndarray, scorer: Callable[[str], float], lexicon: Mapping,
+                      st: FilterSettings, tokenizer: LexiconTokenizer | None) -> tuple[np.ndarray, np.ndarray]:
+    """One pass over the comments (`texts`, sorted by `times`): sentiment, and the filter stage each reaches
+    (0 = none passed, 1 = lexicon, 2 = length, 3 = chars, 4 = kept after the repeat check).
 
     One rjieba cut per comment serves the tokens and, when the scorer can use it
     (`FastSentiment.score_cut`), the sentiment (a lexicon-aware `tokenizer` cuts the tokens separately:
@@ -351,23 +403,24 @@ def _score_and_filter(cs: Sequence[Comment], scorer: Callable[[str], float], lex
     import rjieba
 
     cut_text, score_cut = rjieba.cut, getattr(scorer, "score_cut", None)
-    sent = np.empty(len(cs), dtype=np.float64)
-    stage = np.zeros(len(cs), dtype=np.int64)
+    sent = np.empty(len(texts), dtype=np.float64)
+    stage = np.zeros(len(texts), dtype=np.int8)
     lo, hi = st.min_words, st.max_words
-    for i, c in enumerate(cs):
-        cut = cut_text(c.text)
-        sent[i] = score_cut(c.text, cut) if score_cut is not None else scorer(c.text)
-        toks = clean_cut(cut if tokenizer is None else tokenizer.cut(c.text))
+    for i in range(len(texts)):
+        text = texts[i]
+        cut = cut_text(text)
+        sent[i] = score_cut(text, cut) if score_cut is not None else scorer(text)
+        toks = clean_cut(cut if tokenizer is None else tokenizer.cut(text))
         if not any(t in lexicon for t in toks):
             continue
         if not lo <= len(toks) <= hi:
             stage[i] = 1
-        elif has_only_allowed_chars(c.text):
+        elif has_only_allowed_chars(text):
             stage[i] = 3
         else:
             stage[i] = 2
     cand = np.flatnonzero(stage == 3)
-    keep = dedup_mask([cs[i].time for i in cand], [cs[i].text for i in cand], st.dedup_seconds)
+    keep = dedup_mask(times[cand].tolist(), (texts[i] for i in cand.tolist()), st.dedup_seconds)
     stage[cand[np.asarray(keep, dtype=bool)]] = 4
     return sent, stage
 
@@ -376,19 +429,20 @@ EMIT_ROWS = 10_000
 """Rows per chunk handed to `process_video`'s `emit`."""
 
 
-def _add_comments(out: VideoCorpus, cs, kept, labels, sent, lexicon, masking: str, seed: int,
+def _add_comments(out: VideoCorpus, texts, times, kept, labels, sent, lexicon, masking: str, seed: int,
                   tokenizer: LexiconTokenizer | None, emit: Callable | None) -> None:
     col = out.comments
     for n, i in enumerate(kept.tolist(), 1):
-        toks = tokenize(cs[i].text) if tokenizer is None else tokenizer(cs[i].text)
+        text = texts[i]
+        toks = tokenize(text) if tokenizer is None else tokenizer(text)
         emo = [t in lexicon for t in toks]
         rng = random.Random(f"{seed}:{out.video}:{i}") if masking != "emotion" else None
         masked, pos, targets = mask_tokens(toks, emo, masking, rng)
         words = [t for t, e in zip(toks, emo) if e]
         col["video"].append(out.video)
         col["segment"].append(int(labels[i]))
-        col["time"].append(cs[i].time)
-        col["text"].append(cs[i].text)
+        col["time"].append(float(times[i]))
+        col["text"].append(text)
         col["sentiment"].append(float(sent[i]))
         col["tokens"].append(toks)
         col["emotion_words"].append(words)
