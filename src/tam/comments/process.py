@@ -134,21 +134,54 @@ def _dc_layer(prev: np.ndarray, cost: Callable, layer: int, n: int) -> tuple[np.
     while len(tasks):
         ilo, ihi, jlo, jhi = tasks.T
         mid = (ilo + ihi) // 2
-        hi = np.minimum(jhi, mid - 1)
-        counts = hi - jlo + 1
-        group = np.repeat(np.arange(len(tasks)), counts)
-        starts = np.cumsum(counts) - counts
-        j = jlo[group] + (np.arange(counts.sum()) - starts[group])
-        i = mid[group]
-        val = prev[j] + cost(j, i)
-        best_val = np.minimum.reduceat(val, starts)
-        flat = np.arange(len(val))
-        best_j = j[np.minimum.reduceat(np.where(val <= best_val[group], flat, len(val)), starts)]  # leftmost
+        best_val, best_j = _best_split(prev, cost, mid, jlo, np.minimum(jhi, mid - 1))
         cur[mid], opt[mid] = best_val, best_j
         left, right = mid - 1 >= ilo, mid + 1 <= ihi
         tasks = np.concatenate([np.stack([ilo, mid - 1, jlo, best_j], axis=1)[left],
                                 np.stack([mid + 1, ihi, best_j, jhi], axis=1)[right]])
     return cur, opt
+
+
+_DC_BLOCK = 1 << 16
+"""Candidate splits evaluated at once by `_best_split` (bounds its temporaries: memory)."""
+
+
+def _best_split(prev: np.ndarray, cost: Callable, mid: np.ndarray, lo: np.ndarray,
+                hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each row r: min over j in lo[r]..hi[r] of prev[j] + cost(j, mid[r]) and its leftmost argmin.
+
+    The ranges are cut into pieces of at most `_DC_BLOCK` candidates, evaluated a block at a time; the
+    pieces' minima are then reduced per row (the first piece reaching the minimum holds the leftmost j)."""
+    n_pieces = -(-(hi - lo + 1) // _DC_BLOCK)
+    row = np.repeat(np.arange(len(mid)), n_pieces)
+    first = np.cumsum(n_pieces) - n_pieces
+    plo = lo[row] + (np.arange(len(row)) - first[row]) * _DC_BLOCK
+    phi = np.minimum(plo + _DC_BLOCK - 1, hi[row])
+    pmid = mid[row]
+    ends = np.cumsum(phi - plo + 1)
+    cuts = np.unique(np.searchsorted(ends, np.arange(_DC_BLOCK, int(ends[-1]), _DC_BLOCK), side="right"))
+    val, arg = np.empty(len(row)), np.empty(len(row), dtype=np.int64)
+    for a, b in zip(np.concatenate([[0], cuts]), np.concatenate([cuts, [len(row)]])):
+        if a < b:
+            val[a:b], arg[a:b] = _best_in_ranges(prev, cost, pmid[a:b], plo[a:b], phi[a:b])
+    if len(row) == len(mid):
+        return val, arg
+    best = np.minimum.reduceat(val, first)
+    piece = np.minimum.reduceat(np.where(val <= best[row], np.arange(len(row)), len(row)), first)
+    return best, arg[piece]
+
+
+def _best_in_ranges(prev: np.ndarray, cost: Callable, mid: np.ndarray, lo: np.ndarray,
+                    hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`_best_split` for ranges evaluated all at once."""
+    counts = hi - lo + 1
+    group = np.repeat(np.arange(len(mid)), counts)
+    starts = np.cumsum(counts) - counts
+    j = lo[group] + (np.arange(counts.sum()) - starts[group])
+    val = prev[j] + cost(j, mid[group])
+    best_val = np.minimum.reduceat(val, starts)
+    best_j = j[np.minimum.reduceat(np.where(val <= best_val[group], np.arange(len(val)), len(val)), starts)]
+    return best_val, best_j  # best_j: the leftmost
 
 
 def segment_bounds(times: np.ndarray, labels: np.ndarray, duration: float) -> tuple[np.ndarray, np.ndarray]:
