@@ -305,3 +305,16 @@ def test_truncated_and_bit_flipped_real_files_give_one_line_errors(tmp_path, nam
             assert all(isinstance(c.text, str) and c.time >= 0 for v in videos for c in v.comments)
             outcomes["parsed"] += 1
     assert outcomes["refused"] > 0 and sum(outcomes.values()) > 40
+
+
+def test_comments_columns_read_back_exactly():
+    from tam.comments.formats import Comments
+
+    rows = [Comment(1.5, "a <3 & b", 1, 0, "abc", 1500000000, "42"),
+            Comment(0.0, "x\ny 😀\ud83d", 4, 2**40, "", -(2**70), ""),  # ints out of range, a lone surrogate
+            Comment(2.0, "", 2**63, -1, "用户", 0, "9" * 30)]
+    cs = Comments(rows)
+    assert len(cs) == 3 and cs == rows and list(cs) == rows and cs[-1] == rows[-1] and cs[1:] == rows[1:]
+    assert cs.text(1) == rows[1].text and cs.time(0) == 1.5 and cs != rows[:2]
+    with pytest.raises(IndexError):
+        cs[3]
