@@ -14,12 +14,15 @@ def add_arguments(p) -> None:
     p.add_argument("--quick", action="store_true", help="a small, fast version (used by the tests)")
     p.add_argument("--features-only", action="store_true",
                    help="only train the fusion strategies on the feature-level world (no files, no pre-training)")
-    p.add_argument("--seeds", type=int, nargs="+", help="training seeds (default 0 1 2)")
+    p.add_argument("--seeds", type=int, nargs="+", help="training seeds (default 0 1 2 3 4)")
     p.add_argument("--fusions", nargs="+", help="fusion strategies (default all six)")
     p.add_argument("--epochs", type=int, help="fine-tuning epochs per run")
     p.add_argument("--videos", type=int, help="labelled videos in the synthetic world")
     p.add_argument("--workers", type=int, help="processes that train in parallel (default 2)")
     p.add_argument("--threads", type=int, help="torch threads per training process (default 1)")
+    p.add_argument("--readouts", nargs="+", choices=["f0", "mean", "attentive"],
+                   help="readouts of the small-label pre-trained vs scratch comparison (default attentive; add f0 "
+                        "for the paper's readout, 10 more runs)")
 
 
 def run(args) -> int:
@@ -30,7 +33,7 @@ def run(args) -> int:
     else:
         spec = PipelineSpec.quick() if args.quick else PipelineSpec()
     for key, attr in (("seeds", "seeds"), ("fusions", "fusions"), ("epochs", "epochs"), ("workers", "workers"),
-                      ("threads", "threads"),
+                      ("threads", "threads"), ("readouts", "readouts"),
                       ("videos", "videos" if args.features_only else "labelled")):
         if getattr(args, key) is not None:
             setattr(spec, attr, getattr(args, key))
