@@ -101,4 +101,5 @@ def test_html_renders_in_headless_chromium(demo, tmp_path):
     # same page with its images broken has ~100 such pixels (the red "NO" verdicts), with them thousands
     assert ((r > 180) & (g < 140) & (b < 100)).sum() > 1000
     dom = subprocess.run([*flags, "--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
-    assert dom.count("<img") == 3 and dom.count("<table") >= 6 and "Fusion strategies" in dom
+    pngs = len(list((out / "report").glob("*.png")))  # every figure of the report is on the page
+    assert dom.count("<img") == pngs >= 7 and dom.count("<table") >= 6 and "Fusion strategies" in dom

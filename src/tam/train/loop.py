@@ -204,6 +204,7 @@ def init_norm(model, cfg: RunConfig, data: Data) -> str:
                 model.norm.load_state_dict(state, strict=True)
         except Exception as e:  # noqa: BLE001 - damaged file or statistics of another shape
             raise TamError(f"{cfg.train.init_from}: unusable feature statistics ({first_line(e)})") from None
+        if state:
             return f"statistics of the pre-trained {cfg.train.init_from} ({model.norm.mode})"
     mode = cfg.data.normalize
     stats = compute_stats(data.store, data.train.videos, cfg.model.modalities, mode) if mode != "none" else {}
