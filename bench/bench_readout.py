@@ -133,18 +133,10 @@ def finetune_config(out: Path, spec: ReadoutSpec, arm: str, seed: int):
 
 
 def _job(args) -> dict:
-    kind, cfg, run_dir = args
-    import torch
+    from tam.demo.run import run_one
 
-    torch.set_num_threads(1)
-    t0 = time.perf_counter()
-    if kind == "pretrain":
-        from tam.train.pretrain import pretrain
-        r = pretrain(cfg, run_dir, log=lambda s: None)
-    else:
-        from tam.train.loop import fit
-        r = fit(cfg, run_dir, log=lambda s: None)
-    return {"run": Path(run_dir).name, "seconds": time.perf_counter() - t0, **r}
+    kind, cfg, run_dir = args
+    return {"run": Path(run_dir).name, **run_one(kind, cfg, run_dir)}
 
 
 def _pool(jobs: list, workers: int) -> list[dict]:

@@ -263,9 +263,9 @@ def small_config(spec: PipelineSpec, out: Path, model: ModelConfig, train, reado
     return name, "fit", RunConfig(model=model, data=data, optim=optim, train=train(seed, init)), runs / name
 
 
-def _job(args) -> dict:
-    """One pre-training or fine-tuning run in a worker process (one CPU thread)."""
-    name, kind, cfg, run_dir = args
+def run_one(kind: str, cfg, run_dir) -> dict:
+    """One pre-training (`kind` "pretrain") or fine-tuning run, quietly, on one CPU thread; its results plus
+    the wall seconds it took (`seconds`)."""
     import torch
 
     torch.set_num_threads(1)
@@ -276,7 +276,13 @@ def _job(args) -> dict:
     else:
         from tam.train.loop import fit
         r = fit(cfg, run_dir, log=lambda s: None)
-    return {**r, "name": name, "seconds": time.perf_counter() - t0}
+    return {**r, "seconds": time.perf_counter() - t0}
+
+
+def _job(args) -> dict:
+    """One pre-training or fine-tuning run in a worker process."""
+    name, kind, cfg, run_dir = args
+    return {**run_one(kind, cfg, run_dir), "name": name}
 
 
 def _pool(jobs: list, workers: int, what: str) -> dict[str, dict]:
