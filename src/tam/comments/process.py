@@ -126,19 +126,37 @@ class _Splits:
 
 
 def _dc_layer(prev: np.ndarray, cost: Callable, layer: int, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """One DP layer: cur[i] = min_{layer-1 <= j < i} prev[j] + cost(j, i) for i in layer..n."""
+    """One DP layer: cur[i] = min_{layer-1 <= j < i} prev[j] + cost(j, i) for i in layer..n.
+
+    Divide and conquer, one recursion level at a time: every open task (rows ilo..ihi, candidate splits
+    jlo..jhi, inclusive) evaluates its middle row over all its candidates at once. A level with at most
+    `_DC_BLOCK` candidates in all (always, below ~30,000 comments) is evaluated in one piece with few numpy
+    calls (the Python around them was most of the time); a larger one in blocks (`_best_split`)."""
     cur = np.full(n + 1, np.inf)
     opt = np.zeros(n + 1, dtype=np.int32 if n < 2**31 else np.int64)
-    # tasks: rows (ilo, ihi, jlo, jhi), all inclusive
-    tasks = np.array([[layer, n, layer - 1, n - 1]], dtype=np.int64)
-    while len(tasks):
-        ilo, ihi, jlo, jhi = tasks.T
+    ilo, ihi = np.array([layer], dtype=np.int64), np.array([n], dtype=np.int64)
+    jlo, jhi = np.array([layer - 1], dtype=np.int64), np.array([n - 1], dtype=np.int64)
+    while len(ilo):
         mid = (ilo + ihi) // 2
-        best_val, best_j = _best_split(prev, cost, mid, jlo, np.minimum(jhi, mid - 1))
+        hi = np.minimum(jhi, mid - 1)
+        counts = hi - jlo + 1
+        ends = np.cumsum(counts)
+        total = int(ends[-1])
+        if total <= _DC_BLOCK:
+            starts = ends - counts
+            j = np.arange(total) + np.repeat(jlo - starts, counts)
+            val = prev[j] + cost(j, np.repeat(mid, counts))
+            best_val = np.minimum.reduceat(val, starts)
+            first = np.minimum.reduceat(np.where(val <= np.repeat(best_val, counts), np.arange(total), total), starts)
+            best_j = j[first]  # the leftmost minimum of each task
+        else:
+            best_val, best_j = _best_split(prev, cost, mid, jlo, hi)
         cur[mid], opt[mid] = best_val, best_j
         left, right = mid - 1 >= ilo, mid + 1 <= ihi
-        tasks = np.concatenate([np.stack([ilo, mid - 1, jlo, best_j], axis=1)[left],
-                                np.stack([mid + 1, ihi, best_j, jhi], axis=1)[right]])
+        ilo, ihi, jlo, jhi = (np.concatenate([ilo[left], (mid + 1)[right]]),
+                              np.concatenate([(mid - 1)[left], ihi[right]]),
+                              np.concatenate([jlo[left], best_j[right]]),
+                              np.concatenate([best_j[left], jhi[right]]))
     return cur, opt
 
 
