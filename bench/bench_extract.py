@@ -1,9 +1,11 @@
 """Feature extraction speed: a 640x360 H.264 + AAC video through full-size random-init encoders.
 
-Measured side by side in one run: the whole pipeline (`tam.encoders.extract`, decoding in a background
-thread), decoding alone (the same decode + resize + log-mel work the pipeline's thread does) and encoding
-alone (the same segments, already decoded, through the same encoders and batches). The target is
-wall <= 1.15 x max(decode, encode): decoding hidden behind compute. Decoding cuts each frame as the reference
+Measured side by side in one run, with `tam extract`'s automatic thread budget (torch threads
+cores // (1 + workers), FFmpeg threads the cores torch leaves; both reported, with the load average): the whole
+pipeline (`tam.encoders.extract`, decoding in a background thread), decoding alone (the same decode + resize +
+log-mel work, FFmpeg threads included, the pipeline's thread does) and encoding alone (the same segments, already
+decoded, through the same encoders and batches). The target is wall <= 1.15 x max(decode, encode): decoding
+hidden behind compute. Decoding cuts each frame as the reference
 processors do (full-size RGB, then PIL resize; 16 native frames + 1 image per segment); `crop_ms_per_frame_*`
 prices that against one swscale pass that scales while converting (what tam did before). The video is 30 s by
 default to keep the benchmark short; `TAM_BENCH_EXTRACT_SECONDS=120` runs the issue's 2-minute version.
@@ -64,14 +66,15 @@ def make_video(path: Path, seconds: float, fps: int = 30, size=(640, 360)) -> Pa
 
 
 def _decode_only(path: Path, encoders, options):
-    """The pipeline's decode work, alone: returns (seconds, parts)."""
-    from tam.encoders.extract import Job, _decode_job, frame_sizes
+    """The pipeline's decode work, alone (same sizes, chunks and FFmpeg threads): returns (seconds, parts)."""
+    from tam.encoders.extract import Job, _decode_job, decode_threads, frame_sizes
 
     parts = []
     sizes = frame_sizes(encoders)
     t0 = time.perf_counter()
     _decode_job(0, Job("v", path), options.policy, sizes, True, options.chunk,
-                lambda msg: parts.append(msg[2]), threading.Event(), encoders["audio"].audio_front)
+                lambda msg: parts.append(msg[2]), threading.Event(), encoders["audio"].audio_front,
+                decode_threads(options))
     return time.perf_counter() - t0, parts
 
 
@@ -121,15 +124,29 @@ def _crop_cost(path: Path, frames: int = 48) -> dict[str, float]:
 def run() -> dict[str, float | str]:
     import torch
 
-    from tam.encoders.extract import ExtractOptions, Job, run_extraction
+    from tam.train.threads import set_threads
+
+    before = torch.get_num_threads()
+    try:  # tam extract's automatic thread budget, as `tam extract` sets it; restored for the other benchmarks
+        return _run(set_threads(0, 1))
+    finally:
+        torch.set_num_threads(before)
+
+
+def _run(torch_threads: int) -> dict[str, float | str]:
+    import torch
+
+    from tam.encoders.extract import ExtractOptions, Job, decode_threads, run_extraction
     from tam.encoders.table import DEFAULTS, build_encoder
+    from tam.train.threads import cores
 
     seconds = float(os.environ.get("TAM_BENCH_EXTRACT_SECONDS", "30"))
     device = "cuda" if torch.cuda.is_available() else "cpu"
     with tempfile.TemporaryDirectory() as tmp:
         path = make_video(Path(tmp) / "bench.mp4", seconds)
         encoders = {m: build_encoder(n, random_init=True, device=device) for m, n in DEFAULTS.items()}
-        options = ExtractOptions()
+        options = ExtractOptions(workers=1)
+        load_before = os.getloadavg()[0]
         t0 = time.perf_counter()
         outcomes, _ = run_extraction([Job("bench", path)], str(Path(tmp) / "store"), encoders, options,
                                      progress=False)
@@ -140,6 +157,8 @@ def run() -> dict[str, float | str]:
         encode = _encode_only(parts, encoders, options.batch)
         crops = _crop_cost(path)
     return {"video_seconds": seconds, "device": device, "encoders": ", ".join(DEFAULTS.values()) + " (random init)",
+            "torch_threads": torch_threads, "decode_threads": decode_threads(options), "cores": cores(),
+            "load_avg_1min_before": load_before, "load_avg_1min_after": os.getloadavg()[0],
             "wall_s": wall, "decode_only_s": decode, "encode_only_s": encode,
             "wall_over_max": wall / max(decode, encode), "video_s_per_s": seconds / wall,
             "peak_rss_mb_pipeline": peak_mb, **crops}

@@ -7,7 +7,15 @@ import av
 import numpy as np
 import pytest
 
-from tam.encoders.extract import ExtractOptions, extract, find_videos, open_store, run_extraction, shard_jobs
+from tam.encoders.extract import (
+    ExtractOptions,
+    decode_threads,
+    extract,
+    find_videos,
+    open_store,
+    run_extraction,
+    shard_jobs,
+)
 from tam.encoders.table import TINY, build_encoder
 from tam.encoders.video_io import SegmentPolicy
 from tam.errors import TamError
@@ -151,6 +159,18 @@ def test_batches_across_videos_give_the_same_features(folder, tmp_path, encoders
     for v in a.videos():
         for m in ("image", "motion", "audio"):
             assert np.allclose(a.read(v).features[m], b.read(v).features[m], atol=1e-4), (v, m)
+
+
+@pytest.mark.parametrize("n_cores, torch_threads, workers, option, expect",
+                         [(2, 1, 1, 0, 1), (2, 2, 1, 0, 1), (16, 8, 2, 0, 4), (16, 4, 1, 0, 12), (2, 1, 1, 3, 3)])
+def test_decoding_threads_take_the_cores_torch_leaves(monkeypatch, n_cores, torch_threads, workers, option, expect):
+    import torch
+
+    import tam.train.threads
+
+    monkeypatch.setattr(tam.train.threads, "cores", lambda: n_cores)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: torch_threads)
+    assert decode_threads(ExtractOptions(workers=workers, decode_threads=option)) == expect
 
 
 def test_strict_stops_at_the_first_bad_file(folder, tmp_path, encoders):

@@ -5,7 +5,15 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from tam.encoders.video_io import FrameSizes, MediaInfo, SegmentPolicy, decode_audio, frame_to_crop, iter_segments
+from tam.encoders.video_io import (
+    FrameSizes,
+    MediaInfo,
+    SegmentPolicy,
+    decode_audio,
+    display_image,
+    frame_to_crop,
+    iter_segments,
+)
 from tam.errors import TamError
 
 RED, BLUE = (220, 20, 20), (20, 20, 220)
@@ -147,6 +155,21 @@ def test_non_square_pixels_use_display_aspect(tmp_path, video_maker):
     info = MediaInfo(path)
     list(iter_segments(path, info, SegmentPolicy(), FrameSizes(motion=16, image=0)))
     assert any("non-square" in n for n in info.notes)
+
+
+def test_decoding_threads_and_the_rgb_path_leave_the_pixels_unchanged(tmp_path, video_maker):
+    import av
+
+    # odd width: the RGB rows are padded in FFmpeg's buffer (line size > 3 * width)
+    path = video_maker(tmp_path / "odd.mp4", seconds=1.5, tone_at=None, size=(161, 97), noise=True,
+                       pix_fmt="yuv444p")
+    runs = [list(iter_segments(path, MediaInfo(path), SegmentPolicy(), SMALL, 4, threads)) for threads in (1, 3)]
+    assert len(runs[0]) == len(runs[1]) >= 1
+    for a, b in zip(*runs):
+        assert np.array_equal(a.motion, b.motion) and np.array_equal(a.image, b.image)
+    with av.open(str(path)) as c:
+        for frame in c.decode(video=0):  # the fast path is the plain full-size RGB conversion, byte for byte
+            assert np.array_equal(np.asarray(display_image(frame, 0, 1.0)), frame.to_ndarray(format="rgb24"))
 
 
 def test_ten_bit_and_hevc_decode(tmp_path, video_maker):

@@ -123,31 +123,70 @@ class _Part:
 
 def _decode_job(index: int, job: Job, policy: SegmentPolicy, sizes: FrameSizes, want_audio: bool, chunk: int,
                 put: Callable, stop: threading.Event,
-                audio_front: tuple[Callable, Callable] | None = None) -> MediaInfo:
-    """Decode one file and `put` its parts; `audio_front` is the audio encoder's (features, per-segment inputs)."""
+                audio_front: tuple[Callable, Callable] | None = None, threads: int = 0) -> MediaInfo:
+    """Decode one file and `put` its parts; `audio_front` is the audio encoder's (features, per-segment inputs),
+    `threads` FFmpeg's video decoding threads (0 = FFmpeg's choice)."""
     features, examples_of = audio_front or (audio_fe.log_mel, audio_fe.segment_examples)
     info = MediaInfo(job.path)
     with open_media(job.path, info) as c:
         has_video, has_audio = pick_video_stream(c) is not None, pick_audio_stream(c) is not None
     if not has_video and not has_audio:
         raise TamError(f"{job.path}: no video or audio stream")
-    wave = decode_audio(job.path, info) if (has_audio and (want_audio or not has_video)) else None
-    mel = features(wave) if wave is not None else None
-    if has_video:
-        parts = iter_segments(job.path, info, policy, sizes, chunk)
-    else:
-        if wave is None or len(wave) == 0:
-            raise TamError(f"{job.path}: no video stream, and the audio stream does not decode")
-        info.notes.append("audio only: image and motion marked absent")
-        parts = _audio_only_segments(len(wave) / audio_fe.SAMPLE_RATE, policy, chunk)
-    for seg in parts:
-        if stop.is_set():
-            raise TamError(f"{job.path}: stopped")
-        examples = examples_of(mel, seg.times) if (mel is not None and want_audio) else None
-        put(("part", index, _Part(index, seg, examples)))
+    audio = _Audio(job.path, features, info) if (has_audio and (want_audio or not has_video)) else None
+    try:
+        if has_video:
+            parts = iter_segments(job.path, info, policy, sizes, chunk, threads)
+        else:
+            wave = audio.join()[0] if audio is not None else None
+            if wave is None or len(wave) == 0:
+                raise TamError(f"{job.path}: no video stream, and the audio stream does not decode")
+            info.notes.append("audio only: image and motion marked absent")
+            parts = _audio_only_segments(len(wave) / audio_fe.SAMPLE_RATE, policy, chunk)
+        for seg in parts:
+            if stop.is_set():
+                raise TamError(f"{job.path}: stopped")
+            mel = audio.join()[1] if audio is not None else None
+            examples = examples_of(mel, seg.times) if (mel is not None and want_audio) else None
+            put(("part", index, _Part(index, seg, examples)))
+    finally:
+        if audio is not None:
+            audio.thread.join()
     if want_audio and has_video and not has_audio:
         info.notes.append("no audio stream: audio marked absent")
     return info
+
+
+class _Audio:
+    """A file's audio decoded (and its features computed) in a thread beside the video, so that the first
+    segments reach the encoders sooner; `join()` gives (wave, features) and files the audio's notes in `info`
+    where decoding the audio first would have put them."""
+
+    def __init__(self, path: Path, features: Callable, info: MediaInfo):
+        self.own: MediaInfo | None = MediaInfo(path)
+        self.info, self.at = info, len(info.notes)
+        self.result: tuple | None = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, args=(path, features, self.own), daemon=True)
+        self.thread.start()
+
+    def _run(self, path: Path, features: Callable, own: MediaInfo) -> None:
+        try:
+            wave = decode_audio(path, own)
+            self.result = (wave, features(wave) if wave is not None else None)
+        except BaseException as e:  # raised again by join(), in the decoding worker
+            self.error = e
+
+    def join(self) -> tuple:
+        if self.own is not None:
+            self.thread.join()
+            if self.error is None and self.own is not None:
+                self.info.audio = self.own.audio
+                self.info.decode_errors += self.own.decode_errors
+                self.info.notes[self.at:self.at] = self.own.notes
+                self.own = None  # filed once
+        if self.error is not None:
+            raise self.error
+        return self.result
 
 
 def _audio_only_segments(duration: float, policy: SegmentPolicy, chunk: int):
@@ -239,6 +278,20 @@ class ExtractOptions:
     chunk: int = 4  # segments per decoded part (small: encoding starts early)
     strict: bool = False  # the first failure stops the run
     queue_parts: int = 6  # decoded parts held in memory at most
+    decode_threads: int = 0  # FFmpeg threads per decoding worker; 0 = auto (`decode_threads`)
+
+
+def decode_threads(options: ExtractOptions) -> int:
+    """FFmpeg threads per decoding worker: the option, or (auto) the cores torch's threads leave, shared by the
+    workers (at least 1). FFmpeg's own default (one thread per core, plus one) would compete with the encoders
+    for their cores: on 2 cores with 1 torch thread it slowed the pipeline by about as much as decoding cost."""
+    if options.decode_threads > 0:
+        return options.decode_threads
+    import torch
+
+    from tam.train.threads import cores
+
+    return max(1, (cores() - torch.get_num_threads()) // max(1, options.workers))
 
 
 def extract(jobs: list[Job], store: FeatureStore, encoders: dict[str, FrozenEncoder],
@@ -274,7 +327,7 @@ class _Runner:
         out: queue.Queue = queue.Queue(maxsize=self.opt.queue_parts)
         stop = threading.Event()
         kw = {"policy": self.opt.policy, "sizes": sizes, "want_audio": "audio" in self.encoders,
-              "chunk": self.opt.chunk,
+              "chunk": self.opt.chunk, "threads": decode_threads(self.opt),
               "audio_front": self.encoders["audio"].audio_front if "audio" in self.encoders else None}
         n_workers = max(1, min(self.opt.workers, len(todo)))
         threads = [threading.Thread(target=_worker, args=(jobs_q, out, stop), kwargs=kw, daemon=True)

@@ -243,11 +243,15 @@ def display_image(frame, rotation: int, sar: float):
     """The frame as a player shows it, a PIL RGB image: full-size RGB, display aspect, display rotation."""
     from PIL import Image
 
+    k = (round(rotation / 90) % 4) if rotation else 0
+    if sar == 1.0 and not k:  # the common case: PIL copies the converted plane once, no numpy round trip
+        converted = frame.reformat(format="rgb24")
+        plane = converted.planes[0]
+        return Image.frombuffer("RGB", (converted.width, converted.height), plane, "raw", "RGB", plane.line_size, 1)
     rgb = frame.to_ndarray(format="rgb24")
     if sar != 1.0:
         h, w = rgb.shape[:2]
         rgb = np.asarray(Image.fromarray(rgb).resize((max(1, round(w * sar)), h), RESAMPLE["bicubic"]))
-    k = (round(rotation / 90) % 4) if rotation else 0
     if k:
         rgb = np.ascontiguousarray(np.rot90(rgb, k))
     return Image.fromarray(rgb)
@@ -404,16 +408,19 @@ class _SegmentBuilder:
 
 
 def iter_segments(path: str | os.PathLike, info: MediaInfo, policy: SegmentPolicy = SegmentPolicy(),
-                  sizes: FrameSizes = FrameSizes(), chunk: int = 16) -> Iterator[Segments]:
+                  sizes: FrameSizes = FrameSizes(), chunk: int = 16, threads: int = 0) -> Iterator[Segments]:
     """Decode the default video stream and yield runs of up to `chunk` consecutive segments.
 
-    Raises `TamError` when the file has no video stream or not a single frame decodes.
+    `threads` caps FFmpeg's decoding threads (0 = FFmpeg's choice: one per core and one more); the frames are
+    the same whatever the count. Raises `TamError` when the file has no video stream or not a single frame decodes.
     """
     with open_media(path, info) as container:
         stream = pick_video_stream(container)
         if stream is None:
             raise TamError(f"{path}: no video stream")
         stream.thread_type = "AUTO"
+        if threads > 0:
+            stream.codec_context.thread_count = threads
         cc = stream.codec_context
         rate = float(stream.average_rate or stream.guessed_rate or 25)
         info.video = f"{cc.name} {cc.width}x{cc.height} {rate:.3g} fps {cc.pix_fmt or ''}".strip()
