@@ -39,6 +39,9 @@ class ModelConfig:
     # what the head reads: f0 (the paper's video token f^0) | mean (mean of f over the valid segments) |
     # attentive (a learned query's softmax over the valid segments of f; docs/pretraining.md "Readout")
     readout: str = "f0"
+    # where the learnable position embedding P_e starts: sinusoidal (sine/cosine code) | normal (ViT's σ = 0.02);
+    # the paper does not say. Measured: with `normal` CTM memorises the cross-modal timing world (docs/synthetic.md)
+    pos_init: str = "sinusoidal"
     # regularisation, training only (docs/training.md "Regularisation and schedules"; 0 = off = the paper)
     drop_path: float = 0.0  # stochastic depth of the last fusion layer (linear from 0 in the first)
     noise: float = 0.0  # σ of Gaussian noise added to the (normalised) input features
@@ -132,6 +135,8 @@ class RunConfig:
             raise TamError(f"model.d = {m.d} is not divisible by model.heads = {m.heads}")
         if m.readout not in READOUTS:
             raise TamError(f"model.readout must be one of {READOUTS}, got {m.readout!r}")
+        if m.pos_init not in ("sinusoidal", "normal"):
+            raise TamError(f"model.pos_init must be sinusoidal or normal, got {m.pos_init!r}")
         if self.optim.freeze_fusion_epochs < 0 or not 0 < self.optim.layer_decay <= 1:
             raise TamError(f"optim.freeze_fusion_epochs must be >= 0 and optim.layer_decay in (0, 1], got "
                            f"{self.optim.freeze_fusion_epochs}, {self.optim.layer_decay}")

@@ -199,3 +199,17 @@ def test_attention_maps_match_the_forward_and_mask_padding():
     ref = F.scaled_dot_product_attention(Q[:, layer.q_idx], K[:, layer.k_idx], V,
                                          attn_mask=key_ok[:, layer.k_idx][:, :, None, None, :])
     assert torch.allclose(A @ V, ref, atol=1e-5)
+
+
+def test_position_embedding_starts_sinusoidal_or_vit_normal():
+    from tam.models.fusion import ModalityEmbedding, sinusoidal
+
+    torch.manual_seed(0)
+    sin = ModalityEmbedding({"image": 8, "audio": 4}, d=16, T=20).P_e.detach()
+    assert torch.allclose(sin, sinusoidal(21, 16))
+    assert torch.allclose(sin[0], torch.tensor([0.0, 1.0] * 8))  # t = 0: sin 0, cos 0
+    assert torch.allclose(sin[3, :2], torch.tensor([math.sin(3.0), math.cos(3.0)]))  # the fastest frequency is 1
+    normal = ModalityEmbedding({"image": 8}, d=64, T=200, pos_init="normal").P_e.detach()
+    assert 0.018 < normal.std().item() < 0.022 and normal.abs().max().item() < 0.15  # ViT's trunc_normal_(std=0.02)
+    with pytest.raises(ValueError, match="pos_init"):
+        ModalityEmbedding({"image": 8}, d=16, T=4, pos_init="zeros")

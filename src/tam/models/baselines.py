@@ -78,11 +78,12 @@ class ConcatFusion(_FirstTokens):
     """Simple concatenation and, with `divide=True`, divide attention."""
 
     def __init__(self, dims: dict[str, int], d: int = 768, layers: int = 12, heads: int = 8, ffn_mult: int = 4,
-                 dropout: float = 0.1, T: int = 64, divide: bool = False, drop_path: float = 0.0, noise: float = 0.0):
+                 dropout: float = 0.1, T: int = 64, divide: bool = False, drop_path: float = 0.0, noise: float = 0.0,
+                 pos_init: str = "sinusoidal"):
         super().__init__()
         self.modalities = list(dims)
         self.d, self.out_dim = d, d * len(dims)
-        self.embed = ModalityEmbedding(dims, d, T, noise)
+        self.embed = ModalityEmbedding(dims, d, T, noise, pos_init)
         self.towers = nn.ModuleList([
             nn.ModuleList([Block(d, heads, ffn_mult * d, dropout, divide, p) for p in depth_rates(drop_path, layers)])
             for _ in dims])
@@ -114,11 +115,12 @@ class JointFusion(_FirstTokens):
     """Joint attention: one encoder over all M(T+1) tokens."""
 
     def __init__(self, dims: dict[str, int], d: int = 768, layers: int = 12, heads: int = 8, ffn_mult: int = 4,
-                 dropout: float = 0.1, T: int = 64, drop_path: float = 0.0, noise: float = 0.0):
+                 dropout: float = 0.1, T: int = 64, drop_path: float = 0.0, noise: float = 0.0,
+                 pos_init: str = "sinusoidal"):
         super().__init__()
         self.modalities = list(dims)
         self.d, self.out_dim = d, d * len(dims)
-        self.embed = ModalityEmbedding(dims, d, T, noise)
+        self.embed = ModalityEmbedding(dims, d, T, noise, pos_init)
         self.blocks = nn.ModuleList([Block(d, heads, ffn_mult * d, dropout, drop_path=p)
                                      for p in depth_rates(drop_path, layers)])
         self.norm = nn.LayerNorm(d)

@@ -44,18 +44,42 @@ class FusionOutput:
     valid: Tensor  # [B, T+1] True where f is a real token (f^0 and valid segments)
 
 
-class ModalityEmbedding(nn.Module):
-    """Eq. (1) with the per-modality input projections: features [B, T, D_m] -> Z [B, M, T+1, d]."""
+POS_INITS = ("sinusoidal", "normal")
 
-    def __init__(self, dims: dict[str, int], d: int, T: int, noise: float = 0.0):
+
+def sinusoidal(L: int, d: int) -> Tensor:
+    """[L, d] sine/cosine position code (Vaswani et al. 2017): dims 2i, 2i+1 = sin, cos(t / 10000^(2i/d))."""
+    t = torch.arange(L, dtype=torch.float64)[:, None]
+    freq = 10000.0 ** (-torch.arange(0, d, 2, dtype=torch.float64) / d)
+    pe = torch.zeros(L, d, dtype=torch.float64)
+    pe[:, 0::2] = torch.sin(t * freq)
+    pe[:, 1::2] = torch.cos(t * freq)[:, : d // 2]
+    return pe.float()
+
+
+class ModalityEmbedding(nn.Module):
+    """Eq. (1) with the per-modality input projections: features [B, T, D_m] -> Z [B, M, T+1, d].
+
+    P_e is learnable (the paper); `pos_init` is where it starts: `sinusoidal` (default; the sine/cosine code of
+    Vaswani et al., so that W_q^m, W_k^n can read segment offsets from the first step) or `normal` (ViT's truncated
+    normal, σ = 0.02). On the cross-modal timing world the init decides whether CTM learns the rule at all
+    (docs/synthetic.md, "Worlds with power" (a))."""
+
+    def __init__(self, dims: dict[str, int], d: int, T: int, noise: float = 0.0, pos_init: str = "sinusoidal"):
         super().__init__()
+        if pos_init not in POS_INITS:
+            raise ValueError(f"pos_init must be one of {POS_INITS}, got {pos_init!r}")
         self.modalities = list(dims)
         self.noise = noise  # σ of Gaussian noise added to the input features in training (0 = off)
         self.proj = nn.ModuleDict({m: nn.Linear(D, d) for m, D in dims.items()})
         self.X0 = nn.Parameter(torch.zeros(len(dims), d))  # X_0^m, one learnable token per modality
         self.P_e = nn.Parameter(torch.zeros(T + 1, d))  # P_e ∈ R^{(T+1)×d}, shared by the modalities
         nn.init.trunc_normal_(self.X0, std=0.02)
-        nn.init.trunc_normal_(self.P_e, std=0.02)
+        with torch.no_grad():
+            if pos_init == "sinusoidal":
+                self.P_e.copy_(sinusoidal(T + 1, d))
+            else:
+                nn.init.trunc_normal_(self.P_e, std=0.02)
 
     def forward(self, x: dict[str, Tensor]) -> Tensor:
         X = torch.stack([self.proj[m](gaussian_noise(x[m], self.noise, self.training)) for m in self.modalities],
@@ -158,11 +182,11 @@ class CTMFusion(nn.Module):
 
     def __init__(self, dims: dict[str, int], d: int = 768, layers: int = 12, heads: int = 8, ffn_mult: int = 4,
                  dropout: float = 0.1, T: int = 64, attention: str = "both", drop_path: float = 0.0,
-                 noise: float = 0.0):
+                 noise: float = 0.0, pos_init: str = "sinusoidal"):
         super().__init__()
         self.modalities = list(dims)
         self.d = self.out_dim = d
-        self.embed = ModalityEmbedding(dims, d, T, noise)
+        self.embed = ModalityEmbedding(dims, d, T, noise, pos_init)
         self.layers = nn.ModuleList([CTMLayer(len(dims), d, heads, ffn_mult * d, dropout, attention, p)
                                      for p in depth_rates(drop_path, layers)])
         self.norm = nn.LayerNorm(d)

@@ -46,7 +46,7 @@ def build_fusion(cfg: ModelConfig, dims: dict[str, int]) -> nn.Module:
     """The fusion module named by `cfg.fusion`, over the modalities `cfg.modalities` with feature dims `dims`."""
     dims = {m: dims[m] for m in cfg.modalities}
     kw = dict(d=cfg.d, layers=cfg.layers, heads=cfg.heads, ffn_mult=cfg.ffn_mult, dropout=cfg.dropout, T=cfg.T,
-              drop_path=cfg.drop_path, noise=cfg.noise)
+              drop_path=cfg.drop_path, noise=cfg.noise, pos_init=cfg.pos_init)
     fusions = {
         "ctm": lambda: CTMFusion(dims, attention="both", **kw),
         "inner": lambda: CTMFusion(dims, attention="inner", **kw),
