@@ -78,3 +78,26 @@ def test_linear_baseline_on_labels_and_the_loses_to_flag(tmp_path):
     assert linear.loses_to("classification", {"accuracy": 0.5}, r["test"])
     assert not linear.loses_to("classification", {"accuracy": 1.0}, r["test"])
     assert not linear.loses_to("regression", {"valence_pcc": 0.1, "arousal_pcc": 0.1}, {})
+
+
+def test_linear_baseline_is_fitted_once_per_split_and_process(tmp_path, monkeypatch):
+    store = FeatureStore.create(tmp_path / "s", Manifest(encoders={"a": Encoder("t", 3)}))
+    rng = np.random.default_rng(4)
+    for i in range(40):
+        store.write(f"v{i}", {"a": (rng.normal(size=(4, 3)) + [2 * (i % 2), 0, 0]).astype(np.float32)},
+                    np.zeros((4, 2)))
+    videos = [f"v{i}" for i in range(40)]
+    lab = Labels("classification", videos, np.arange(40) % 2, ["train"] * 24 + ["val"] * 8 + ["test"] * 8,
+                 ["no", "yes"])
+    fits = []
+    real = linear.fit_classification
+    monkeypatch.setattr(linear, "fit_classification", lambda *a: fits.append(1) or real(*a))
+    monkeypatch.setattr(linear, "_CACHE", {})
+    parts = [lab.subset("train"), lab.subset("val"), lab.subset("test")]
+    first = linear.linear_baseline(store, ["a"], *parts)
+    first["test"]["accuracy"] = -1.0  # a caller's change never reaches the cache
+    again = linear.linear_baseline(store, ["a"], *parts)
+    assert len(fits) == 1 and again["test"]["accuracy"] >= 0
+    other = Labels("classification", videos, 1 - np.arange(40) % 2, lab.split, ["no", "yes"])  # other targets
+    linear.linear_baseline(store, ["a"], other.subset("train"), other.subset("val"), other.subset("test"))
+    assert len(fits) == 2

@@ -10,6 +10,8 @@ on, and the chosen model scores the test rows once.
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import warnings
 
 import numpy as np
@@ -101,14 +103,38 @@ def fit_regression(Xtr, ytr, Xva, yva, Xte, yte) -> dict:
             "val": regression_metrics(yva, pv), "test": regression_metrics(yte, pt) if len(yte) else {}}
 
 
+_CACHE: dict[str, dict] = {}  # inputs' digest -> result, per process (runs that share a split share the baseline)
+
+
+def _digest(task: str, classes: int, arrays: list[np.ndarray]) -> str:
+    h = hashlib.sha256(f"{task}:{classes}".encode())
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
 def linear_baseline(store, modalities: list[str], train, val, test, norm=None) -> dict:
-    """Fit the baseline on `train` (Labels), choose its strength on `val`, score `test`; {} if not fittable."""
+    """Fit the baseline on `train` (Labels), choose its strength on `val`, score `test`; {} if not fittable.
+
+    The result is a function of the pooled features and targets alone, so it is kept per process under their
+    digest: the runs of a grid or of `tam demo` that share a split (every seed and fusion on one labels file)
+    fit it once per worker process instead of once per run."""
     X = {s: pooled_features(store, lab.videos, modalities, norm) for s, lab in
          (("train", train), ("val", val), ("test", test))}
-    if train.task == "classification":
-        return fit_classification(X["train"], train.targets, X["val"], val.targets, X["test"], test.targets,
-                                  len(train.classes))
-    return fit_regression(X["train"], train.targets, X["val"], val.targets, X["test"], test.targets)
+    ys = [np.asarray(lab.targets) for lab in (train, val, test)]
+    key = _digest(train.task, len(train.classes), [X["train"], X["val"], X["test"], *ys])
+    if key not in _CACHE:
+        if train.task == "classification":
+            out = fit_classification(X["train"], train.targets, X["val"], val.targets, X["test"], test.targets,
+                                     len(train.classes))
+        else:
+            out = fit_regression(X["train"], train.targets, X["val"], val.targets, X["test"], test.targets)
+        if len(_CACHE) >= 16:
+            _CACHE.pop(next(iter(_CACHE)))
+        _CACHE[key] = out
+    return copy.deepcopy(_CACHE[key])
 
 
 def loses_to(task: str, model_metrics: dict, linear_metrics: dict) -> bool:
