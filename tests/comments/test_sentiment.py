@@ -1,4 +1,4 @@
-"""Sentiment: the fast scorer is SnowNLP's model exactly, and agrees with SnowNLP on the real comments."""
+"""Sentiment: the fast scorer is SnowNLP's model and segmentation, and agrees with SnowNLP on the real comments."""
 
 from __future__ import annotations
 
@@ -38,16 +38,52 @@ def test_fast_model_equals_snownlp_given_snownlp_tokens(real_texts):
 
 def test_fast_agrees_with_snownlp_on_real_comments(real_texts):
     fast = make_scorer("fast")
-    a = agreement([fast(t) for t in real_texts], [snownlp_sentiment(t) for t in real_texts])
-    # measured on all 11,093 real comments: r = 0.90, same side 93.6 % (docs/comments.md)
-    assert a["pearson_r"] > 0.8 and a["same_side"] > 0.88
+    a = agreement(fast.score_many(real_texts), [snownlp_sentiment(t) for t in real_texts])
+    # all 11,093 real comments: r = 1.0 (the same words; scores equal to ~1e-14), docs/comments.md
+    assert a["pearson_r"] > 0.9999 and a["same_side"] > 0.998 and a["mean_abs_diff"] < 1e-9
+
+
+def test_fast_words_are_snownlp_words(real_texts):
+    from snownlp import seg
+
+    fast = FastSentiment()
+    odd = ["", "  ", "awsl太好看了", "哈哈哈 233 好", "😀开心", "㐀好", "好-看", "a\u3000b 好的\n坏",
+           "\ud800好", "好\x00坏", "一", "御板美琴御板美琴", "阿姆斯特朗回旋加速喷气式阿姆斯特朗炮"]
+    texts = [*real_texts, *odd]
+    assert fast.segmenter.seg_many(texts) == [seg.seg(t) for t in texts]  # batched, runs of every length at once
+    assert fast.segmenter.seg("我失去了我的理智") == seg.seg("我失去了我的理智")
+
+
+def test_score_many_is_per_text_and_batch_independent(real_texts):
+    fast = FastSentiment()
+    texts = real_texts[:200]
+    many = fast.score_many(texts)
+    assert many.tolist() == [fast(t) for t in texts]  # bit for bit: a text's score ignores the rest of the batch
+    assert fast.score_many(texts[50:120]).tolist() == many[50:120].tolist()
+    assert many == pytest.approx([fast.score_words(fast.words(t)) for t in texts], abs=1e-12)
+    assert fast.score_many([]).shape == (0,)
 
 
 def test_fast_scorer_properties():
     fast = FastSentiment()
     assert 0.0 <= fast("") <= 1.0 and fast("太好看了，我很喜欢") > 0.5 > fast("太难看了，垃圾，差评")
-    assert fast._match("喜欢喜欢") == ["喜欢", "喜欢"]
     assert fast.words("awsl  世界 ") == ["awsl", *fast.words("世界")]
+
+
+@pytest.mark.slow
+def test_converted_model_is_cached(tmp_path, monkeypatch):
+    from tam.comments import snowseg
+    from tam.comments.sentiment import _snownlp_dir
+
+    monkeypatch.setenv("TAM_CACHE_DIR", str(tmp_path))
+    model = _snownlp_dir() / "seg" / "seg.marshal.3"
+    keys = np.array([5, 17, 2**40, 3, 99], dtype=np.int64)
+    table = snowseg._hash_table(keys)
+    assert snowseg._hash_find(table, np.array([17, 4, 2**40, 5, 3, 99, 100])).tolist() == [1, -1, 2, 0, 3, 4, -1]
+    first = snowseg.load_model(model)  # converted (SnowNLP's 13 MB model) and written to the cache
+    assert len(list(tmp_path.glob("snownlp-seg-*.npz"))) == 1
+    again = snowseg.load_model(model)
+    assert first.keys() == again.keys() and all(np.array_equal(first[k], again[k]) for k in first)
 
 
 def test_agreement_matches_scipy():
@@ -60,14 +96,3 @@ def test_agreement_matches_scipy():
         agreement([0.1], [0.2])
     with pytest.raises(TamError):
         make_scorer("vader")
-
-
-def test_score_from_the_shared_cut_equals_the_scorer(real_texts):
-    import rjieba
-
-    fast = FastSentiment()
-    texts = [*real_texts, "awsl太好看了", "哈哈哈 233 好", "  ", "😀开心", "㐀好", "好-看"]
-    for text in texts:
-        cut = rjieba.cut(text)
-        assert fast.words_from_cut(text, cut) == fast.words(text), text
-        assert fast.score_cut(text, cut) == fast(text), text  # bit for bit: the same additions in order
