@@ -442,34 +442,46 @@ class SortedTexts(Sequence):
         return self.comments.text(int(self.order[i]))
 
 
+SCORE_CHUNK = 4096
+"""Comments scored and cut per batch in `_score_and_filter` (a batch's texts are held at once)."""
+
+_NEEDS_CLEAN = re.compile(r"[\s._-]")
+"""Characters that `clean_cut` may act on (whitespace, the ASCII joiners): without them a cut is clean."""
+
+
 def _score_and_filter(texts: Sequence[str], times: np.ndarray, scorer: Callable[[str], float], lexicon: Mapping,
                       st: FilterSettings, tokenizer: LexiconTokenizer | None) -> tuple[np.ndarray, np.ndarray]:
     """One pass over the comments (`texts`, sorted by `times`): sentiment, and the filter stage each reaches
     (0 = none passed, 1 = lexicon, 2 = length, 3 = chars, 4 = kept after the repeat check).
 
-    One rjieba cut per comment serves the tokens and, when the scorer can use it
-    (`FastSentiment.score_cut`), the sentiment (a lexicon-aware `tokenizer` cuts the tokens separately:
-    the sentiment keeps the plain dictionary). No tokens are kept (the kept comments are cut again when
-    their columns are written), so memory does not grow with the tokens of the whole input."""
+    The comments go in batches of `SCORE_CHUNK`: a scorer with `score_many` (`FastSentiment`) scores a
+    batch at once; then each comment is cut (`tokenizer`, else jieba's plain dictionary) and filtered. No
+    tokens are kept (the kept comments are cut again when their columns are written), so memory does
+    not grow with the tokens of the whole input."""
     import rjieba
 
-    cut_text, score_cut = rjieba.cut, getattr(scorer, "score_cut", None)
+    cut_text = rjieba.cut if tokenizer is None else tokenizer.cut
+    score_many = getattr(scorer, "score_many", None)
     sent = np.empty(len(texts), dtype=np.float64)
     stage = np.zeros(len(texts), dtype=np.int8)
     lo, hi = st.min_words, st.max_words
-    for i in range(len(texts)):
-        text = texts[i]
-        cut = cut_text(text)
-        sent[i] = score_cut(text, cut) if score_cut is not None else scorer(text)
-        toks = clean_cut(cut if tokenizer is None else tokenizer.cut(text))
-        if not any(t in lexicon for t in toks):
-            continue
-        if not lo <= len(toks) <= hi:
-            stage[i] = 1
-        elif has_only_allowed_chars(text):
-            stage[i] = 3
-        else:
-            stage[i] = 2
+    words = lexicon.keys() if isinstance(lexicon, dict) else frozenset(lexicon)
+    needs_clean, allowed = _NEEDS_CLEAN.search, _ALLOWED.fullmatch
+    for a in range(0, len(texts), SCORE_CHUNK):
+        chunk = [texts[i] for i in range(a, min(a + SCORE_CHUNK, len(texts)))]
+        sent[a:a + len(chunk)] = score_many(chunk) if score_many is not None else [scorer(t) for t in chunk]
+        for i, text in enumerate(chunk, a):
+            toks = cut_text(text)
+            if needs_clean(text):
+                toks = clean_cut(toks)
+            if words.isdisjoint(toks):
+                continue
+            if not lo <= len(toks) <= hi:
+                stage[i] = 1
+            elif allowed(text) is not None:
+                stage[i] = 3
+            else:
+                stage[i] = 2
     cand = np.flatnonzero(stage == 3)
     keep = dedup_mask(times[cand].tolist(), (texts[i] for i in cand.tolist()), st.dedup_seconds)
     stage[cand[np.asarray(keep, dtype=bool)]] = 4
