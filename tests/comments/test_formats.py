@@ -318,3 +318,25 @@ def test_comments_columns_read_back_exactly():
     assert cs.text(1) == rows[1].text and cs.time(0) == 1.5 and cs != rows[:2]
     with pytest.raises(IndexError):
         cs[3]
+    bulk = Comments(rows[:1])
+    bulk.extend(rows[1:])  # out-of-range ints: one at a time
+    bulk.extend([])
+    plain = rows[:1] + [Comment(3.0, "好 😀\ud83d", 5, 7, "u", 9, "id")] * 2
+    together = Comments()
+    together.extend(plain)
+    assert bulk == rows and together == plain and together.text(2) == plain[2].text
+
+
+def test_add_many_equals_add():
+    from tam.comments.formats import ReadLimits, VideoComments
+
+    cs = [Comment(1.0, "好", 1), Comment(2.0, "  ", 1), Comment(3.0, "x" * 20, 1), Comment(4.0, "code", 8),
+          Comment(5.0, "a", 1), Comment(6.0, "b", 1), Comment(7.0, "c", 1)]
+    one = VideoComments("v", "s", "f", limits=ReadLimits(max_comment_chars=10, max_comments=3))
+    many = VideoComments("v", "s", "f", limits=ReadLimits(max_comment_chars=10, max_comments=3))
+    for c in cs:
+        one.add(c)
+    many.add_many(cs[:4])
+    many.add_many(cs[4:])
+    assert many.comments == one.comments == [cs[0], cs[4], cs[5]] and many.skipped == one.skipped
+    assert one.skipped == {"empty": 1, "too_long": 1, "advanced": 1, "over_limit": 1}
