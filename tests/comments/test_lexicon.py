@@ -103,3 +103,24 @@ def test_direct_xlsx_reader_equals_openpyxl_on_dutir():
     if not DUTIR.is_file():
         pytest.skip("../shared/realdata/lexicon is absent")
     assert _xlsx_rows_direct(DUTIR) == _xlsx_rows_openpyxl(DUTIR)
+
+
+def test_plain_sheet_reader_equals_the_element_reader(monkeypatch):
+    from tam.comments import lexicon
+
+    sheet = (b'<worksheet><sheetData><row r="1" spans="1:3"><c r="A1" t="s"><v>0</v></c><c r="C1" s="1"><v>2.5</v></c>'
+             b'</row><row r="2"/><row r="3"><c r="B3" t="b"><v>1</v></c><c r="D3" t="str"><v>x y</v></c>'
+             b'<c r="E3" t="e"><v>#N/A</v></c><c r="F3"><v></v></c><c r="G3" s="2"/><c r="AA3"><v>7</v></c></row>'
+             b'</sheetData></worksheet>')
+    strings = ["词"]
+    plain = lexicon._plain_sheet_rows(sheet, strings)
+    assert plain is not None and len(plain) == 3 and plain[0][:3] == ("词", None, 2.5) and plain[1] == (None,) * 27
+    assert plain[2][1:7] == (True, None, "x y", "#N/A", None, None) and plain[2][26] == 7
+    for odd in (b'<c r="A1" t="inlineStr"><is><t>a</t></is></c>', b'<c r="A1"><f>1+1</f><v>2</v></c>',
+                b'<c r="A1" t="str"><v>a &amp; b</v></c>', b"<x:c/>"):
+        assert lexicon._plain_sheet_rows(b'<sheetData><row r="1">' + odd + b"</row></sheetData>", strings) is None
+    assert lexicon._plain_sheet_rows(b'<sheetData><row r="1"><c r="A1"><v>1</v></c></sheetData>', strings) is None
+    if DUTIR.is_file():  # the real workbook: the same rows as the element reader
+        rows = lexicon._xlsx_rows_direct(DUTIR)
+        monkeypatch.setattr(lexicon, "_plain_sheet_rows", lambda *a: None)
+        assert rows == lexicon._xlsx_rows_direct(DUTIR)

@@ -18,6 +18,7 @@ stray spaces; out-of-range values are dropped and counted in `Lexicon.issues`.
 from __future__ import annotations
 
 import csv
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -182,6 +183,9 @@ def _xlsx_rows_direct(path: Path) -> list[tuple]:
         sheet = _xlsx_bytes(z, target)
     if b" s=\"" in sheet and _has_date_formats(path):  # styled cells may be dates (openpyxl converts them)
         raise ValueError("styled cells may be dates")
+    plain = _plain_sheet_rows(sheet, strings)
+    if plain is not None:
+        return plain
     rows: list[dict] = []
     width = 0
     for _, row in ET.iterparse(io.BytesIO(sheet)):  # row by row: the sheet's tree is never held whole
@@ -196,6 +200,61 @@ def _xlsx_rows_direct(path: Path) -> list[tuple]:
         width = max(width, max(cells, default=0))
         rows.append(cells)
     return [tuple(r.get(i) for i in range(1, width + 1)) for r in rows]
+
+
+_SHEET_TOKEN = re.compile(r'<row r="(\d+)"[^<>/]*(/?)>|</row>|<c r="([A-Z]+)\d+"(?: s="\d+")?(?: t="(s|n|b|str|e)")?'
+                          r"(?:/>|></c>|><v>([^<]*)</v></c>)")
+
+
+def _plain_sheet_rows(sheet: bytes, strings: list[str]) -> list[tuple] | None:
+    """`_xlsx_rows_direct`'s rows for a sheet whose `<sheetData>` is written plainly (rows with `r`, cells
+    `<c r=".." [s=".."] [t=".."]>` with at most a `<v>`, no entity, CDATA, formula or inline string), cut
+    out by one regular expression (~5x faster than building the elements); None for any other sheet."""
+    i, j = sheet.find(b"<sheetData>"), sheet.find(b"</sheetData>")
+    if i < 0 or j < i:
+        return None
+    try:
+        data = sheet[i + len(b"<sheetData>"):j].decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if "&" in data or "\r" in data:
+        return None
+    if _SHEET_TOKEN.sub("", data):  # something the pattern does not cover: not plain
+        return None
+    rows: list[dict] = []
+    cells: dict[int, object] = {}
+    is_open, columns = False, {}
+    for number, close, col, kind, v in _SHEET_TOKEN.findall(data):  # "" for an absent group
+        if col:
+            if not is_open:
+                return None
+            c = columns.get(col) or columns.setdefault(col, _column(col))
+            if not v:  # no <v>, or an empty one (ElementTree: no text)
+                cells[c] = None
+            elif kind == "s":
+                cells[c] = strings[int(v)]
+            elif kind in ("", "n"):
+                cells[c] = float(v) if "." in v or "e" in v or "E" in v else int(v)
+            elif kind == "b":
+                cells[c] = bool(int(v))
+            else:  # str, e
+                cells[c] = v
+        elif number:
+            if is_open:
+                return None
+            if int(number) != len(rows) + 1:
+                raise ValueError("rows are not contiguous")
+            cells = {}
+            rows.append(cells)
+            is_open = not close
+        elif not is_open:  # </row> without a row
+            return None
+        else:
+            is_open = False
+    if is_open:
+        return None
+    width = max((max(r, default=0) for r in rows), default=0)
+    return [tuple(map(r.get, range(1, width + 1))) for r in rows]
 
 
 def _column(ref: str) -> int:
