@@ -82,10 +82,26 @@ class ClipDataset(Dataset):
         self.min_fraction = min_fraction
         self.augment = augment  # (ds, item, epoch) -> item, training only (tam.train.augment.Augment)
         self._lengths: list[int] | None = None
+        self._open: dict[int, object] = {}  # row -> its VideoFeatures (memory maps), at most CACHE_VIDEOS
+
+    CACHE_VIDEOS = 4096  # open videos kept per dataset (each costs a few memory maps, not their data)
+
+    def read(self, i: int):
+        """Video i's features (memory maps), kept open: checking an entry costs more than a small epoch's work."""
+        v = self._open.get(i)
+        if v is None:
+            v = self.store.read(self.videos[i])
+            if len(self._open) >= self.CACHE_VIDEOS:
+                self._open.pop(next(iter(self._open)))
+            self._open[i] = v
+        return v
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_open": {}}  # loader workers open their own maps
 
     def lengths(self) -> list[int]:
         if self._lengths is None:
-            self._lengths = [self.store.read(v).T for v in self.videos]
+            self._lengths = [self.read(i).T for i in range(len(self.videos))]
         return self._lengths
 
     def windows(self) -> list[tuple[int, int]]:
@@ -97,7 +113,7 @@ class ClipDataset(Dataset):
 
     def clip(self, i: int, start: int, n: int, v=None) -> tuple[dict[str, Tensor], Tensor]:
         """Features of segments [start, start + n) of video i (cut at its end) and its present flags [M]."""
-        v = v if v is not None else self.store.read(self.videos[i])
+        v = v if v is not None else self.read(i)
         stop = min(start + n, v.T)
         x = {m: torch.from_numpy(np.array(v.features[m][start:stop], dtype=np.float32)) for m in self.modalities}
         return x, torch.tensor([v.present[m] for m in self.modalities])
@@ -107,7 +123,7 @@ class ClipDataset(Dataset):
         i, k = item
         if not self.train:
             return (*self.clip(i, k, self.T), torch.as_tensor(self.targets[i]), i)
-        v = self.store.read(self.videos[i])
+        v = self.read(i)
         start, n = crop_window(v.T, self.T, self.seed, k, i, self.min_fraction)
         x, present = self.clip(i, start, n, v)
         it = (x, present, torch.as_tensor(self.targets[i]), i, {"seed": sample_seed(self.seed, k, i)})

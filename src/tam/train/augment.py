@@ -63,7 +63,7 @@ class Augment:
         lam = float(rng.beta(self.mixup_alpha, self.mixup_alpha))
         lam = max(lam, 1 - lam)
         n = next(iter(x.values())).shape[0]
-        T_j = ds.store.read(ds.videos[j]).T
+        T_j = ds.read(j).T
         xb, pb = ds.clip(j, int(rng.integers(0, max(1, T_j - n + 1))), n)
         mixed = {}
         for m, a in x.items():
