@@ -74,3 +74,23 @@ def test_partial_results_are_drawn_and_named(tmp_path, tiny_world):
     assert table.rows[1][8] == "3"  # the claim at n = 40 pairs only the 3 seeds both arms finished
     status = {r["run"]: r["status"] for r in csv.DictReader(paths["csv"].open())}
     assert status[failed] == "failed" and status[missing] == "missing" and list(status.values()).count("done") == 18
+
+
+def test_pretraining_steps_show_ewp_and_atp_beside_their_baselines(tmp_path, tiny_world):
+    from tam.experiment.collect import pretraining
+
+    pre = {"store": str(tiny_world[0]), "corpus": str(tmp_path / "corpus"), "set": {"optim.epochs": 1}}
+    g = load_grid(write_grid(tmp_path / "g.yaml", tiny_world, tmp_path / "out",
+                             {"pretrained": [False, True], "seed": [0, 1, 2]}, extra={"pretrain": pre}))
+    assert len(g.pretrain_steps) == 3
+    for k, step in enumerate(g.pretrain_steps[:2]):
+        step.run_dir.mkdir(parents=True)
+        (step.run_dir / "results.json").write_text(json.dumps({
+            "heldout": {"ewp_top1": 0.6 + 0.1 * k, "ewp_top5": 0.9, "atp_top1": 0.5, "atp_chance": 0.1},
+            "baseline": {"ewp_top1": 0.2, "ewp_top5": 0.7}}))
+    t = pretraining(g)
+    assert t.rows[0][1:4] == ["0.600", "0.200", "3.00x"] and t.rows[1][3] == "3.50x"
+    assert t.rows[2][1] == "not run"
+    r = np.array([3.0, 3.5])
+    lo, hi = stats.t.interval(0.95, 1, loc=r.mean(), scale=stats.sem(r))
+    assert t.rows[3][0] == "mean [95% CI]" and t.rows[3][3] == f"{r.mean():.3f}x [{lo:.3f}, {hi:.3f}]"

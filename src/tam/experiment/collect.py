@@ -225,6 +225,39 @@ def diagnostics(c: Collected) -> Table:
                  "near the baseline is memorisation")
 
 
+def pretraining(grid: Grid) -> Table | None:
+    """The pre-training steps' held-out accuracies beside their baselines: EWP top-1 / top-5 against the most
+    frequent training words (and their ratio), ATP top-1 against chance; a mean [95% CI] row over the steps."""
+    rows, vals = [], {k: [] for k in ("ewp1", "base1", "ratio", "ewp5", "base5", "atp", "chance")}
+    for step in grid.pretrain_steps:
+        path = step.run_dir / "results.json"
+        if not path.is_file():
+            rows.append([step.run_dir.name, *["not run"] + ["—"] * 6])
+            continue
+        r = json.loads(path.read_text(encoding="utf-8"))
+        h, b = r.get("heldout", {}), r.get("baseline", {})
+        v = {"ewp1": h.get("ewp_top1", math.nan), "base1": b.get("ewp_top1", math.nan),
+             "ewp5": h.get("ewp_top5", math.nan), "base5": b.get("ewp_top5", math.nan),
+             "atp": h.get("atp_top1", math.nan), "chance": h.get("atp_chance", math.nan)}
+        v["ratio"] = v["ewp1"] / v["base1"] if v["base1"] else math.nan
+        for k, x in v.items():
+            vals[k].append(x)
+        rows.append([step.run_dir.name, *(f"{v[k]:.3f}" for k in ("ewp1", "base1")), f"{v['ratio']:.2f}x",
+                     *(f"{v[k]:.3f}" for k in ("ewp5", "base5", "atp", "chance"))])
+    if not rows:
+        return None
+    if len(vals["ewp1"]) > 1:
+        def ci(k: str, unit: str = "") -> str:
+            iv = mean_ci(vals[k])
+            return f"{iv.mean:.3f}{unit} [{iv.low:.3f}, {iv.high:.3f}]"
+        rows.append(["mean [95% CI]", ci("ewp1"), ci("base1"), ci("ratio", "x"), ci("ewp5"), ci("base5"), ci("atp"),
+                     ci("chance")])
+    return Table(["pre-training step", "EWP top-1", "most frequent word", "ratio", "EWP top-5", "5 most frequent",
+                  "ATP top-1", "ATP chance"], rows,
+                 "held-out comments of the pre-training corpus: what the fusion learnt from the comments, beside what "
+                 "guessing without the video gets")
+
+
 def _mean_attr(outs: list[Outcome], attr: str, scale: float) -> str:
     v = [getattr(o, attr) for o in outs if math.isfinite(getattr(o, attr))]
     return f"{np.mean(v) * scale:.3g}" if v else "—"
@@ -296,6 +329,9 @@ def report(c: Collected) -> Document:
                 Section("Results (arms × labelled videos)", [main_table(c), *[layout_table(c, a) for a in g.tables]]),
                 Section("Claims", [Checks(checks) if checks else "No claims in the grid.", claims]),
                 Section("Diagnostics: train vs validation", [diagnostics(c)])]
+    pre = pretraining(g)
+    if pre is not None:
+        sections.append(Section("Pre-training (held-out EWP / ATP beside their baselines)", [pre]))
     if failed or missing:
         sections.append(Section("Failed and missing runs", [[f"failed: {x}" for x in failed]
                                                             + [f"missing (not run yet): {x}" for x in missing]]))
