@@ -216,7 +216,6 @@ def segment_bounds(times: np.ndarray, labels: np.ndarray, duration: float) -> tu
 # ---------------------------------------------------------------- filters, dedup, masking
 
 _JIEBA_SKIP = re.compile(r"[a-zA-Z0-9]+(?:\.\d+)?%?|.")  # how jieba's HMM fallback splits ASCII runs
-_JOINERS = frozenset(".-_")
 
 
 def tokenize(text: str) -> list[str]:
@@ -226,16 +225,24 @@ def tokenize(text: str) -> list[str]:
     (`good - bye`, `o . o`, `2015.1 . 21`); such tokens are re-split with jieba's own rule."""
     import rjieba
 
-    return clean_cut(rjieba.cut(text))
+    cut = rjieba.cut(text)
+    return clean_cut(cut) if _NEEDS_CLEAN.search(text) else cut
+
+
+_NEEDS_CLEAN = re.compile(r"[\s._-]")
+"""Characters that `clean_cut` may act on (whitespace, the ASCII joiners): without them a cut is clean."""
+_ASCII_ALNUM = re.compile("[A-Za-z0-9]")
 
 
 def clean_cut(cut: Sequence[str]) -> list[str]:
     """`tokenize` from rjieba's raw cut (whitespace dropped, ASCII runs re-split as jieba does)."""
     out = []
     for t in cut:
-        if len(t) > 1 and t.isascii() and not _JOINERS.isdisjoint(t) and any(ch.isalnum() for ch in t):
+        if t.isspace():
+            continue
+        if t.isascii() and len(t) > 1 and ("." in t or "-" in t or "_" in t) and _ASCII_ALNUM.search(t):
             out.extend(_JIEBA_SKIP.findall(t))
-        elif not t.isspace():
+        else:
             out.append(t)
     return out
 
@@ -307,7 +314,8 @@ class LexiconTokenizer:
         return self.jieba.cut(text, True)
 
     def __call__(self, text: str) -> list[str]:
-        return clean_cut(self.jieba.cut(text, True))
+        cut = self.jieba.cut(text, True)
+        return clean_cut(cut) if _NEEDS_CLEAN.search(text) else cut
 
 
 def has_only_allowed_chars(text: str) -> bool:
@@ -445,10 +453,6 @@ class SortedTexts(Sequence):
 SCORE_CHUNK = 4096
 """Comments scored and cut per batch in `_score_and_filter` (a batch's texts are held at once)."""
 
-_NEEDS_CLEAN = re.compile(r"[\s._-]")
-"""Characters that `clean_cut` may act on (whitespace, the ASCII joiners): without them a cut is clean."""
-
-
 def _score_and_filter(texts: Sequence[str], times: np.ndarray, scorer: Callable[[str], float], lexicon: Mapping,
                       st: FilterSettings, tokenizer: LexiconTokenizer | None) -> tuple[np.ndarray, np.ndarray]:
     """One pass over the comments (`texts`, sorted by `times`): sentiment, and the filter stage each reaches
@@ -458,22 +462,18 @@ def _score_and_filter(texts: Sequence[str], times: np.ndarray, scorer: Callable[
     batch at once; then each comment is cut (`tokenizer`, else jieba's plain dictionary) and filtered. No
     tokens are kept (the kept comments are cut again when their columns are written), so memory does
     not grow with the tokens of the whole input."""
-    import rjieba
-
-    cut_text = rjieba.cut if tokenizer is None else tokenizer.cut
+    cut_text = tokenize if tokenizer is None else tokenizer
     score_many = getattr(scorer, "score_many", None)
     sent = np.empty(len(texts), dtype=np.float64)
     stage = np.zeros(len(texts), dtype=np.int8)
     lo, hi = st.min_words, st.max_words
     words = lexicon.keys() if isinstance(lexicon, dict) else frozenset(lexicon)
-    needs_clean, allowed = _NEEDS_CLEAN.search, _ALLOWED.fullmatch
+    allowed = _ALLOWED.fullmatch
     for a in range(0, len(texts), SCORE_CHUNK):
         chunk = [texts[i] for i in range(a, min(a + SCORE_CHUNK, len(texts)))]
         sent[a:a + len(chunk)] = score_many(chunk) if score_many is not None else [scorer(t) for t in chunk]
         for i, text in enumerate(chunk, a):
             toks = cut_text(text)
-            if needs_clean(text):
-                toks = clean_cut(toks)
             if words.isdisjoint(toks):
                 continue
             if not lo <= len(toks) <= hi:
