@@ -235,3 +235,34 @@ def test_a_broken_manifest_is_one_line(tmp_path, text):
     with pytest.raises(TamError, match="manifest.json") as e:
         FeatureStore.open(tmp_path / "s")
     assert "\n" not in str(e.value)
+
+
+def test_plain_npy_headers_parse_like_numpy(tmp_path):
+    import io
+
+    from tam.features.store import _plain_header
+
+    arrays = [np.zeros((16, 32), np.float32), np.ones((5, 2)), np.arange(7, dtype=np.int64), np.float32(3.0),
+              np.zeros((3, 1, 2), np.float32), np.zeros((2, 3), np.float32, order="F"), np.zeros((4, 0), np.float32)]
+    for a in arrays:
+        buf = io.BytesIO()
+        np.save(buf, a)
+        head = buf.getvalue()[:256]
+        ref = io.BytesIO(head)
+        np.lib.format.read_magic(ref)
+        shape, fortran, dt = np.lib.format.read_array_header_1_0(ref)
+        assert _plain_header(head) == (tuple(shape), fortran, dt)
+    v2 = io.BytesIO()
+    np.lib.format.write_array(v2, np.zeros((2, 2), np.float32), version=(2, 0))
+    assert _plain_header(v2.getvalue()[:256]) is None  # not the plain layout: numpy's own parser reads it
+
+
+def test_an_entry_is_checked_and_mapped_once_until_overwritten(tmp_path):
+    store = FeatureStore.create(tmp_path / "s", Manifest(encoders={"a": Encoder("t", 3)}))
+    store.write("v", {"a": np.zeros((4, 3), np.float32)}, np.zeros((4, 2)))
+    first = store.read("v")
+    assert store.read("v") is first and store.check(["v"]) == []
+    store.write("v", {"a": np.ones((5, 3), np.float32)}, np.zeros((5, 2)), overwrite=True)
+    again = store.read("v")
+    assert again is not first and again.T == 5 and float(again.features["a"][0, 0]) == 1.0
+    assert FeatureStore.open(tmp_path / "s").read("v").T == 5

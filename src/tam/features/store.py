@@ -114,6 +114,9 @@ class FeatureStore:
         self.root = Path(root)
         self.manifest = manifest
         self._videos = self.root / "videos"
+        self._open: dict[str, VideoFeatures] = {}  # checked entries already mapped (entries never change in place)
+
+    OPEN_LIMIT = 8192  # videos kept mapped per store object (each costs a few memory maps, not their data)
 
     # ---- opening -------------------------------------------------------------------------------
     @classmethod
@@ -171,6 +174,7 @@ class FeatureStore:
                 os.replace(final, trash / "x")
                 shutil.rmtree(trash, ignore_errors=True)
             os.replace(tmp, final)
+            self._open.pop(video, None)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -227,7 +231,19 @@ class FeatureStore:
         return len(self.videos())
 
     def read(self, video: str) -> VideoFeatures:
-        """One video's features as read-only memory maps; a damaged entry is a TamError naming video and file."""
+        """One video's features as read-only memory maps; a damaged entry is a TamError naming video and file.
+
+        An entry is checked and mapped once per store object; later reads return the same maps (an entry is
+        written once, atomically, and replaced only through this object's `write(..., overwrite=True)`)."""
+        v = self._open.get(video)
+        if v is None:
+            v = self._read(video)
+            if len(self._open) >= self.OPEN_LIMIT:
+                self._open.pop(next(iter(self._open)))
+            self._open[video] = v
+        return v
+
+    def _read(self, video: str) -> VideoFeatures:
         d = self._videos / entry_name(video)
         if not (d / "meta.json").is_file():
             raise TamError(f"{self.root}: no features for video {video!r}")
@@ -263,7 +279,8 @@ class FeatureStore:
             dirs = sorted(d for d in self._videos.iterdir() if not d.name.startswith(".")) \
                 if self._videos.is_dir() else []
             return [p for d in dirs if (p := self._check_entry(d, None))]
-        return [p for v in videos if (d := self._videos / entry_name(v)).exists() and (p := self._check_entry(d, v))]
+        return [p for v in videos if v not in self._open and (d := self._videos / entry_name(v)).exists()
+                and (p := self._check_entry(d, v))]
 
     def require_valid(self, videos: Iterable[str]) -> None:
         """Raise one TamError (the first problem and a count) if any entry of `videos` is damaged."""
@@ -316,20 +333,43 @@ class FeatureStore:
 META_LIMIT = 1 << 20
 
 
+# the header numpy's writer produces for a C-order array of a simple dtype, parsed without ast.literal_eval
+_PLAIN_HEADER = re.compile(rb"\{'descr': '([<>|][a-z][0-9]{1,2})', 'fortran_order': (False|True), "
+                           rb"'shape': \(((?:[0-9]{1,18}, )*[0-9]{0,18},?)\), \} *\n")
+
+
+def _plain_header(head: bytes) -> tuple[tuple[int, ...], bool, np.dtype] | None:
+    """(shape, fortran_order, dtype) of a v1.0 header in numpy's own layout, else None (numpy parses it)."""
+    if len(head) < 10 or head[:8] != b"\x93NUMPY\x01\x00":
+        return None
+    n = int.from_bytes(head[8:10], "little")
+    m = _PLAIN_HEADER.fullmatch(head[10:10 + n])
+    if m is None or 10 + n > len(head):
+        return None
+    shape = tuple(int(x) for x in m.group(3).decode().replace(",", " ").split())
+    return shape, m.group(2) == b"True", np.dtype(m.group(1).decode())
+
+
 def npy_header(path: Path, dtype, shape: tuple[int, ...], video: str) -> int:
     """Check a `.npy` file's header (dtype, shape) and its size against the data it promises; returns the
     offset of the data. Reads the header only."""
     try:
         size = path.stat().st_size
         with path.open("rb") as f:
-            version = np.lib.format.read_magic(f)
-            if version == (1, 0):
-                got, fortran, dt = np.lib.format.read_array_header_1_0(f)
-            elif version == (2, 0):
-                got, fortran, dt = np.lib.format.read_array_header_2_0(f)
+            head = f.read(256)
+            plain = _plain_header(head)
+            if plain is not None:
+                (got, fortran, dt), offset = plain, 10 + int.from_bytes(head[8:10], "little")
             else:
-                raise ValueError(f"unsupported .npy version {version}")
-            offset = f.tell()
+                f.seek(0)
+                version = np.lib.format.read_magic(f)
+                if version == (1, 0):
+                    got, fortran, dt = np.lib.format.read_array_header_1_0(f)
+                elif version == (2, 0):
+                    got, fortran, dt = np.lib.format.read_array_header_2_0(f)
+                else:
+                    raise ValueError(f"unsupported .npy version {version}")
+                offset = f.tell()
     except FileNotFoundError:
         raise TamError(f"video {video!r}: {path}: missing") from None
     except Exception as e:  # noqa: BLE001 - numpy's header parser raises ValueError, SyntaxError, TokenError, ...
