@@ -148,8 +148,9 @@ def _run(torch_threads: int) -> dict[str, float | str]:
         options = ExtractOptions(workers=1)
         load_before = os.getloadavg()[0]
         t0 = time.perf_counter()
+        stats: dict = {}
         outcomes, _ = run_extraction([Job("bench", path)], str(Path(tmp) / "store"), encoders, options,
-                                     progress=False)
+                                     progress=False, stats=stats)
         wall = time.perf_counter() - t0
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         assert outcomes[0].status == "done", outcomes[0].error
@@ -160,6 +161,8 @@ def _run(torch_threads: int) -> dict[str, float | str]:
             "torch_threads": torch_threads, "decode_threads": decode_threads(options), "cores": cores(),
             "load_avg_1min_before": load_before, "load_avg_1min_after": os.getloadavg()[0],
             "wall_s": wall, "decode_only_s": decode, "encode_only_s": encode,
+            "pipeline_encode_s": stats["encode_s"], "pipeline_wait_s": stats["wait_s"],
+            "pipeline_batches": " ".join(map(str, stats["batches"])),
             "wall_over_max": wall / max(decode, encode), "video_s_per_s": seconds / wall,
             "peak_rss_mb_pipeline": peak_mb, **crops}
 

@@ -54,9 +54,9 @@ def _audio_only(path, seconds):
             out.mux(p)
 
 
-def _run(folder, root, encoders, **kw):
+def _run(folder, root, encoders, stats=None, **kw):
     opts = ExtractOptions(policy=SegmentPolicy(), **kw)
-    return run_extraction(find_videos([str(folder)]), str(root), encoders, opts, progress=False)
+    return run_extraction(find_videos([str(folder)]), str(root), encoders, opts, progress=False, stats=stats)
 
 
 def _same(a, b) -> bool:
@@ -64,9 +64,11 @@ def _same(a, b) -> bool:
 
 
 def test_known_content_lands_in_the_right_segments(folder, tmp_path, encoders):
-    outcomes, text = _run(folder, tmp_path / "s", encoders)
+    stats = {}
+    outcomes, text = _run(folder, tmp_path / "s", encoders, stats=stats)
     status = {o.video: o.status for o in outcomes}
     assert status == {"Fear/known": "done", "-dash ünï": "done", "speech": "done", "zero": "failed"}
+    assert sum(stats["batches"]) == sum(o.T for o in outcomes) and stats["encode_s"] > 0 and stats["wait_s"] >= 0
     assert "zero.webm: empty file" in text and "NOT real" in text
     store = FeatureStore.open(tmp_path / "s")
     v = store.read("Fear/known")  # red -> blue at 2.0 s, tone from 1.0 s

@@ -295,8 +295,11 @@ def decode_threads(options: ExtractOptions) -> int:
 
 
 def extract(jobs: list[Job], store: FeatureStore, encoders: dict[str, FrozenEncoder],
-            options: ExtractOptions | None = None, progress: bool = True) -> list[Outcome]:
-    """Extract features for `jobs` into `store`; returns one `Outcome` per job (in job order)."""
+            options: ExtractOptions | None = None, progress: bool = True, stats: dict | None = None) -> list[Outcome]:
+    """Extract features for `jobs` into `store`; returns one `Outcome` per job (in job order).
+
+    `stats`, when given, receives where the encoding thread's time went: `encode_s` (in the encoders), `wait_s`
+    (waiting for decoded segments: the overlap lost) and `batches` (segments per encoder call)."""
     options = options or ExtractOptions()
     outcomes: dict[int, Outcome] = {}
     todo = []
@@ -306,7 +309,10 @@ def extract(jobs: list[Job], store: FeatureStore, encoders: dict[str, FrozenEnco
         else:
             todo.append((i, job))
     if todo:
-        _Runner(jobs, store, encoders, options, outcomes, progress).run(todo)
+        runner = _Runner(jobs, store, encoders, options, outcomes, progress)
+        runner.run(todo)
+        if stats is not None:
+            stats.update(runner.stats)
     return [outcomes[i] for i in range(len(jobs))]
 
 
@@ -316,6 +322,7 @@ class _Runner:
         self.outcomes, self.progress = outcomes, progress
         self.acc: dict[int, _Acc] = {}
         self.waiting: list[_Part] = []
+        self.stats: dict = {"encode_s": 0.0, "wait_s": 0.0, "batches": []}
 
     def run(self, todo: list) -> None:
         from tqdm import tqdm
@@ -346,10 +353,12 @@ class _Runner:
     def _loop(self, out: queue.Queue, n_workers: int) -> None:
         done_workers = 0
         while done_workers < n_workers or self.waiting:
+            t0 = time.perf_counter()
             try:
                 kind, index, payload = out.get(timeout=0.05) if done_workers < n_workers else ("idle", -1, None)
             except queue.Empty:
                 kind, index, payload = "idle", -1, None
+            self.stats["wait_s"] += time.perf_counter() - t0
             if kind == "worker-done":
                 done_workers += 1
             elif kind == "start":
@@ -369,7 +378,11 @@ class _Runner:
     def _encode_waiting(self) -> None:
         parts = [p for p in self.waiting if p.index in self.acc]
         self.waiting = []
-        for p, feats in zip(parts, _encode(parts, self.encoders)):
+        t0 = time.perf_counter()
+        encoded = _encode(parts, self.encoders)
+        self.stats["encode_s"] += time.perf_counter() - t0
+        self.stats["batches"].append(sum(len(p.seg.times) for p in parts))
+        for p, feats in zip(parts, encoded):
             acc = self.acc[p.index]
             acc.parts.append((p.seg.start, p.seg.times, feats, p.seg.frozen))
             acc.pending -= 1
@@ -447,9 +460,9 @@ def summary(outcomes: list[Outcome], wall: float, manifest: Manifest) -> str:
 
 
 def run_extraction(jobs: list[Job], store_root: str, encoders: dict[str, FrozenEncoder], options: ExtractOptions,
-                   progress: bool = True) -> tuple[list[Outcome], str]:
-    """Open the store, extract, and return the outcomes with the summary text."""
+                   progress: bool = True, stats: dict | None = None) -> tuple[list[Outcome], str]:
+    """Open the store, extract (`stats`: see `extract`), and return the outcomes with the summary text."""
     store = open_store(store_root, encoders, options.policy)
     t0 = time.perf_counter()
-    outcomes = extract(jobs, store, encoders, options, progress=progress)
+    outcomes = extract(jobs, store, encoders, options, progress=progress, stats=stats)
     return outcomes, summary(outcomes, time.perf_counter() - t0, store.manifest)
