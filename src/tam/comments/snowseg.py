@@ -231,38 +231,50 @@ class SnowSegmenter:
         ids = np.full((n_runs, width + 2), self.bos, dtype=np.int64)
         ids[rows_of_chars, cols + 2] = self.lut[cps - 0x4E00]
         active = np.searchsorted(-slen, -np.arange(width), side="left")  # runs longer than t: a prefix
+        off = np.concatenate([[0], np.cumsum(active)])  # position t's runs are cells off[t]..off[t+1]
+        # every cell (position t, run), position by position: the n-gram terms do not depend on the search
+        t_of, run_of = np.nonzero(np.arange(width)[:, None] < slen[None, :])
+        c0, c1, c2 = ids[run_of, t_of], ids[run_of, t_of + 1], ids[run_of, t_of + 2]
+        lg, (cell, codes, vals) = self._terms(c0, c1, c2)
+        bc = codes % 16
+        with np.errstate(divide="ignore"):
+            tri = np.log(lg[cell, bc] + vals)  # log(uni + bi + tri) where a trigram exists
+            np.log(lg, out=lg)  # log(uni + bi): -inf where both are 0
+        early = t_of[cell] < 2  # positions 0 and 1: tag t-2 is BOS, one candidate per state
+        lg[cell[early], bc[early]] = tri[early]
+        late = ~early
+        cell, a, bc, tri = cell[late], codes[late] // 16, bc[late], tri[late]
+        at = np.searchsorted(cell, off)  # position t's trigram entries: at[t]..at[t+1]
+        unseen = c2 >= self.n
+        lost_at = np.bincount(t_of[unseen], minlength=width) > 0
         state = np.full((4, n_runs, 4), -np.inf)  # [tag t-1, run, tag t]; at t = 0 only tag t-1 = 0 (BOS)
         back = [None, None]
-        with np.errstate(divide="ignore"):
-            for t in range(width):
-                r = int(active[t])
-                c0, c1, c2 = ids[:r, t], ids[:r, t + 1], ids[:r, t + 2]
-                found = c2 < self.n
-                lost = None if found.all() else ~found  # an unseen character: no score
-                s16, (rows, codes, vals) = self._terms(c0, c1, c2)
-                if t < 2:  # one candidate per state: the pre-state (BOS, tag t-1); trigrams all have tag t-2 = BOS
-                    lg = np.log(s16)
-                    lg[rows, codes] = np.log(s16[rows, codes] + vals)
-                    if t == 0:
-                        state[0, :r] = lg[:, :4] if lost is None else np.where(found[:, None], lg[:, :4], 0.0)
-                    else:
-                        prev = state[0, :r]  # [run, tag t-1]
-                        new = prev[:, :, None] + lg.reshape(r, 4, 4)
-                        if lost is not None:
-                            new[lost] = prev[lost][:, :, None]
-                        state[:, :r] = new.transpose(1, 0, 2)
-                    continue
-                best, val = self._step(state[:, :r], s16, rows, codes, vals)
-                if lost is not None:  # SnowNLP keeps the last candidate: tag t-2 = s
-                    val[lost] = np.repeat(state[3, :r][lost], 4, axis=1)
-                    best[lost] = 3
-                state[:, :r] = val.reshape(r, 4, 4).transpose(1, 0, 2)
-                back.append(best)
+        for t in range(width):
+            r, o = int(active[t]), int(off[t])
+            lgt = lg[o:o + r]
+            lost = unseen[o:o + r] if lost_at[t] else None  # an unseen character: no score
+            if t == 0:
+                state[0, :r] = lgt[:, :4] if lost is None else np.where(lost[:, None], 0.0, lgt[:, :4])
+                continue
+            if t == 1:
+                prev = state[0, :r]  # [run, tag t-1]
+                new = prev[:, :, None] + lgt.reshape(r, 4, 4)
+                if lost is not None:
+                    new[lost] = prev[lost][:, :, None]
+                state[:, :r] = new.transpose(1, 0, 2)
+                continue
+            e0, e1 = int(at[t]), int(at[t + 1])
+            best, val = self._step(state[:, :r], lgt, cell[e0:e1] - o, a[e0:e1], bc[e0:e1], tri[e0:e1])
+            if lost is not None:  # SnowNLP keeps the last candidate: tag t-2 = s
+                val[lost] = np.repeat(state[3, :r][lost], 4, axis=1)
+                best[lost] = 3
+            state[:, :r] = val.reshape(r, 4, 4).transpose(1, 0, 2)
+            back.append(best)
         return self._backtrack(state, back, slen)[rows_of_chars, cols]
 
     def _terms(self, c0: np.ndarray, c1: np.ndarray, c2: np.ndarray):
-        """At one position: uni + bi terms [run, tag t-1 * 4 + tag t], and the trigram terms as sparse
-        (run, tag t-2 * 16 + tag t-1 * 4 + tag t, value). An unseen character (id n) has no n-grams."""
+        """Per cell: uni + bi terms [cell, tag t-1 * 4 + tag t], and the trigram terms as sparse
+        (cell, tag t-2 * 16 + tag t-1 * 4 + tag t, value). An unseen character (id n) has no n-grams."""
         n = self.n
         s16 = self.uni16[np.minimum(c2, n - 1)]
         ok = (c1 < n) & (c2 < n)
@@ -272,13 +284,12 @@ class SnowSegmenter:
         return s16, self._lookup(self.tri, (c0 * n + c1) * n + c2, ok)
 
     @staticmethod
-    def _step(state: np.ndarray, s16: np.ndarray, rows: np.ndarray, codes: np.ndarray, vals: np.ndarray):
-        """One Viterbi step at a position t >= 2 (`state` [tag t-2, run, tag t-1]): for each new state
-        (tag t-1 * 4 + tag t) the first best tag t-2 and the score."""
-        lg = np.log(s16)
-        a, bc = codes // 16, codes % 16
-        cand = np.repeat(state, 4, axis=2) + lg  # [tag t-2, run, tag t-1 * 4 + tag t], without trigram terms
-        cand[a, rows, bc] = state[a, rows, bc // 4] + np.log(s16[rows, bc] + vals)
+    def _step(state: np.ndarray, lg: np.ndarray, rows: np.ndarray, a: np.ndarray, bc: np.ndarray, tri: np.ndarray):
+        """One Viterbi step at a position t >= 2 (`state` [tag t-2, run, tag t-1]; `lg` the log terms without
+        trigrams, `tri` those with, at (a, rows, bc)): for each new state (tag t-1 * 4 + tag t) the first best
+        tag t-2 and the score."""
+        cand = np.repeat(state, 4, axis=2) + lg  # [tag t-2, run, tag t-1 * 4 + tag t]
+        cand[a, rows, bc] = state[a, rows, bc // 4] + tri
         val, best = cand[0], np.zeros(lg.shape, dtype=np.int8)
         for k in (1, 2, 3):  # SnowNLP keeps the first candidate on ties
             np.copyto(best, k, where=cand[k] > val)
