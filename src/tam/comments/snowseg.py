@@ -35,7 +35,7 @@ ZH_RUN = re.compile("([\u4e00-\u9fa5]+)")
 """SnowNLP's definition of a Chinese run (`snownlp.seg.re_zh`)."""
 
 _TAGS = ("b", "m", "e", "s")
-_CACHE_FORMAT = "snowseg-2"
+_CACHE_FORMAT = "snowseg-3"
 
 
 def cache_dir() -> Path:
@@ -77,7 +77,7 @@ def _convert(model_file: Path) -> dict[str, np.ndarray]:
         order = np.lexsort((codes, keys))
         keys, codes, vals = keys[order], codes[order], vals[order]
         ukeys, starts = np.unique(keys, return_index=True)
-        return ukeys, np.append(starts, len(keys)).astype(np.int64), codes, vals
+        return ukeys, np.append(starts, len(keys)).astype(np.int32), codes, vals
 
     def bi_items():
         for (a, b), v in bi.items():
@@ -93,9 +93,10 @@ def _convert(model_file: Path) -> dict[str, np.ndarray]:
 
     bk, bp, bc, bv = sparse(bi_items())
     tk, tp, tc, tv = sparse(tri_items())
-    bh, th = _hash_table(bk), _hash_table(tk)
-    return {"chars": np.array(["".join(chars)]), "uni": unit, "bi_hash": bh, "bi_ptr": bp, "bi_codes": bc,
-            "bi_vals": bv, "tri_hash": th, "tri_ptr": tp, "tri_codes": tc, "tri_vals": tv}
+    (bhk, bhi), (thk, thi) = _hash_table(bk), _hash_table(tk)
+    return {"chars": np.array(["".join(chars)]), "uni": unit, "bi_hkeys": bhk, "bi_hidx": bhi, "bi_ptr": bp,
+            "bi_codes": bc, "bi_vals": bv, "tri_hkeys": thk, "tri_hidx": thi, "tri_ptr": tp, "tri_codes": tc,
+            "tri_vals": tv}
 
 
 _MULT = np.uint64(0x9E3779B97F4A7C15)
@@ -106,33 +107,34 @@ def _slots(keys: np.ndarray, bits: int) -> np.ndarray:
     return (keys.astype(np.uint64) * _MULT >> np.uint64(64 - bits)).astype(np.int64)
 
 
-def _hash_table(keys: np.ndarray) -> np.ndarray:
-    """An open-addressing (linear probing) table of distinct non-negative `keys`, load <= 1/2: [2, size]
-    int64, row 0 the key (-1: empty), row 1 its index in `keys`."""
+def _hash_table(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """An open-addressing (linear probing) table of distinct non-negative `keys`, load <= 1/2: the key in
+    each slot (int64, -1: empty) and its index in `keys` (int32)."""
     bits = max(4, int(np.ceil(np.log2(2 * len(keys) + 1))))
     size = 1 << bits
-    table = np.full((2, size), -1, dtype=np.int64)
+    table, index = np.full(size, -1, dtype=np.int64), np.full(size, -1, dtype=np.int32)
     pending, slot = np.arange(len(keys)), _slots(keys, bits)
     while len(pending):
-        free = table[0, slot] == -1
+        free = table[slot] == -1
         slots, first = np.unique(slot[free], return_index=True)  # one key per free slot at a time
         placed = pending[free][first]
-        table[0, slots], table[1, slots] = keys[placed], placed
+        table[slots], index[slots] = keys[placed], placed
         left = np.ones(len(pending), dtype=bool)
         left[np.flatnonzero(free)[first]] = False
         pending, slot = pending[left], (slot[left] + 1) & (size - 1)
-    return table
+    return table, index
 
 
-def _hash_find(table: np.ndarray, keys: np.ndarray) -> np.ndarray:
+def _hash_find(table: tuple[np.ndarray, np.ndarray], keys: np.ndarray) -> np.ndarray:
     """Index of each of `keys` (non-negative) in the table's key list, -1 when absent."""
-    size = table.shape[1]
+    slots, index = table
+    size = len(slots)
     out = np.full(len(keys), -1, dtype=np.int64)
     idx, slot = np.arange(len(keys)), _slots(keys, size.bit_length() - 1)
     while len(idx):
-        k = table[0, slot]
+        k = slots[slot]
         hit = k == keys[idx]
-        out[idx[hit]] = table[1, slot[hit]]
+        out[idx[hit]] = index[slot[hit]]
         go = (k != -1) & ~hit
         idx, slot = idx[go], (slot[go] + 1) & (size - 1)
     return out
@@ -173,8 +175,8 @@ class SnowSegmenter:
         for c, i in self.cid.items():
             if "\u4e00" <= c <= "\u9fa5":
                 self.lut[ord(c) - 0x4E00] = i
-        self.bi = (m["bi_hash"], m["bi_ptr"], m["bi_codes"], m["bi_vals"])
-        self.tri = (m["tri_hash"], m["tri_ptr"], m["tri_codes"], m["tri_vals"])
+        self.bi = ((m["bi_hkeys"], m["bi_hidx"]), m["bi_ptr"], m["bi_codes"], m["bi_vals"])
+        self.tri = ((m["tri_hkeys"], m["tri_hidx"]), m["tri_ptr"], m["tri_codes"], m["tri_vals"])
 
     def seg(self, text: str) -> list[str]:
         """`snownlp.seg.seg(text)` (one text: slow, use `seg_many` or `words_flat` for many)."""
