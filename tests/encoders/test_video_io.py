@@ -60,12 +60,6 @@ def test_chunks_are_consecutive(media):
     assert [p.start for p in parts] == [0, 2, 4]
     times = np.concatenate([p.times for p in parts])
     assert np.allclose(times[:, 0], np.arange(6) * 0.5) and np.allclose(times[:-1, 1], times[1:, 0])
-    path, policy = media["h264"], SegmentPolicy(fps=32.0)
-    early = list(iter_segments(path, MediaInfo(path), policy, SMALL, 2, first=1))  # a first run of 1: starts sooner
-    assert [p.start for p in early] == [0, 1, 3]  # then runs of 2; the last run takes what is left
-    for k in ("times", "motion", "image"):
-        assert np.array_equal(np.concatenate([getattr(p, k) for p in early]),
-                              np.concatenate([getattr(p, k) for p in parts]))
 
 
 def test_native_rate_takes_16_decoded_frames(media):

@@ -135,7 +135,7 @@ def _decode_job(index: int, job: Job, policy: SegmentPolicy, sizes: FrameSizes, 
     audio = _Audio(job.path, features, info) if (has_audio and (want_audio or not has_video)) else None
     try:
         if has_video:
-            parts = iter_segments(job.path, info, policy, sizes, chunk, threads, first=1)  # the encoders start early
+            parts = iter_segments(job.path, info, policy, sizes, chunk, threads)
         else:
             wave = audio.join()[0] if audio is not None else None
             if wave is None or len(wave) == 0:

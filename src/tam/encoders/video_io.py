@@ -327,10 +327,10 @@ class _NativeClips:
 
 
 class _SegmentBuilder:
-    """Collects target frames into segments and hands out runs of `chunk` segments (the first run: `first`)."""
+    """Collects target frames into segments and hands out runs of `chunk` segments."""
 
-    def __init__(self, policy: SegmentPolicy, sizes: FrameSizes, chunk: int, first: int = 0):
-        self.policy, self.sizes, self.chunk, self.first = policy, sizes, chunk, first or chunk
+    def __init__(self, policy: SegmentPolicy, sizes: FrameSizes, chunk: int):
+        self.policy, self.sizes, self.chunk = policy, sizes, chunk
         self.grid_motion = bool(sizes.motion) and not policy.native_motion  # motion from the segment's frames
         self.count = 0  # frames in the open segment
         self.motion: list[np.ndarray] = []
@@ -394,7 +394,7 @@ class _SegmentBuilder:
         if self.sizes.motion and not self.grid_motion:  # only segments whose motion clip is cut
             ready = min(ready, next((i for i, s in enumerate(self.done) if not isinstance(s[2], np.ndarray)),
                                     len(self.done)))
-        if ready <= 0 or (not final and ready < (self.chunk if self.emitted else self.first)):
+        if ready <= 0 or (not final and ready < self.chunk):
             return None
         segs, self.done = self.done[:ready], self.done[ready:]
         times = np.array([[s[0], s[1]] for s in segs], dtype=np.float64)
@@ -408,10 +408,8 @@ class _SegmentBuilder:
 
 
 def iter_segments(path: str | os.PathLike, info: MediaInfo, policy: SegmentPolicy = SegmentPolicy(),
-                  sizes: FrameSizes = FrameSizes(), chunk: int = 16, threads: int = 0,
-                  first: int = 0) -> Iterator[Segments]:
-    """Decode the default video stream and yield runs of up to `chunk` consecutive segments (the first run: up to
-    `first`, when given, so that a pipeline can start encoding sooner).
+                  sizes: FrameSizes = FrameSizes(), chunk: int = 16, threads: int = 0) -> Iterator[Segments]:
+    """Decode the default video stream and yield runs of up to `chunk` consecutive segments.
 
     `threads` caps FFmpeg's decoding threads (0 = FFmpeg's choice: one per core and one more); the frames are
     the same whatever the count. Raises `TamError` when the file has no video stream or not a single frame decodes.
@@ -429,7 +427,7 @@ def iter_segments(path: str | os.PathLike, info: MediaInfo, policy: SegmentPolic
         sar = float(cc.sample_aspect_ratio) if cc.sample_aspect_ratio else 1.0
         if sar != 1.0:
             info.notes.append(f"non-square pixels (SAR {cc.sample_aspect_ratio}); scaled to display aspect")
-        builder = _SegmentBuilder(policy, sizes, chunk, first)
+        builder = _SegmentBuilder(policy, sizes, chunk)
         yield from _run(container, stream, info, policy, sizes, builder, sar, rate)
         if info.rotation:
             info.notes.append(f"display rotation {info.rotation} degrees applied")
