@@ -7,7 +7,7 @@
   segmentation, re-implemented with numpy over many comments at once (`tam.comments.snowseg`: the same
   character-based model and Viterbi search, read from `snownlp/seg/seg.marshal.3`). The score is
   SnowNLP's formula, sigmoid(log prior ratio + sum of per-word log likelihood ratios). On the 11,093
-  real comments the words equal SnowNLP's and the scores agree to ~1e-12 (Pearson r 1.0; tests,
+  real comments the words equal SnowNLP's and the scores agree within 2e-14 (Pearson r 1.0; tests,
   bench/bench_comments.py, docs/comments.md). `score_many` scores a batch (the corpus job uses it).
 
 Until issue 11 the `fast` scorer cut the text with rjieba and re-cut the words the model did not know by

@@ -12,8 +12,9 @@ to the first candidate in that order (SnowNLP's `>` and `max`). The words equal 
 real comments (tested); the only possible difference is numpy's `log` against `math.log` (last bit).
 
 The model (SnowNLP's `seg.marshal.3`, 13 MB, ~4.5 s to unmarshal) is converted once into sparse arrays
-and kept in a cache file (`cache_dir()`, ~25 MB, keyed by the model file's size and modification time;
-loading it takes ~0.05 s). SnowNLP's code is never called; its installed model file is read.
+and kept in a cache file (`cache_dir()`, ~54 MB, keyed by the model file's path, size and modification time
+and the format; loading it takes ~0.1-0.2 s; a file of an older format is left in place). SnowNLP's code
+is never called; its installed model file is read.
 """
 
 from __future__ import annotations
