@@ -97,7 +97,8 @@ class TrainConfig:
     # training step do not oversubscribe the cores (tam.train.threads)
     threads: int = 0
     # model selection on validation: metric (accuracy / mean PCC; ties broken by the lower validation loss) |
-    # loss (the lowest validation loss; steadier on tiny validation splits)
+    # loss (the lowest validation loss; steadier on tiny validation splits) | last (no selection: the last epoch's
+    # model is tested, a fixed schedule, for validation splits too small to choose an epoch on)
     select: str = "metric"
     train_eval_videos: int = 64  # training videos scored like validation each epoch (train curves); 0 = off
     linear_baseline: bool = True  # fit the linear baseline (tam.eval.linear) beside every result
@@ -147,8 +148,8 @@ class RunConfig:
         if self.data.normalize not in ("zscore", "log1p", "none") or self.data.normalize_clip < 0:
             raise TamError(f"data.normalize must be zscore, log1p or none and data.normalize_clip >= 0, got "
                            f"{self.data.normalize!r}, {self.data.normalize_clip}")
-        if self.train.select not in ("metric", "loss") or self.train.threads < 0:
-            raise TamError(f"train.select must be metric or loss and train.threads >= 0, got "
+        if self.train.select not in ("metric", "loss", "last") or self.train.threads < 0:
+            raise TamError(f"train.select must be metric, loss or last and train.threads >= 0, got "
                            f"{self.train.select!r}, {self.train.threads}")
         if not 0 <= self.data.val_fraction < 1:
             raise TamError(f"data.val_fraction must be in [0, 1), got {self.data.val_fraction}")

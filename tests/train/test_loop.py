@@ -260,3 +260,14 @@ def test_memorisation_is_diagnosed_from_the_curves():
     reg = [{"train_loss": "1.0", "val_valence_pcc": "0.02", "val_arousal_pcc": ""},
            {"train_loss": "0.05", "val_valence_pcc": "0.05", "val_arousal_pcc": "0.01"}]
     assert "mean PCC" in diagnose("regression", reg, {"valence_mse": 1.0})[0]
+
+
+def test_select_last_tests_the_last_epoch_whatever_validation_says(tiny_config, tmp_path):
+    cfg = replace(tiny_config, optim=replace(tiny_config.optim, epochs=3), train=replace(tiny_config.train,
+                                                                                         select="last"))
+    r = fit(cfg, tmp_path / "run", log=lambda s: None)
+    assert r["best_epoch"] == 2
+    ev = evaluate_run(str(tmp_path / "run"), cfg.data.store, cfg.data.labels, "test")
+    assert ev["metrics"]["accuracy"] == pytest.approx(r["test"]["accuracy"])
+    with pytest.raises(TamError, match="train.select"):
+        replace(cfg, train=replace(cfg.train, select="first")).validate()

@@ -340,7 +340,10 @@ class Run:
         return evaluate(cfg.data.task, labels.targets, pred), pred
 
     def improves(self, score: float, loss: float) -> bool:
-        """Model selection: the validation metric (ties: the lower validation loss), or the validation loss."""
+        """Model selection: the validation metric (ties: the lower validation loss), the validation loss, or none
+        (`last`: every epoch replaces the kept model, so the last one is tested)."""
+        if self.cfg.train.select == "last":
+            return True
         if self.cfg.train.select == "loss":
             return loss < self.best_loss
         return score > self.best or (score == self.best and loss < self.best_loss)
