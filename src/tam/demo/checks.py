@@ -93,7 +93,8 @@ def pipeline_expectations(s: dict) -> list[tuple[str, str]]:
                     "95% CI (CTM, readout f^0, one lr)" + numbers, verdict))
     for readout, r in s.get("small", {}).items():
         numbers, verdict = paired_claim(r["pretrained"]["accuracy"], r["scratch"]["accuracy"])
+        sp = s.get("spec", {})
         out.append((f"{r['n']['train'] + r['n']['val']} labelled videos: fine-tuning from TSC pre-training beats "
                     f"training from scratch by more than the 95% CI (CTM, readout {READOUT_NAMES.get(readout, readout)}"
-                    ", fusion lr 1e-5)" + numbers, verdict))
+                    f", fusion lr {sp.get('fusion_lr', 1e-5):g})" + numbers, verdict))
     return out

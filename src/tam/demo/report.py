@@ -90,11 +90,14 @@ def small_tables(s: dict) -> list:
         rows.append([f"{name}: from scratch"] + _pct(r["scratch"]) + ["—"])
         rows.append([f"{name}: from TSC pre-training"] + _pct(r["pretrained"]) + [_diff(r["diff"])])
     n = next(iter(s["small"].values()))["n"]
-    cap = (f"CTM at the small-label end: {n['train']} train / {n['val']} val labelled videos per seed (a class-"
-           f"stratified draw per seed, the same in both arms), {n['test']} test videos; head lr {sp['head_lr']:g}, "
-           f"fusion lr {sp['fusion_lr']:g} from pre-training (the paper's) and {sp['head_lr']:g} from scratch, "
-           f"{sp['small_epochs']} epochs. The last column is the paired difference "
-           "pre-trained − scratch over the seeds with its 95% t-interval.")
+    select = {"last": "the last epoch tested (no selection on the validation videos)",
+              "loss": "the epoch of lowest validation loss tested"}.get(sp.get("small_select", ""),
+                                                                       "the epoch of best validation accuracy tested")
+    cap = (f"CTM at the small-label end, seeds {sp.get('small_seeds', s['seeds'])}: {n['train']} train / {n['val']} "
+           f"val labelled videos per seed (a class-stratified draw per seed, the same in both arms), {n['test']} test "
+           f"videos; head lr {sp['head_lr']:g}, fusion lr {sp['fusion_lr']:g} from pre-training and "
+           f"{sp['head_lr']:g} from scratch, {sp['small_epochs']} epochs, {select}. The last column is the paired "
+           "difference pre-trained − scratch over the seeds with its 95% t-interval.")
     return [Table(["CTM, readout: fine-tuned"] + HEAD[1:] + ["pre-trained − scratch (points, 95% CI)"], rows, cap)]
 
 
