@@ -82,22 +82,10 @@ class ClipDataset(Dataset):
         self.min_fraction = min_fraction
         self.augment = augment  # (ds, item, epoch) -> item, training only (tam.train.augment.Augment)
         self._lengths: list[int] | None = None
-        self._open: dict[int, object] = {}  # row -> its VideoFeatures (memory maps), at most CACHE_VIDEOS
-
-    CACHE_VIDEOS = 4096  # open videos kept per dataset (each costs a few memory maps, not their data)
 
     def read(self, i: int):
-        """Video i's features (memory maps), kept open: checking an entry costs more than a small epoch's work."""
-        v = self._open.get(i)
-        if v is None:
-            v = self.store.read(self.videos[i])
-            if len(self._open) >= self.CACHE_VIDEOS:
-                self._open.pop(next(iter(self._open)))
-            self._open[i] = v
-        return v
-
-    def __getstate__(self) -> dict:
-        return {**self.__dict__, "_open": {}}  # loader workers open their own maps
+        """Video i's features (memory maps; the store checks and maps each entry once)."""
+        return self.store.read(self.videos[i])
 
     def lengths(self) -> list[int]:
         if self._lengths is None:

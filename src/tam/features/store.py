@@ -118,6 +118,9 @@ class FeatureStore:
 
     OPEN_LIMIT = 8192  # videos kept mapped per store object (each costs a few memory maps, not their data)
 
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_open": {}}  # a pickled memmap carries its data: loader workers map their own
+
     # ---- opening -------------------------------------------------------------------------------
     @classmethod
     def create(cls, root: str | os.PathLike, manifest: Manifest) -> FeatureStore:
