@@ -24,6 +24,9 @@ FUSIONS = ("ctm", "inner", "cross", "concat", "divide", "joint")
 READOUTS = ("f0", "mean", "attentive")
 """What the head reads from the fusion output f: the paper's f^0, or a pooling over the valid segments."""
 
+POS_INITS = ("sinusoidal", "normal")
+"""Where the learnable position embedding P_e starts (tam.models.fusion.ModalityEmbedding)."""
+
 
 @dataclass
 class ModelConfig:
@@ -136,8 +139,8 @@ class RunConfig:
             raise TamError(f"model.d = {m.d} is not divisible by model.heads = {m.heads}")
         if m.readout not in READOUTS:
             raise TamError(f"model.readout must be one of {READOUTS}, got {m.readout!r}")
-        if m.pos_init not in ("sinusoidal", "normal"):
-            raise TamError(f"model.pos_init must be sinusoidal or normal, got {m.pos_init!r}")
+        if m.pos_init not in POS_INITS:
+            raise TamError(f"model.pos_init must be one of {POS_INITS}, got {m.pos_init!r}")
         if self.optim.freeze_fusion_epochs < 0 or not 0 < self.optim.layer_decay <= 1:
             raise TamError(f"optim.freeze_fusion_epochs must be >= 0 and optim.layer_decay in (0, 1], got "
                            f"{self.optim.freeze_fusion_epochs}, {self.optim.layer_decay}")

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from tam.config import POS_INITS
 from tam.models.stochastic import Dropout, DropPath, depth_rates, gaussian_noise
 
 
@@ -42,9 +43,6 @@ class FusionOutput:
     f: Tensor  # [B, T+1, d] video representation (Eq. 6); rows of padded segments are zero
     f0: Tensor  # [B, out_dim] what the head sees (f^0 for CTM; concatenated first tokens for some baselines)
     valid: Tensor  # [B, T+1] True where f is a real token (f^0 and valid segments)
-
-
-POS_INITS = ("sinusoidal", "normal")
 
 
 def sinusoidal(L: int, d: int) -> Tensor:
