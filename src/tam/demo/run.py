@@ -116,9 +116,7 @@ def _exit_with(pid: int) -> None:
             time.sleep(1.0)
             try:
                 os.kill(pid, 0)
-            except ProcessLookupError:
-                os._exit(1)
-            except PermissionError:  # pid reused by another user's process: ours is gone
+            except (ProcessLookupError, PermissionError):  # gone (PermissionError: its pid now another user's)
                 os._exit(1)
 
     threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
