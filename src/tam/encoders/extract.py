@@ -179,7 +179,7 @@ class _Audio:
     def join(self) -> tuple:
         if self.own is not None:
             self.thread.join()
-            if self.error is None and self.own is not None:
+            if self.error is None:
                 self.info.audio = self.own.audio
                 self.info.decode_errors += self.own.decode_errors
                 self.info.notes[self.at:self.at] = self.own.notes
