@@ -32,3 +32,11 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     """Atomically write a JSON file (UTF-8, indented, keys in insertion order)."""
     write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+
+
+def cache_dir() -> Path:
+    """Where derived files are kept between runs (converted models, parsed lexicons): $TAM_CACHE_DIR, else
+    $XDG_CACHE_HOME/tam, else ~/.cache/tam."""
+    if os.environ.get("TAM_CACHE_DIR"):
+        return Path(os.environ["TAM_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tam"

@@ -136,3 +136,60 @@ def test_editing_the_lexicon_redoes_the_parts(tmp_path):
     again = prepare_corpus(files, out, str(lex), workers=1, progress=False)
     assert again["sources_resumed"] == 0
     assert again["filters"]["with emotional word"]["all"] < first["filters"]["with emotional word"]["all"]
+
+
+def test_finalize_in_small_chunks_keeps_exactly_the_selected_comments(tmp_path, monkeypatch):
+    """Chunks of 2 rows (a video across chunks, parts together) give the same tables as the default; and
+    comments.parquet holds exactly the part rows of the selected segments, a duplicate video counted once."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from tam.comments import corpus
+
+    files, lex = _inputs(tmp_path, 4)
+    dup = tmp_path / "in" / "t.csv"  # video v0 again, in a source sorted after s00.csv: a duplicate
+    dup.write_text("video,time,text\n" + "".join(f"v0,{t + 5},{x}\n" for t, x in ROWS), encoding="utf-8")
+    a = prepare_corpus([tmp_path / "in"], tmp_path / "a", str(lex), n_per_polarity=3, workers=1, progress=False)
+    monkeypatch.setattr(corpus, "CHUNK_ROWS", 2)
+    b = prepare_corpus([tmp_path / "in"], tmp_path / "b", str(lex), n_per_polarity=3, workers=1, progress=False)
+    assert a["duplicate_videos"] == b["duplicate_videos"] and len(a["duplicate_videos"]) == 1
+    for name in ("comments.parquet", "segments.parquet"):
+        assert pq.read_table(tmp_path / "a" / name).equals(pq.read_table(tmp_path / "b" / name)), name
+    assert (tmp_path / "a" / "vocab.json").read_bytes() == (tmp_path / "b" / "vocab.json").read_bytes()
+    segs = pq.read_table(tmp_path / "b" / "segments.parquet").to_pylist()
+    selected = {(s["video"], s["index"]): s["split"] for s in segs if s["selected"]}
+    expected = []
+    for f in sorted(files + [dup], key=str):  # the part of each source, in source order; v0 from s00.csv only
+        marker = json.loads(next((tmp_path / "b" / "parts").glob(f"{f.stem}-*.json")).read_text())
+        rows = pa.ipc.open_file(pa.memory_map(str(tmp_path / "b" / "parts" / f"{marker['key']}.comments.arrow")))
+        expected += [{**r, "split": selected[(r["video"], r["segment"])]} for r in rows.read_all().to_pylist()
+                     if (r["video"], r["segment"]) in selected and not (f == dup and r["video"] == "v0")]
+    got = pq.read_table(tmp_path / "b" / "comments.parquet").drop_columns(["token_ids", "masked_ids", "target_ids"])
+    assert got.to_pylist() == expected and len(expected) == b["comments_written"] > 0
+    assert not list((tmp_path / "b" / "parts").glob("finalize-*"))  # the spill is removed
+
+
+def test_lexicon_tables_come_from_the_cache_until_the_file_changes(tmp_path, monkeypatch):
+    from tam.comments import corpus, lexicon
+
+    monkeypatch.setenv("TAM_CACHE_DIR", str(tmp_path / "cache"))
+    lex = tmp_path / "lex.csv"
+    lex.write_text("词语,词性种类,情感分类,强度,极性\n开心,adj,PA,5,1\n难过,adj,NB,5,2\n", encoding="utf-8")
+    first = corpus._lexicon_tables(str(lex))
+    assert first == corpus._lexicon_tables(str(lex), cache=False) and first[0]["开心"] == ("PA", "乐")
+    (cached,) = (tmp_path / "cache").glob("lexicon-*.json")
+
+    def refuse(path):
+        raise AssertionError("read the lexicon file although its tables are cached")
+
+    monkeypatch.setattr(lexicon, "load_lexicon", refuse)
+    assert corpus._lexicon_tables(str(lex)) == first  # from the cache
+    monkeypatch.undo()
+    monkeypatch.setenv("TAM_CACHE_DIR", str(tmp_path / "cache"))
+    lex.write_text("词语,词性种类,情感分类,强度,极性\n开心,adj,PA,5,1\n", encoding="utf-8")
+    assert "难过" not in corpus._lexicon_tables(str(lex))[0]  # new bytes: read again
+    cached.write_text("{not json", encoding="utf-8")
+    lex.write_text("词语,词性种类,情感分类,强度,极性\n开心,adj,PA,5,1\n难过,adj,NB,5,2\n", encoding="utf-8")
+    assert corpus._lexicon_tables(str(lex)) == first  # an unreadable cache file is rebuilt
+    monkeypatch.setenv("TAM_CACHE_DIR", str(lex))  # a file, not a folder: the cache cannot be written
+    assert corpus._lexicon_tables(str(lex)) == first

@@ -8,7 +8,7 @@ Two passes over the output folder:
    settings. A malformed source is reported in one line and skipped; the others go on. The workers
    (spawned, `concurrent.futures`) start while the parent reads the lexicon; a worker that dies stops
    the job with one line instead of hanging it (`_in_pool`), keeping every source already done.
-2. Finalize (streamed, one part at a time): the first source of a video id wins (later ones are
+2. Finalize (streamed in chunks of `CHUNK_ROWS` rows): the first source of a video id wins (later ones are
    reported as duplicates); videos are split train/test by a hash of their id; the N most negative and
    N most positive segments are selected; the vocabulary counts the training split's selected comments;
    `comments.parquet` holds the kept comments of the selected segments with token ids, `segments.parquet`
@@ -39,7 +39,7 @@ from tam.comments.process import (
     process_video,
 )
 from tam.errors import TamError
-from tam.io import atomic_write, write_json
+from tam.io import atomic_write, cache_dir, write_json
 
 
 @dataclass
@@ -292,7 +292,11 @@ def select_segments(sentiment: Sequence[float], keys: Sequence[tuple], n: int) -
 
 def finalize(out_dir: Path, summaries: list[dict], n_per_polarity: int, test_fraction: float, seed: int,
              min_count: int = 1) -> dict:
-    """Merge the parts of successful sources into the final tables; return the stats report."""
+    """Merge the parts of successful sources into the final tables; return the stats report.
+
+    Streamed in chunks of whole parts (`CHUNK_ROWS` rows or so; a large part in pieces): one pass keeps
+    the comments of the selected segments, spilled to a temporary Arrow file, and counts the training
+    split's tokens; a second turns the spill into `comments.parquet` with token ids."""
     import pyarrow.parquet as pq
 
     ok = sorted((s for s in summaries if not s.get("error")), key=lambda s: s["source"])
@@ -305,24 +309,37 @@ def finalize(out_dir: Path, summaries: list[dict], n_per_polarity: int, test_fra
                 owner[v["video"]] = (s["key"], s["source"])
     segs = _merge_segments(out_dir, ok, owner, n_per_polarity, test_fraction, seed)
     atomic_write(out_dir / "segments.parquet", lambda p: pq.write_table(segs, p, compression="zstd"))
-    selected = {(v, i): split for v, i, pol, split in zip(*(segs[c].to_pylist() for c in
-                ("video", "index", "polarity", "split"))) if pol}
-    vocab = build_vocab(_iter_parts(out_dir, ok, owner, selected, train_only=True), min_count)
-    write_json(out_dir / "vocab.json", {"tokens": vocab["tokens"], "counts": vocab["counts"],
-                                        "min_count": min_count, "specials": list(SPECIAL_TOKENS)})
-    n_written = _write_comments(out_dir, ok, owner, selected, vocab["tokens"])
+    spill = out_dir / "parts" / "finalize-selected.arrow.tmp"
+    try:
+        counts = _select_comments(out_dir, ok, owner, segs, spill)
+        vocab = vocab_from_counts(counts, min_count)
+        write_json(out_dir / "vocab.json", {"tokens": vocab["tokens"], "counts": vocab["counts"],
+                                            "min_count": min_count, "specials": list(SPECIAL_TOKENS)})
+        n_written = _write_comments(out_dir, spill, vocab["tokens"])
+    finally:
+        spill.unlink(missing_ok=True)
     return _stats(summaries, segs, duplicates, len(vocab["tokens"]), n_written, n_per_polarity)
+
+
+def _foreign(s: dict, owner: dict) -> list[str]:
+    """The videos of summary `s` already read from another source (duplicates: not this part's)."""
+    return sorted(v["video"] for v in s["videos"] if owner[v["video"]][0] != s["key"])
+
+
+def _without(t, videos: list[str]):
+    """Table `t` without the rows of `videos`."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    return t.filter(pc.invert(pc.is_in(t["video"], value_set=pa.array(videos, pa.string())))) if videos else t
 
 
 def _merge_segments(out_dir: Path, ok: list, owner: dict, n: int, test_fraction: float, seed: int):
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    tables = []
-    for s in ok:
-        t = _read_arrow(out_dir / "parts" / f"{s['key']}.segments.arrow")
-        mine = [owner[v][0] == s["key"] for v in t["video"].to_pylist()]
-        tables.append(t.filter(pa.array(mine, type=pa.bool_())))
+    tables = [_without(_read_arrow(out_dir / "parts" / f"{s['key']}.segments.arrow"), _foreign(s, owner))
+              for s in ok]
     segs = _concat(tables, SEGMENT_SCHEMA)
     videos = segs["video"].to_pylist()
     keys = list(zip(videos, segs["index"].to_pylist()))
@@ -332,39 +349,28 @@ def _merge_segments(out_dir: Path, ok: list, owner: dict, n: int, test_fraction:
     return segs.append_column("selected", pc.not_equal(segs["polarity"], ""))
 
 
-def _iter_parts(out_dir: Path, ok: list, owner: dict, selected: dict, train_only: bool = False):
-    """Yield each part's comment table restricted to selected segments (and the training split).
+CHUNK_ROWS = 16_384
+"""Finalize works on the parts' comments about this many rows at a time (whole parts together, a large part
+in pieces of whole record batches: memory, since a part can hold a whole 40 MB file's comments), and writes
+`comments.parquet` in row groups of about this many selected rows."""
 
-    Vectorised with pyarrow: each row's (video, segment) key is looked up in the part's own selection
-    (segments of the videos this part owns), so no Python work is done per comment.
-    """
+
+def _chunks(out_dir: Path, ok: list, owner: dict):
+    """The parts' comment rows (only the videos each part owns), in source order, as tables of about
+    `CHUNK_ROWS` rows."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
-    def key(videos, segments):
-        return pc.binary_join_element_wise(videos, pc.cast(segments, pa.string()), "\x1f")
-
-    by_part: dict[str, list] = {}
-    for (v, i), sp in selected.items():
-        by_part.setdefault(owner[v][0], []).append((v, i, sp))
+    pieces, rows = [], 0
     for s in ok:
-        mine = by_part.get(s["key"], [])
-        value_set = key(pa.array([m[0] for m in mine], pa.string()), pa.array([m[1] for m in mine], pa.int64()))
-        splits = pa.array([m[2] for m in mine], pa.string())
+        foreign = _foreign(s, owner)
         for t in _part_pieces(out_dir / "parts" / f"{s['key']}.comments.arrow"):
-            idx = pc.index_in(key(t["video"], t["segment"]), value_set=value_set)
-            split = pc.take(splits, idx)
-            keep = pc.is_valid(idx)
-            if train_only:
-                keep = pc.and_(keep, pc.equal(split, "train"))
-            keep = keep.fill_null(False)
-            yield t.filter(keep).append_column("split", pc.filter(split, keep))
-
-
-PIECE_ROWS = 16_384
-"""Finalize reads a part's comments in pieces of whole record batches of about this many rows (memory: a
-part can hold a whole 40 MB file's comments). A part of at most this many rows is one piece, one Parquet
-row group, as when parts were read whole; a larger one gives one row group per piece (the same rows)."""
+            pieces.append(_without(t, foreign))
+            rows += pieces[-1].num_rows
+            if rows >= CHUNK_ROWS:
+                yield pa.concat_tables(pieces)
+                pieces, rows = [], 0
+    if rows:
+        yield pa.concat_tables(pieces)
 
 
 def _part_pieces(path: Path):
@@ -381,23 +387,63 @@ def _part_pieces(path: Path):
                 pool.release_unused()  # hand the pieces already written back to the system (mimalloc keeps them)
             batches.append(reader.get_batch(b))
             rows += batches[-1].num_rows
-            if rows >= PIECE_ROWS and b < n - 1:
+            if rows >= CHUNK_ROWS and b < n - 1:
                 yield pa.Table.from_batches(batches, reader.schema)
                 batches, rows = [], 0
         yield pa.Table.from_batches(batches, reader.schema)
 
 
-def build_vocab(tables: Iterable, min_count: int = 1) -> dict[str, list]:
-    """Vocabulary: the special tokens, then tokens seen >= min_count times, by count then text."""
+def _select_comments(out_dir: Path, ok: list, owner: dict, segs, spill: Path) -> Counter:
+    """Write the comments of the selected segments, with their split, to the Arrow file `spill`; return the
+    token counts of the training split's ones. A comment's segment is found by its row in `segs` (its video's
+    first row plus its segment index), so no Python work is done per comment."""
+    import numpy as np
+    import pyarrow as pa
     import pyarrow.compute as pc
 
+    first_row: dict[str, int] = {}
+    for r, (v, i) in enumerate(zip(segs["video"].to_pylist(), segs["index"].to_pylist())):
+        first_row.setdefault(v, r - i)
+    selected = segs["selected"].to_numpy(zero_copy_only=False)
+    split = segs["split"].combine_chunks()
+    train = pc.equal(split, "train").to_numpy(zero_copy_only=False)
     counts: Counter = Counter()
-    for t in tables:
-        vc = pc.value_counts(pc.list_flatten(t["tokens"]))
-        counts.update(dict(zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist())))
+    schema = COMMENT_SCHEMA.append(pa.field("split", pa.string()))
+    with pa.OSFile(str(spill), "wb") as f, pa.ipc.new_file(f, schema) as w:
+        for t in _chunks(out_dir, ok, owner):
+            videos = pc.unique(t["video"])
+            first = np.array([first_row[v] for v in videos.to_pylist()], dtype=np.int64)
+            row = first[pc.index_in(t["video"], value_set=videos).to_numpy()] + t["segment"].to_numpy()
+            keep = selected[row]
+            row = row[keep]
+            t = t.filter(keep).append_column("split", split.take(row))
+            if t.num_rows:
+                w.write_table(t)
+                _count_tokens(counts, t.filter(train[row]))
+    return counts
+
+
+def _count_tokens(counts: Counter, table) -> None:
+    """Add the tokens of `table` (a list<string> column `tokens`) to `counts`."""
+    import pyarrow.compute as pc
+
+    vc = pc.value_counts(pc.list_flatten(table["tokens"]))
+    counts.update(dict(zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist())))
+
+
+def vocab_from_counts(counts: Counter, min_count: int = 1) -> dict[str, list]:
+    """Vocabulary: the special tokens, then tokens seen >= min_count times, by count then text."""
     items = sorted(((w, c) for w, c in counts.items() if c >= min_count and w not in SPECIAL_TOKENS),
                    key=lambda wc: (-wc[1], wc[0]))
     return {"tokens": list(SPECIAL_TOKENS) + [w for w, _ in items], "counts": [0] * 4 + [c for _, c in items]}
+
+
+def build_vocab(tables: Iterable, min_count: int = 1) -> dict[str, list]:
+    """`vocab_from_counts` over the tokens of `tables` (each with a list<string> column `tokens`)."""
+    counts: Counter = Counter()
+    for t in tables:
+        _count_tokens(counts, t)
+    return vocab_from_counts(counts, min_count)
 
 
 def token_ids(column, vocab):
@@ -410,22 +456,34 @@ def token_ids(column, vocab):
     return pa.ListArray.from_arrays(column.offsets, ids)
 
 
-def _write_comments(out_dir: Path, ok: list, owner: dict, selected: dict, vocab_tokens: list[str]) -> int:
+def _write_comments(out_dir: Path, spill: Path, vocab_tokens: list[str]) -> int:
+    """`comments.parquet` from the spill of `_select_comments`, in row groups of about `CHUNK_ROWS` rows."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     vocab = pa.array(vocab_tokens, pa.string())
     written = 0
 
-    def write(path: Path) -> None:
+    def flush(w, batches: list) -> None:
         nonlocal written
-        with pq.ParquetWriter(path, COMMENT_SCHEMA_OUT, compression="zstd") as w:
-            for t in _iter_parts(out_dir, ok, owner, selected):
-                if t.num_rows:
-                    for name in ("tokens", "masked", "targets"):
-                        t = t.append_column(f"{name.rstrip('s')}_ids", token_ids(t[name], vocab))
-                    w.write_table(t.select(COMMENT_SCHEMA_OUT.names).cast(COMMENT_SCHEMA_OUT))
-                    written += t.num_rows
+        t = pa.Table.from_batches(batches)
+        for name in ("tokens", "masked", "targets"):
+            t = t.append_column(f"{name.rstrip('s')}_ids", token_ids(t[name], vocab))
+        w.write_table(t.select(COMMENT_SCHEMA_OUT.names).cast(COMMENT_SCHEMA_OUT))
+        written += t.num_rows
+
+    def write(path: Path) -> None:
+        with pq.ParquetWriter(path, COMMENT_SCHEMA_OUT, compression="zstd") as w, pa.OSFile(str(spill)) as f:
+            reader = pa.ipc.open_file(f)
+            batches, rows = [], 0
+            for b in range(reader.num_record_batches):
+                batches.append(reader.get_batch(b))
+                rows += batches[-1].num_rows
+                if rows >= CHUNK_ROWS:
+                    flush(w, batches)
+                    batches, rows = [], 0
+            if rows:
+                flush(w, batches)
 
     atomic_write(out_dir / "comments.parquet", write)
     return written
@@ -475,11 +533,41 @@ def lexicon_table(path: str) -> dict[str, tuple[str, str]]:
     return _lexicon_tables(path)[0]
 
 
-def _lexicon_tables(path: str) -> tuple[dict[str, tuple[str, str]], dict[str, str | None]]:
-    """`lexicon_table(path)` and word -> part of speech of its primary sense (for the tokeniser)."""
-    from tam.comments.lexicon import load_lexicon
+def _lexicon_tables(path: str, cache: bool = True) -> tuple[dict[str, tuple[str, str]], dict[str, str | None]]:
+    """`lexicon_table(path)` and word -> part of speech of its primary sense (for the tokeniser).
 
-    lex = load_lexicon(path)
+    With `cache`, the two tables of a lexicon file read before (the same bytes, read by the same
+    `tam.comments.lexicon` code) come from `cache_dir()/lexicon-<digest>.json` (~0.05 s against ~1 s for the
+    DUTIR workbook); a missing, stale or unreadable cache file is rebuilt, a cache that cannot be written is
+    skipped."""
+    from tam.comments import lexicon as lexicon_module
+
+    file = Path(path)
+    if not cache or not file.is_file():
+        return _read_lexicon_tables(file, lexicon_module.load_lexicon)
+    digest = hashlib.sha256(file.read_bytes() + LEXICON_CACHE_FORMAT.encode()
+                            + Path(lexicon_module.__file__).read_bytes()).hexdigest()
+    cached = cache_dir() / f"lexicon-{digest[:24]}.json"
+    try:
+        d = json.loads(cached.read_text(encoding="utf-8"))
+        if d["digest"] == digest and isinstance(d["table"], dict) and isinstance(d["pos"], dict):
+            return {w: (c, m) for w, (c, m) in d["table"].items()}, d["pos"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    table, pos = _read_lexicon_tables(file, lexicon_module.load_lexicon)
+    try:
+        write_json(cached, {"digest": digest, "source": str(file.resolve()), "table": table, "pos": pos})
+    except OSError:
+        pass
+    return table, pos
+
+
+LEXICON_CACHE_FORMAT = "tam-lexicon-tables-1"
+"""Part of the lexicon cache key: change it when `_read_lexicon_tables` derives its tables differently."""
+
+
+def _read_lexicon_tables(path: Path, load: Callable) -> tuple[dict[str, tuple[str, str]], dict[str, str | None]]:
+    lex = load(path)
     return ({w: (s[0].category or "", s[0].major or "") for w, s in lex.entries.items()},
             {w: s[0].pos for w, s in lex.entries.items()})
 
