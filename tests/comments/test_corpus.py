@@ -193,3 +193,16 @@ def test_lexicon_tables_come_from_the_cache_until_the_file_changes(tmp_path, mon
     assert corpus._lexicon_tables(str(lex)) == first  # an unreadable cache file is rebuilt
     monkeypatch.setenv("TAM_CACHE_DIR", str(lex))  # a file, not a folder: the cache cannot be written
     assert corpus._lexicon_tables(str(lex)) == first
+
+
+def test_tokenizer_edits_come_from_the_cache(tmp_path, monkeypatch):
+    from tam.comments import corpus
+    from tam.comments.process import LexiconTokenizer
+
+    monkeypatch.setenv("TAM_CACHE_DIR", str(tmp_path / "cache"))
+    pos = {"开心": "adj", "难过": "adj", "好开心": "adj", "泪目": None}
+    edits = corpus._tokenizer_edits(pos)
+    assert edits == LexiconTokenizer(pos).edits and edits
+    monkeypatch.setattr(corpus, "LexiconTokenizer", None)  # a cache miss would fail now
+    assert corpus._tokenizer_edits(pos) == edits
+    assert len(list((tmp_path / "cache").glob("tokenizer-edits-*.json"))) == 1

@@ -152,12 +152,11 @@ def _pool_task(source: Source, lexicon_file: str) -> dict:
     if _CTX.get("lexicon_file") != lexicon_file:
         try:
             lex = json.loads(Path(lexicon_file).read_text(encoding="utf-8"))
-            lex["table"], lex["pos"]  # noqa: B018  (both present)
+            lex["table"], lex["pos"], lex["edits"]  # noqa: B018  (all present)
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise TamError(f"{lexicon_file}: unreadable ({type(e).__name__}: {e}); delete it and re-run") from None
-        # every worker computes the same tokeniser edits (deterministic), in parallel rather than in the parent
         _CTX.update(lexicon={w: tuple(v) for w, v in lex["table"].items()}, lexicon_file=lexicon_file,
-                    tokenizer=LexiconTokenizer(lex["pos"], None, _CTX.pop("jieba", None)))
+                    tokenizer=LexiconTokenizer(lex["pos"], lex["edits"], _CTX.pop("jieba", None)))
     return process_source(source)
 
 
@@ -562,6 +561,30 @@ def _lexicon_tables(path: str, cache: bool = True) -> tuple[dict[str, tuple[str,
     return table, pos
 
 
+def _tokenizer_edits(pos: dict[str, str | None]) -> list[tuple[str, int]]:
+    """`LexiconTokenizer(pos).edits`, cached in `cache_dir()` by a digest of `pos`, rjieba's version and the code
+    that computes them: the workers then replay the edits (~5 ms) instead of each computing them (~0.1 s)."""
+    from importlib.metadata import version
+
+    from tam.comments import process
+
+    digest = hashlib.sha256(json.dumps(pos, sort_keys=True, ensure_ascii=False).encode() + version("rjieba").encode()
+                            + Path(process.__file__).read_bytes()).hexdigest()
+    cached = cache_dir() / f"tokenizer-edits-{digest[:24]}.json"
+    try:
+        d = json.loads(cached.read_text(encoding="utf-8"))
+        if d["digest"] == digest and isinstance(d["edits"], list):
+            return [(w, int(f)) for w, f in d["edits"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    edits = LexiconTokenizer(pos).edits
+    try:
+        write_json(cached, {"digest": digest, "edits": edits})
+    except OSError:
+        pass
+    return edits
+
+
 LEXICON_CACHE_FORMAT = "tam-lexicon-tables-1"
 """Part of the lexicon cache key: change it when `_read_lexicon_tables` derives its tables differently."""
 
@@ -631,7 +654,7 @@ def _run_sources(sources: list[Source], settings: CorpusSettings, lexicon: str, 
         if workers <= 1:
             table, pos = load_lexicon()
             _init_worker(settings, str(out), preload_jieba=False)
-            _CTX.update(lexicon=table, tokenizer=LexiconTokenizer(pos), lexicon_file=None)
+            _CTX.update(lexicon=table, tokenizer=LexiconTokenizer(pos, _tokenizer_edits(pos)), lexicon_file=None)
             collect(process_source(s) for s in sources)
         else:
             collect(_in_pool(sources, settings, out, workers, load_lexicon, summaries))
@@ -655,12 +678,12 @@ def _in_pool(sources: list[Source], settings: CorpusSettings, out: Path, workers
     try:
         for _ in range(workers):
             pool.submit(_warm)
-        stat = hashlib.sha1(json.dumps([_lexicon_stat(settings), PARTS_FORMAT, "table+pos"]).encode()).hexdigest()[:8]
-        lexicon_file = out / "parts" / f"lexicon-{settings.digest()}-{stat}.json"
+        stat = hashlib.sha1(json.dumps([_lexicon_stat(settings), PARTS_FORMAT, "table+pos+edits"]).encode())
+        lexicon_file = out / "parts" / f"lexicon-{settings.digest()}-{stat.hexdigest()[:8]}.json"
         if not lexicon_file.is_file():  # else: a re-run reuses the lexicon read by the last one
             table, pos = load_lexicon()
-            write_json(lexicon_file, {"table": table, "pos": pos})
-        futures = [pool.submit(_pool_task, s, str(lexicon_file)) for s in sources]
+            write_json(lexicon_file, {"table": table, "pos": pos, "edits": _tokenizer_edits(pos)})
+        futures = [pool.submit(_pool_task, s, str(lexicon_file)) for s in sorted(sources, key=_size, reverse=True)]
         for f in as_completed(futures):
             yield f.result()
     except BrokenProcessPool:
@@ -671,6 +694,16 @@ def _in_pool(sources: list[Source], settings: CorpusSettings, out: Path, workers
                        "free memory, then re-run to resume (sources done so far are kept), or use workers=1") from None
     finally:
         _stop(pool)
+
+
+def _size(source: Source) -> int:
+    """Bytes of a source's files (0 when unreadable). The pool takes the largest sources first, so that the
+    last ones to finish are small and no worker waits long for another at the end (the parts and the
+    output do not depend on the order)."""
+    try:
+        return sum(p.stat().st_size for p in source.paths)
+    except OSError:
+        return 0
 
 
 def _stop(pool) -> None:
