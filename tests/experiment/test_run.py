@@ -82,3 +82,61 @@ def test_world_section_is_generated_before_the_runs(tmp_path):
     grid.write_text(yaml.safe_dump(bad))
     with pytest.raises(TamError, match="world: needs name"):
         prepare(load_grid(grid))
+
+
+def test_a_changed_world_is_refused_not_reused(tmp_path):
+    from tam.experiment.grid import load_grid
+    from tam.experiment.run import prepare
+
+    data = {"name": "w", "out": str(tmp_path / "out"),
+            "world": {"name": "cooccur", "out": str(tmp_path / "world"), "train": 30, "test": 20,
+                      "dims": {"image": 4, "audio": 4}, "rank": 2},
+            "set": {"model.modalities": ["image", "audio"]}, "axes": {"labelled": [10], "seed": [0]}}
+    grid = tmp_path / "g.yaml"
+    grid.write_text(yaml.safe_dump(data))
+    prepare(load_grid(grid))
+    prepare(load_grid(grid))  # the same settings: the world is reused
+    data["world"]["train"] = 40
+    grid.write_text(yaml.safe_dump(data))
+    with pytest.raises(TamError, match=r"made with other settings \(differs in train\)"):
+        prepare(load_grid(grid))
+    (tmp_path / "world" / "grid_world.json").unlink()  # a world made before grid_world.json: its world.json tells
+    with pytest.raises(TamError, match="made with other settings"):
+        prepare(load_grid(grid))
+
+
+def test_run_folders_started_from_other_settings_are_refused_and_left_out(tmp_path, tiny_world):
+    import json
+    import shutil
+
+    from tam.experiment.collect import gather
+    from tam.experiment.grid import load_grid
+    from tam.experiment.run import check_stale, fingerprint, prepare
+
+    labels = tmp_path / "labels.csv"
+    shutil.copy(tiny_world[1], labels)
+    path = write_grid(tmp_path / "g.yaml", (tiny_world[0], labels), tmp_path / "out",
+                      {"fusion": ["ctm"], "seed": [0, 1]})
+    g = load_grid(path)
+    for r in g.runs:  # as if run_grid had run them
+        r.run_dir.mkdir(parents=True)
+        (r.run_dir / "grid.json").write_text(json.dumps(fingerprint(g, r)))
+        (r.run_dir / "results.json").write_text(json.dumps({"test": {"accuracy": 0.9}, "val": {"accuracy": 0.9},
+                                                            "n": {"train": 50, "val": 10}}))
+    check_stale(g)
+    assert [o.status for o in gather(g).outcomes] == ["done", "done"]
+
+    data = yaml.safe_load(path.read_text())
+    data["set"]["model.d"] = 32  # another config under the same run names
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(TamError, match=r"2 run folder\(s\) were started from other settings .*differs in model.d"):
+        prepare(load_grid(path))
+    outs = gather(load_grid(path)).outcomes
+    assert [o.status for o in outs] == ["failed", "failed"] and "left out" in outs[0].error
+
+    data["set"]["model.d"] = 16
+    path.write_text(yaml.safe_dump(data))
+    check_stale(load_grid(path))
+    labels.write_text(labels.read_text().replace(",train", ",test", 1))  # the same file name, other labels
+    with pytest.raises(TamError, match="differs in labels_sha256"):
+        check_stale(load_grid(path))

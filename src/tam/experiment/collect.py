@@ -41,8 +41,15 @@ def _read_metrics_csv(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def outcome(r: Run, metric: str) -> Outcome:
+def outcome(r: Run, metric: str, grid: Grid | None = None) -> Outcome:
+    """A run's result; with `grid`, a run folder started from other settings than the grid's now (`stale`) is
+    reported as failed, so that its numbers are left out."""
+    from tam.experiment.run import stale
+
     res, err = r.run_dir / "results.json", r.run_dir / "error.txt"
+    if grid is not None and (keys := stale(grid, r)):
+        return Outcome(r, "failed", error=f"started from other settings (differs in {', '.join(keys)}): left out; "
+                                          "delete the folder and run the grid again")
     if not res.is_file():
         if err.is_file():
             return Outcome(r, "failed", error=err.read_text(encoding="utf-8").splitlines()[0] if err.stat().st_size
@@ -96,7 +103,7 @@ class Collected:
 
 
 def gather(grid: Grid) -> Collected:
-    outs = [outcome(r, grid.metric) for r in grid.runs]
+    outs = [outcome(r, grid.metric, grid) for r in grid.runs]
     cells: dict = {}
     for o in outs:
         slot = cells.setdefault((arm_key(grid, o.run), _n_key(o.run)), {})

@@ -2,11 +2,18 @@
 as parallel `python -m tam ...` processes. Resumable: a run is finished when its results.json exists (skipped),
 a pre-training step when its pretrained.safetensors exists; a killed run resumes through the engine's last.pt.
 A failed process leaves `error.txt` in its folder (its last error line and the log's tail) and the rest go on.
+
+Each run and step records what it was started from (`grid.json`: its command line, its config file's digest, the
+grid's world settings, its labels file's digest). When the grid changes under a folder that has one (another
+world, config or labels, the same run name), `run_grid` refuses in one line before running anything, and
+`make_world` refuses a world folder made with other settings: results of different settings are never mixed.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -20,7 +27,7 @@ from tqdm import tqdm
 
 from tam.errors import TamError
 from tam.experiment.grid import Grid, PretrainStep, Run, subsample_labels
-from tam.io import write_text
+from tam.io import write_json, write_text
 
 
 def make_world(grid: Grid) -> None:
@@ -38,17 +45,104 @@ def make_world(grid: Grid) -> None:
                        f"train, test, unlabelled, {', '.join(sorted(known - set(names.values())))}; got {sorted(w)}")
     spec = PowerSpec(**kw)
     root = Path(w["out"])
+    _check_world(grid, root, spec)
     with tqdm(total=spec.n_train + spec.n_test, desc=f"world {spec.world}", leave=False) as bar:
         make_power_world(root, spec, progress=lambda i, n: bar.update(1))
     if spec.world == "pretrain":
         n = int(w.get("unlabelled", 600))
         with tqdm(total=n, desc="unlabelled videos", leave=False) as bar:
             make_pretrain_corpus(root / "unlabelled", spec, CorpusSpec(n_videos=n), progress=lambda i, n: bar.update(1))
+    write_json(root / "grid_world.json", w)
+
+
+def _check_world(grid: Grid, root: Path, spec) -> None:
+    """Refuse a world folder made from other settings (`grid_world.json`, else the world's own `world.json`)."""
+    made = root / "grid_world.json"
+    if made.is_file():
+        old = _read_json(made)
+        if old != json.loads(json.dumps(grid.world)):
+            keys = sorted(k for k in set(old) | set(grid.world) if old.get(k) != grid.world.get(k))
+            raise TamError(f"{grid.path}: the world in {root} was made with other settings (differs in "
+                           f"{', '.join(keys)}); delete {root} (and the grid's runs made on it) or set world.out to a "
+                           "new folder")
+    elif (root / "world.json").is_file() and _read_json(root / "world.json").get("spec") != json.loads(
+            json.dumps(vars(spec))):
+        raise TamError(f"{grid.path}: the world in {root} was made with other settings (its world.json); delete "
+                       f"{root} (and the grid's runs made on it) or set world.out to a new folder")
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise TamError(f"{path}: unreadable ({e}); delete it") from None
+    if not isinstance(d, dict):
+        raise TamError(f"{path}: not a JSON object; delete it")
+    return d
+
+
+def _digest(path: str | None) -> str | None:
+    if not path or not Path(path).is_file():
+        return None
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def fingerprint(grid: Grid, r: Run | PretrainStep) -> dict:
+    """What a run or pre-training step is started from, as recorded in its `grid.json`: its resolved config (the
+    config file with the overrides applied: the order of the grid's keys does not matter), the grid's world
+    settings and the digest of its labels file."""
+    from tam.config import load_config, to_dict
+
+    if isinstance(r, Run):
+        config = to_dict(load_config(r.config, r.overrides))
+    else:
+        from tam.train.pretrain import load_pretrain_config
+
+        config = to_dict(load_pretrain_config(r.config, r.overrides))
+    return json.loads(json.dumps({"config": config, "world": grid.world,
+                                  "labels_sha256": _digest(r.labels) if isinstance(r, Run) else None}))
+
+
+def stale(grid: Grid, r: Run | PretrainStep) -> list[str]:
+    """The fingerprint keys in which the folder's `grid.json` differs from what the grid starts it from now
+    (empty: same, or a folder without one)."""
+    path = r.run_dir / "grid.json"
+    if not path.is_file():
+        return []
+    old, new = _read_json(path), fingerprint(grid, r)
+    keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k != "config")
+    a, b = old.get("config"), new["config"]
+    if a != b:
+        keys = _changed(a if isinstance(a, dict) else {}, b) + keys
+    return keys
+
+
+def _changed(a: dict, b: dict, prefix: str = "") -> list[str]:
+    """The dotted config paths whose values differ between `a` and `b`."""
+    out = []
+    for k in sorted(set(a) | set(b)):
+        x, y = a.get(k), b.get(k)
+        if isinstance(x, dict) and isinstance(y, dict):
+            out += _changed(x, y, f"{prefix}{k}.")
+        elif x != y:
+            out.append(prefix + k)
+    return out
+
+
+def check_stale(grid: Grid) -> None:
+    """Refuse to run a grid whose run or step folders were started from other settings."""
+    bad = [(str(r.run_dir), keys) for r in [*grid.pretrain_steps, *grid.runs] if (keys := stale(grid, r))]
+    if bad:
+        raise TamError(f"{grid.path}: {len(bad)} run folder(s) were started from other settings (first: {bad[0][0]}, "
+                       f"differs in {', '.join(bad[0][1])}): delete them (or the grid's out folder) to run them again, "
+                       "or give the grid a new out")
 
 
 def prepare(grid: Grid) -> None:
-    """Write each run's subsampled labels CSV (deterministic; rewritten only when missing)."""
+    """Make the world, refuse folders started from other settings (`check_stale`), then write each run's
+    subsampled labels CSV (deterministic; rewritten only when missing)."""
     make_world(grid)
+    check_stale(grid)
     for r in grid.runs:
         if not Path(r.labels).is_file():
             raise TamError(f"{grid.path}: the labels file {r.labels} does not exist")
@@ -137,13 +231,16 @@ def _pool(jobs: list[tuple[str, list[str], Path]], n_jobs: int, threads: int, de
 
 
 def run_grid(grid: Grid, jobs: int, threads: int = 1) -> Summary:
-    """Pre-training steps, then the runs, `jobs` processes at a time; finished work is skipped."""
+    """Pre-training steps, then the runs, `jobs` processes at a time; finished work is skipped (folders started
+    from other settings are refused, `check_stale`)."""
     prepare(grid)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _stop)
     summary = Summary()
     steps = [s for s in grid.pretrain_steps if not finished(s)]
     summary.skipped += [str(s.run_dir) for s in grid.pretrain_steps if finished(s)]
+    for x in [*steps, *(r for r in grid.runs if not finished(r))]:
+        write_json(x.run_dir / "grid.json", fingerprint(grid, x))
     _pool([(str(s.run_dir), s.argv(), s.run_dir) for s in steps], jobs, threads, "pre-training", summary)
     todo = []
     for r in grid.runs:
