@@ -38,7 +38,8 @@ from array import array
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from itertools import accumulate
+from itertools import accumulate, compress, count, repeat
+from operator import not_
 from pathlib import Path
 from typing import Any, NamedTuple
 from xml.parsers import expat
@@ -80,10 +81,17 @@ class _Strings:
         self.ends.append(len(self.data))
 
     def extend(self, strings: Sequence[str]) -> None:
-        """`append` each of `strings` (one join and one copy)."""
-        encoded = [s.encode("utf-8", "surrogatepass") for s in strings]
-        self.ends.extend(list(accumulate(map(len, encoded), initial=len(self.data)))[1:])
-        self.data += b"".join(encoded)
+        """`append` each of `strings` (one join and one copy; ASCII strings are encoded together)."""
+        if all(map(str.isascii, strings)):
+            ends = accumulate(map(len, strings), initial=len(self.data))
+            data = "".join(strings).encode("ascii")
+        else:
+            encoded = list(map(str.encode, strings, repeat("utf-8"), repeat("surrogatepass")))
+            ends = accumulate(map(len, encoded), initial=len(self.data))
+            data = b"".join(encoded)
+        next(ends)
+        self.ends.extend(ends)
+        self.data += data
 
     def __getitem__(self, i: int) -> str:
         start = self.ends[i - 1] if i > 0 else 0
@@ -119,14 +127,19 @@ class Comments(Sequence):
 
     def extend(self, comments: Sequence[Comment]) -> None:
         """`append` each of `comments`, column by column (integers out of range: one at a time)."""
-        if not comments:
+        if comments:
+            self.extend_columns(*zip(*comments))
+
+    def extend_columns(self, times: Sequence[float], texts: Sequence[str], modes: Sequence[int],
+                       pools: Sequence[int], users: Sequence[str], ctimes: Sequence[int], ids: Sequence[str]) -> None:
+        """`extend` with the comments given as columns of equal length (the fields of `Comment`, in order)."""
+        if not times:
             return
-        times, texts, modes, pools, users, ctimes, ids = zip(*comments)
         try:
             ints = (array("i", modes), array("i", pools), array("q", ctimes))
         except OverflowError:
-            for c in comments:
-                self.append(c)
+            for c in zip(times, texts, modes, pools, users, ctimes, ids):
+                self.append(Comment._make(c))
             return
         for col, vals in zip(self._ints, ints):
             col.extend(vals)
@@ -244,20 +257,15 @@ def read_bilibili_xml(path: str | Path, limits: ReadLimits | None = None) -> Vid
     limits = limits or ReadLimits()
     _check_size(path, limits)
     out = VideoComments(video=path.stem, source=str(path), format="bilibili-xml", limits=limits)
-    batch: list[Comment] = []
     try:
-        for p, text, size in _iter_xml(path, limits.max_comment_chars):
-            c = _bilibili_p(p, text)
-            if c is None:
-                out.skipped["bad_record"] += 1
-            elif size > limits.max_comment_chars and c.mode not in ADVANCED_MODES:
-                out.skipped["too_long"] += 1
-            else:
-                batch.append(c)
-                if len(batch) >= _ADD_BATCH:
-                    out.add_many(batch)
-                    batch = []
-        out.add_many(batch)
+        data = _small_xml(path)
+        found = None if data is None else _plain_found(data)
+        if found is not None:
+            _PlainAdder(out).add(*found)
+        else:
+            records = _iter_xml(path, limits.max_comment_chars, False) if data is None else _stream_records(
+                data, limits.max_comment_chars)
+            _add_records(out, records)
     except _UnsafeXml as e:
         raise TamError(f"{path}: refused unsafe XML ({e})") from None
     except expat.ExpatError as e:
@@ -273,6 +281,182 @@ _ANY_D = re.compile(r"<d[\s/>]")
 _XML_ENTITIES = (("&lt;", "<"), ("&gt;", ">"), ("&quot;", '"'), ("&apos;", "'"), ("&amp;", "&"))
 
 
+def _add_records(out: VideoComments, records: Iterable[tuple[str, str, int]]) -> None:
+    """Add the (p, text, length of the text) `records` to `out` one `Comment` at a time (the reference
+    behaviour; `_PlainAdder` gives the same comments and counters, counted in the same order)."""
+    limits, batch = out.limits, []
+    for p, text, size in records:
+        c = _bilibili_p(p, text)
+        if c is None:
+            out.skipped["bad_record"] += 1
+        elif size > limits.max_comment_chars and c.mode not in ADVANCED_MODES:
+            out.skipped["too_long"] += 1
+        else:
+            batch.append(c)
+            if len(batch) >= _ADD_BATCH:
+                out.add_many(batch)
+                batch = []
+    out.add_many(batch)
+
+
+_PLAIN_CHUNK = 4096
+"""Records of the fast path read together (`_ADD_BATCH` is a multiple: a chunk never spans two batches)."""
+
+
+class _PlainAdder:
+    """Adds the records of `_plain_found` to `out` exactly as `_add_records` would (the same comments, the
+    same counters, created in the same order), a chunk of records at a time without a `Comment` each: the
+    numbers of `p` are converted a column at a time (`_p_columns`) and, when the chunk holds no bad record
+    and no over-long text, its texts are decoded and filtered a column at a time (`_columns`); otherwise
+    one record at a time (`_rows`)."""
+
+    def __init__(self, out: VideoComments) -> None:
+        self.out, self.skipped = out, out.skipped
+        self.max_chars, self.max_n = out.limits.max_comment_chars, out.limits.max_comments
+        self.n_kept, self.in_batch = len(out.comments), 0  # comments kept; records in `_add_records`'s batch
+        self.pending: dict[str, int] = {}  # add_many's counts of the current batch, in order of first occurrence
+
+    def add(self, ps: list[str], raws: list[str]) -> None:
+        i = 0
+        while i < len(ps):
+            j = i + min(_PLAIN_CHUNK, _ADD_BATCH - self.in_batch)  # a chunk ends where a batch may end
+            cols, good = _p_columns(ps[i:j])
+            if not (good and self._columns(cols, raws[i:j])):
+                self._rows(cols, raws[i:j])
+            i = j
+        self._flush()
+
+    def _columns(self, cols: tuple[list, ...], raws: list[str]) -> bool:
+        """Add a chunk of good records (every `p` read), a column at a time; False (nothing done) when a
+        text is over `max_chars`."""
+        times, modes, pools, ctimes, users, ids = cols
+        adv = list(map(ADVANCED_MODES.__contains__, modes))
+        rows = list(compress(range(len(adv)), map(not_, adv)))
+        texts = [_xml_text(t) if "&" in t or "\r" in t else t for t in compress(raws, map(not_, adv))]
+        if texts and max(map(len, texts)) > self.max_chars:
+            return False  # counted on reading (`_add_records`): record by record
+        texts = [unescape(t).replace("/n", "\n") if "&" in t or "/n" in t else t for t in texts]
+        if texts and max(map(len, texts)) > self.max_chars:
+            return False
+        blank = [not t or t.isspace() for t in texts]  # = not t.strip() (the same whitespace)
+        keep = list(compress(rows, map(not_, blank)))
+        texts = list(compress(texts, map(not_, blank)))
+        over = max(0, len(keep) - (self.max_n - self.n_kept))
+        firsts = [(adv.index(True), "advanced") if True in adv else None,
+                  (rows[blank.index(True)], "empty") if True in blank else None,
+                  (keep[len(keep) - over], "over_limit") if over else None]
+        for _, key in sorted(f for f in firsts if f):
+            self.pending.setdefault(key, 0)
+        self._count("advanced", adv.count(True))
+        self._count("empty", blank.count(True))
+        self._count("over_limit", over)
+        if over:
+            del keep[len(keep) - over:], texts[len(texts) - over:]
+        if keep:
+            kept_times, *rest = (list(map(col.__getitem__, keep)) for col in (times, modes, pools, users, ctimes, ids))
+            self.out.comments.extend_columns(kept_times, texts, *rest)
+            self.n_kept += len(keep)
+        self.in_batch += len(adv)
+        if self.in_batch == _ADD_BATCH:
+            self._flush()
+        return True
+
+    def _rows(self, cols: tuple[list, ...], raws: list[str]) -> None:
+        """Add a chunk one record at a time (mode None: a bad record)."""
+        times, modes, pools, ctimes, users, ids = cols
+        skipped, keep, texts = self.skipped, [], []
+        for i, mode, raw in zip(count(), modes, raws):
+            if mode is None:
+                skipped["bad_record"] += 1
+                continue
+            if mode in ADVANCED_MODES:
+                self._count("advanced")
+            else:
+                raw = _xml_text(raw)
+                if len(raw) > self.max_chars:
+                    skipped["too_long"] += 1
+                    continue
+                raw = unescape(raw).replace("/n", "\n")
+                if not raw.strip():
+                    self._count("empty")
+                elif len(raw) > self.max_chars:
+                    self._count("too_long")
+                elif self.n_kept >= self.max_n:
+                    self._count("over_limit")
+                else:
+                    keep.append(i)
+                    texts.append(raw)
+                    self.n_kept += 1
+            self.in_batch += 1
+            if self.in_batch == _ADD_BATCH:
+                self._flush()
+        if keep:
+            kept_times, *rest = (list(map(col.__getitem__, keep)) for col in (times, modes, pools, users, ctimes, ids))
+            self.out.comments.extend_columns(kept_times, texts, *rest)
+
+    def _count(self, key: str, n: int = 1) -> None:
+        if n:
+            self.pending[key] = self.pending.get(key, 0) + n
+
+    def _flush(self) -> None:
+        """Count the batch's skips (where `_add_records` calls add_many)."""
+        for key, n in self.pending.items():
+            if n:
+                self.skipped[key] += n
+        self.pending, self.in_batch = {}, 0
+
+
+_NOT_NEGATIVE = (0.0).__le__  # False for NaN too
+_BAD_P = (0.0, None, 0, 0, "", "")
+
+
+def _p_columns(ps: Sequence[str]) -> tuple[tuple[list, ...], bool]:
+    """(times, modes, pools, ctimes, users, ids) of the `p` attributes `ps`, each as `_p_fields` reads it
+    (mode None: a bad record), and whether all were read. When every `p` has the same number (at least 8)
+    of fields, each column is converted at once with the same `float`/`int` calls; if any of them fails (or
+    a time is NaN or negative), the records are read one at a time, so every odd one keeps its behaviour."""
+    k = ps[0].count(",")
+    if k >= 7 and list(map(str.count, ps, repeat(","))).count(k) == len(ps):
+        flat, s = ",".join(ps).split(","), k + 1
+        try:
+            times = list(map(float, flat[0::s]))
+            if all(map(_NOT_NEGATIVE, times)):
+                return (times, _ints(flat[1::s]), _ints(flat[5::s]), list(map(int, map(float, flat[4::s]))),
+                        flat[6::s], flat[7::s]), True
+        except (ValueError, OverflowError):
+            pass
+    fields = [_p_fields(p) or _BAD_P for p in ps]
+    return tuple(map(list, zip(*fields))), _BAD_P not in fields
+
+
+def _ints(strings: list[str]) -> list[int]:
+    """`int` of each of `strings` (few distinct ones: each converted once)."""
+    values = {s: int(s) for s in set(strings)}
+    return list(map(values.__getitem__, strings))
+
+
+_XML_REF = re.compile(r"&(?:(lt|gt|amp|quot|apos)|#x([0-9a-fA-F]+)|#([0-9]+));")
+_XML_NAMED = {"lt": "<", "gt": ">", "amp": "&", "quot": '"', "apos": "'"}
+
+
+def _xml_text(raw: str) -> str:
+    """The character data of `raw`, the text of an element of a well-formed document (checked by expat), as
+    expat gives it: line ends normalised, then the five predefined entities and character references decoded."""
+    if "\r" in raw:
+        raw = raw.replace("\r\n", "\n").replace("\r", "\n")
+    if "&#" in raw:
+        return _XML_REF.sub(_xml_ref, raw)
+    if "&" in raw:
+        for entity, char in _XML_ENTITIES:  # &amp; last: the same as one pass
+            raw = raw.replace(entity, char)
+    return raw
+
+
+def _xml_ref(m: re.Match) -> str:
+    name, hex_code, code = m.groups()
+    return _XML_NAMED[name] if name else chr(int(hex_code, 16) if hex_code else int(code))
+
+
 def _xml_records(path: Path, max_chars: int, plain: bool = True) -> list[tuple[str, str, int]]:
     """(p, text, length of the text) of every `<d>` element, in document order (a list; see `_iter_xml`)."""
     return list(_iter_xml(path, max_chars, plain))
@@ -282,21 +466,16 @@ def _iter_xml(path: Path, max_chars: int, plain: bool = True) -> Iterator[tuple[
     """(p, text, length of the text) of every `<d>` element, in document order.
 
     A file of at most 8 MB is checked by expat first (well-formedness, no entities) and, when it is plain
-    (UTF-8, every `<d>` written `<d p="...">text</d>`, no CDATA, comment or character reference),
-    its elements are cut out by a regular expression: the same records as the streaming reader
-    (`plain=False`, tested), ~3x faster. Anything else is streamed through `_DanmakuXml` in 1 MB chunks."""
+    (UTF-8, every `<d>` written `<d p="...">text</d>`, no CDATA, comment, processing instruction or
+    namespace outside the `<d>` elements), its elements are cut out by a regular expression: the same records
+    as the streaming reader (`plain=False`, tested), ~3x faster. Anything else is streamed through
+    `_DanmakuXml` in 1 MB chunks."""
+    data = _small_xml(path) if plain else None
+    if data is not None:
+        found = _plain_found(data)
+        yield from _stream_records(data, max_chars) if found is None else _plain_records(*found, max_chars)
+        return
     try:
-        if plain and path.stat().st_size <= _PLAIN_XML_MAX_BYTES:
-            data = path.read_bytes().translate(None, _XML_ILLEGAL)
-            checker = _DanmakuXml(max_chars, elements=False)
-            checker.parser.Parse(data, True)
-            records = _plain_records(data, max_chars)
-            if records is None:
-                reader = _DanmakuXml(max_chars)
-                reader.parser.Parse(data, True)
-                records = list(reader.closed())
-            yield from records
-            return
         reader = _DanmakuXml(max_chars)
         with path.open("rb") as f:
             while chunk := f.read(1 << 20):
@@ -308,26 +487,47 @@ def _iter_xml(path: Path, max_chars: int, plain: bool = True) -> Iterator[tuple[
         raise TamError(f"{path}: cannot read ({e.strerror or e})") from None
 
 
-def _plain_records(data: bytes, max_chars: int) -> list[tuple[str, str, int]] | None:
+def _small_xml(path: Path) -> bytes | None:
+    """A file of at most `_PLAIN_XML_MAX_BYTES`: its bytes without the control characters XML forbids,
+    checked by expat (well-formed, no entity declaration or external reference); None for a larger file."""
+    try:
+        if path.stat().st_size > _PLAIN_XML_MAX_BYTES:
+            return None
+        data = path.read_bytes().translate(None, _XML_ILLEGAL)
+    except OSError as e:
+        raise TamError(f"{path}: cannot read ({e.strerror or e})") from None
+    _DanmakuXml(0, elements=False).parser.Parse(data, True)
+    return data
+
+
+def _stream_records(data: bytes, max_chars: int) -> list[tuple[str, str, int]]:
+    """The records of a whole document `data` read by `_DanmakuXml`."""
+    reader = _DanmakuXml(max_chars)
+    reader.parser.Parse(data, True)
+    return list(reader.closed())
+
+
+def _plain_found(data: bytes) -> tuple[list[str], list[str]] | None:
+    """(the p attributes, the raw texts) of the `<d>` elements of a plain well-formed document (see
+    `_iter_xml`), else None. "<" is in no `p` and no raw text: the markup outside the matches is all the rest."""
     head = data[:200].lower()
     if b"encoding=" in head and not any(e in head for e in (b"'utf-8'", b'"utf-8"', b"'utf8'", b'"utf8"')):
         return None
     try:
-        text = data.decode("utf-8")
+        parts = _PLAIN_D.split(data.decode("utf-8"))
     except UnicodeDecodeError:
         return None
-    if "<!" in text or "&#" in text or "xmlns" in text or text.count("<?") > 1:
+    rest = "\0".join(parts[0::3])  # NUL: in no XML document
+    if "<!" in rest or "xmlns" in rest or rest.count("<?") > 1 or _ANY_D.search(rest):
         return None
-    if "\r" in text:  # XML's end-of-line normalisation (before parsing, as expat does)
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
-    found = _PLAIN_D.findall(text)
-    if len(found) != len(_ANY_D.findall(text)):
-        return None
+    return parts[1::3], parts[2::3]
+
+
+def _plain_records(ps: list[str], raws: list[str], max_chars: int) -> list[tuple[str, str, int]]:
+    """The records of `_plain_found`: the text decoded (`_xml_text`), "" when over `max_chars`."""
     out = []
-    for p, raw in found:
-        if "&" in raw:
-            for entity, char in _XML_ENTITIES:
-                raw = raw.replace(entity, char)
+    for p, raw in zip(ps, raws):
+        raw = _xml_text(raw)
         n = len(raw)
         out.append((p, raw if n <= max_chars else "", n))
     return out
@@ -393,7 +593,8 @@ class _DanmakuXml:
         raise _UnsafeXml("ExternalReferenceForbidden")
 
 
-def _bilibili_p(p: str, text: str) -> Comment | None:
+def _p_fields(p: str) -> tuple[float, int, int, int, str, str] | None:
+    """(time, mode, pool, ctime, user, id) of a Bilibili `p` attribute; None when it has no usable time."""
     f = p.split(",")
     try:
         t = float(f[0])
@@ -404,9 +605,17 @@ def _bilibili_p(p: str, text: str) -> Comment | None:
         return None
     if t != t or t < 0:  # NaN or negative
         return None
+    return t, mode, pool, ctime, f[6] if len(f) > 6 else "", f[7] if len(f) > 7 else ""
+
+
+def _bilibili_p(p: str, text: str) -> Comment | None:
+    fields = _p_fields(p)
+    if fields is None:
+        return None
+    t, mode, pool, ctime, user, id_ = fields
     if mode not in ADVANCED_MODES:  # advanced/script text is dropped: not worth decoding
         text = unescape(text).replace("/n", "\n")
-    return Comment(t, text, mode, pool, f[6] if len(f) > 6 else "", ctime, f[7] if len(f) > 7 else "")
+    return Comment(t, text, mode, pool, user, ctime, id_)
 
 
 # ---------------------------------------------------------------- Bilibili protobuf
