@@ -56,6 +56,42 @@ def test_kmeans_1d_is_optimal_against_brute_force():
         assert _sse(x, labels) == pytest.approx(_brute_sse(x, k), abs=1e-6)
 
 
+def _simple_kmeans(x: np.ndarray, k: int) -> np.ndarray:
+    """Labels of the plain O(k n^2) dynamic programme: every split j < i of every row, the leftmost minimum."""
+    n = len(x)
+    k = max(1, min(k, len(np.unique(x))))
+    xc = x - x.mean()
+    s1, s2 = np.concatenate([[0.0], np.cumsum(xc)]), np.concatenate([[0.0], np.cumsum(xc * xc)])
+    best = np.full((k + 1, n + 1), np.inf)
+    arg = np.zeros((k + 1, n + 1), dtype=np.int64)
+    best[0, 0] = 0.0
+    for c in range(1, k + 1):
+        for i in range(c, n + 1):
+            j = np.arange(i)
+            v = best[c - 1, :i] + np.maximum((s2[i] - s2[j]) - (s1[i] - s1[j]) ** 2 / (i - j), 0.0)
+            arg[c, i] = int(np.argmin(v))  # the first minimum
+            best[c, i] = v[arg[c, i]]
+    labels, i = np.zeros(n, dtype=np.int64), n
+    for c in range(k, 0, -1):
+        labels[arg[c, i]:i], i = c - 1, arg[c, i]
+    return labels
+
+
+def test_kmeans_1d_equals_the_plain_programme_on_tied_times():
+    """Same labels as the O(k n^2) programme (same optimum, same leftmost ties) on times full of repeats,
+    small (one block) and long enough for the level-by-level recursion."""
+    rng = np.random.default_rng(3)
+    for case in range(160):
+        n = int(rng.integers(1, 40)) if case < 120 else int(rng.integers(60, 400))
+        if case % 4 == 3:  # equally spaced repeated values: exact ties between splits
+            x = np.repeat(np.arange(int(rng.integers(1, 12))) * 2.0, int(rng.integers(1, 40)))[:n]
+        else:
+            x = rng.integers(0, int(rng.integers(1, 60)), n).astype(float)
+        x = np.sort(x)
+        k = int(rng.integers(1, min(len(x), 14) + 2))
+        assert kmeans_1d(x, k).tolist() == _simple_kmeans(x, k).tolist(), (x.tolist(), k)
+
+
 def test_kmeans_1d_hand_cases():
     assert kmeans_1d([1, 2, 3, 10, 11, 12, 30], 3).tolist() == [0, 0, 0, 1, 1, 1, 2]
     assert kmeans_1d([5, 5, 5], 4).tolist() == [0, 0, 0]  # K capped at the distinct times

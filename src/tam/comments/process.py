@@ -70,8 +70,8 @@ def kmeans_1d(x: Sequence[float] | np.ndarray, k: int) -> np.ndarray:
     """Optimal 1-D k-means of sorted `x` into min(k, distinct values) contiguous clusters.
 
     Dynamic programming over prefix sums, each layer solved by divide and conquer on the monotone
-    split point (as in Ckmeans.1d.dp), vectorised across each recursion level. Ties take the leftmost
-    split, so the result is deterministic. Returns the cluster label (0..k'-1) of each point.
+    split point (as in Ckmeans.1d.dp), vectorised across each recursion level (`_dc_layer`). Ties take the
+    leftmost split, so the result is deterministic. Returns the cluster label (0..k'-1) of each point.
     """
     x = np.asarray(x, dtype=np.float64)
     n = len(x)
@@ -80,30 +80,160 @@ def kmeans_1d(x: Sequence[float] | np.ndarray, k: int) -> np.ndarray:
     if np.any(np.diff(x) < 0):
         raise ValueError("kmeans_1d needs sorted input")
     k = max(1, min(int(k), int(np.count_nonzero(np.diff(x))) + 1))
+    labels = np.zeros(n, dtype=np.int64)
+    if k == 1:
+        return labels
     xc = x - x.mean()
-    s1 = np.concatenate([[0.0], np.cumsum(xc)])
-    s2 = np.concatenate([[0.0], np.cumsum(xc * xc)])
-
-    def cost(j: np.ndarray, i: np.ndarray) -> np.ndarray:  # SSE of x[j:i], j < i
-        m = i - j
-        return np.maximum((s2[i] - s2[j]) - (s1[i] - s1[j]) ** 2 / m, 0.0)
-
-    idx = np.arange(n + 1)
+    table = np.zeros((3, n + 1))  # per split point j: s1[j], s2[j] (prefix sums of x, x**2), j
+    np.cumsum(xc, out=table[0, 1:])
+    np.cumsum(xc * xc, out=table[1, 1:])
+    table[2] = np.arange(n + 1)
+    s1, s2 = table[0], table[1]
     prev = np.full(n + 1, np.inf)
-    prev[1:] = cost(np.zeros(n, dtype=np.int64), idx[1:])
+    prev[1:] = _sse(s1, s2, np.zeros(n, dtype=np.int64), np.arange(1, n + 1))
+    dense = (k - 1) * (n + 2) <= _DENSE_OPTS
+    opts = np.zeros((k - 1 if dense else 1, n + 2), dtype=np.int64)
+    ctx = (table, s1, s2, _AR if n + 2 <= len(_AR) else np.arange(n + 2), n)
     splits = []
-    for layer in range(2, k + 1):
-        cur, opt = _dc_layer(prev, cost, layer, n)
-        splits.append(_Splits(opt))
-        prev = cur
-    labels = np.empty(n, dtype=np.int64)
+    group = max(1, _TREE_ROWS // n)
+    for a in range(2, k + 1, group):
+        tree = _Tree(a, min(a + group, k + 1), n, table)
+        for layer in range(a, min(a + group, k + 1)):
+            opt = opts[layer - 2 if dense else 0]
+            prev = _dc_layer(prev, opt, ctx, tree.levels(layer), layer)
+            if not dense:
+                splits.append(_Splits(opt[:n + 1]))
     i = n
     for layer in range(k, 1, -1):
-        j = splits[layer - 2].at(i)
+        j = int(opts[layer - 2, i]) if dense else splits[layer - 2].at(i)
         labels[j:i] = layer - 1
         i = j
-    labels[:i] = 0
     return labels
+
+
+_DC_BLOCK = 1 << 16
+"""Candidate splits evaluated at once by `_best_split` (bounds its temporaries: memory)."""
+_DENSE_OPTS = 1 << 21
+"""Split points kept as a plain (k-1, n+2) int64 array up to this many entries (16 MiB); beyond, `_Splits`."""
+_TREE_ROWS = 1 << 16
+"""Rows (points times layers) whose recursion tree `_Tree` builds at once (bounds its memory)."""
+_BLOCK = 3072
+"""Candidate evaluations up to which `_block_finish` ends a layer's recursion in one step."""
+_AR = np.arange(_DC_BLOCK + 1)
+_AR.flags.writeable = False
+
+
+def _sse(s1: np.ndarray, s2: np.ndarray, j: np.ndarray, i: np.ndarray) -> np.ndarray:
+    """SSE of x[j:i] (j < i) from the prefix sums of x and x**2."""
+    m = i - j
+    return np.maximum((s2[i] - s2[j]) - (s1[i] - s1[j]) ** 2 / m, 0.0)
+
+
+class _Tree:
+    """The divide-and-conquer recursion over rows layer..n for layers a..b-1, built at once (it does not
+    depend on the data). Per level and layer: the most rows in a task; per open task: its middle row mid,
+    mid-1, the rows bounding it (ilo-1, ihi+1: their split points bound its candidates) and
+    (s1[mid], s2[mid], mid) (`_dc_layer`'s table at mid)."""
+
+    def __init__(self, a: int, b: int, n: int, table: np.ndarray) -> None:
+        self.a, self._levels = a, []
+        ilo, ihi, lay = np.arange(a, b), np.full(b - a, n), np.arange(b - a)
+        while len(ilo):
+            mid = (ilo + ihi) >> 1
+            offs = np.searchsorted(lay, np.arange(b - a + 1))
+            rows = np.maximum.reduceat(ihi - ilo, np.minimum(offs[:-1], len(ilo) - 1)) + 1
+            at_mid = table.take(mid, axis=1)
+            self._levels.append((offs.tolist(), rows.tolist(), mid, mid - 1, ilo - 1, ihi + 1, at_mid))
+            nlo, nhi = np.empty(2 * len(mid), dtype=np.int64), np.empty(2 * len(mid), dtype=np.int64)
+            nlo[0::2], nlo[1::2], nhi[0::2], nhi[1::2] = ilo, mid + 1, mid - 1, ihi  # children, in task order
+            keep = nlo <= nhi
+            ilo, ihi, lay = nlo[keep], nhi[keep], np.repeat(lay, 2)[keep]
+
+    def levels(self, layer: int):
+        """Per level of `layer`'s recursion: (most rows in a task, mid, mid-1, ilo-1, ihi+1, table row)."""
+        g = layer - self.a
+        for offs, rows, mid, mid1, lo_row, hi_row, at_mid in self._levels:
+            lo, hi = offs[g], offs[g + 1]
+            if lo == hi:
+                return
+            yield rows[g], mid[lo:hi], mid1[lo:hi], lo_row[lo:hi], hi_row[lo:hi], at_mid[:, lo:hi]
+
+
+def _dc_layer(prev: np.ndarray, opt: np.ndarray, ctx: tuple, levels, layer: int) -> np.ndarray:
+    """One DP layer: cur[i] = min_{layer-1 <= j < i} prev[j] + cost(j, i) for i in layer..n, its leftmost
+    argmin in opt[i]; returns cur.
+
+    Divide and conquer, one recursion level at a time: every open task (rows ilo..ihi, candidate splits
+    opt[ilo-1]..opt[ihi+1], opt[layer-1] and opt[n+1] holding the outer bounds) evaluates its middle row
+    over all its candidates at once, laid end to end. The differences s1[i] - s1[j], s2[i] - s2[j], i - j
+    come from one gather and one subtraction of the table (s1, s2, j), then the same float operations as
+    `_sse`. Once the remaining rows times their candidates are few, `_block_finish`
+    may end the layer in one step. A level with more than `_DC_BLOCK` candidates in all (above ~30,000
+    comments) is evaluated in blocks (`_best_split`)."""
+    table, s1, s2, ar, n = ctx
+    cur = np.full(n + 1, np.inf)
+    opt[layer - 1], opt[n + 1] = layer - 1, n - 1
+    block = True
+    for rows, mid, mid1, lo_row, hi_row, at_mid in levels:
+        t = len(mid)
+        jlo, jhi = opt[lo_row], opt[hi_row]
+        if block and t * rows <= _BLOCK:
+            cands = int((np.minimum(jhi, hi_row - 2) - jlo).max()) + 1
+            if t * rows * cands <= _BLOCK:
+                if _block_finish(prev, cur, opt, ctx, lo_row, hi_row, jlo, jhi, rows, cands):
+                    return cur
+                block = False
+        hi = np.minimum(jhi, mid1)
+        cnt = hi - jlo
+        cnt += 1
+        ends = np.cumsum(cnt)
+        total = int(ends[-1])
+        if total > _DC_BLOCK:
+            cur[mid], opt[mid] = _best_split(prev, lambda j, i: _sse(s1, s2, j, i), mid, jlo, hi)
+            continue
+        starts = ends - cnt
+        j = np.repeat(jlo - starts, cnt)
+        j += ar[:total]
+        d = np.repeat(at_mid, cnt, axis=1)
+        d -= table.take(j, axis=1)  # s1[i] - s1[j], s2[i] - s2[j], i - j
+        v, b = d[1], d[0]
+        np.square(b, out=b)
+        np.divide(b, d[2], out=b)
+        np.subtract(v, b, out=v)
+        np.maximum(v, 0.0, out=v)
+        v += prev.take(j)
+        best = np.minimum.reduceat(v, starts)
+        at_best = np.flatnonzero(v == np.repeat(best, cnt))
+        cur[mid], opt[mid] = best, j[at_best[np.searchsorted(at_best, starts)]]  # the leftmost minimum
+    return cur
+
+
+def _block_finish(prev: np.ndarray, cur: np.ndarray, opt: np.ndarray, ctx: tuple, lo_row: np.ndarray,
+                  hi_row: np.ndarray, jlo: np.ndarray, jhi: np.ndarray, rows: int, cands: int) -> bool:
+    """End the recursion of the open tasks at once: every row of a task over all the task's candidates.
+
+    Where the leftmost argmins B(i) so found are non-decreasing within each task, the recursion would find
+    exactly them (a row's recursion range lies inside its task's and holds B(i), since the rows bounding it
+    have B's on either side), so they are written with their minima and True is returned. Otherwise (floats
+    can break the monotonicity on near ties) nothing is written and False is returned."""
+    _, s1, s2, ar, _ = ctx
+    i = np.minimum(lo_row[:, None] + 1 + ar[:rows], hi_row[:, None] - 1)  # short tasks repeat their last row
+    up = np.minimum(jhi[:, None], i - 1)
+    j = np.minimum(jlo[:, None, None] + ar[:cands], up[:, :, None])  # a row repeats its last candidate
+    v = s2[j]
+    np.subtract(s2[i][:, :, None], v, out=v)
+    b = s1[j]
+    np.subtract(s1[i][:, :, None], b, out=b)
+    np.square(b, out=b)
+    np.divide(b, i[:, :, None] - j, out=b)
+    np.subtract(v, b, out=v)
+    np.maximum(v, 0.0, out=v)
+    v += prev[j]  # prev[j] + _sse(j, i), the same float operations
+    best = jlo[:, None] + v.argmin(2)  # argmin: the first (leftmost) minimum
+    if not (best[:, 1:] >= best[:, :-1]).all():
+        return False
+    cur[i], opt[i] = v.min(2), best
+    return True
 
 
 class _Splits:
@@ -123,45 +253,6 @@ class _Splits:
         steps = self.steps[:i]
         n_big = int(np.searchsorted(self.big_at, i))
         return self.first + int(steps.sum(dtype=np.int64)) - 255 * n_big + int(self.big[:n_big].sum())
-
-
-def _dc_layer(prev: np.ndarray, cost: Callable, layer: int, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """One DP layer: cur[i] = min_{layer-1 <= j < i} prev[j] + cost(j, i) for i in layer..n.
-
-    Divide and conquer, one recursion level at a time: every open task (rows ilo..ihi, candidate splits
-    jlo..jhi, inclusive) evaluates its middle row over all its candidates at once. A level with at most
-    `_DC_BLOCK` candidates in all (always, below ~30,000 comments) is evaluated in one piece with few numpy
-    calls (the Python around them was most of the time); a larger one in blocks (`_best_split`)."""
-    cur = np.full(n + 1, np.inf)
-    opt = np.zeros(n + 1, dtype=np.int32 if n < 2**31 else np.int64)
-    ilo, ihi = np.array([layer], dtype=np.int64), np.array([n], dtype=np.int64)
-    jlo, jhi = np.array([layer - 1], dtype=np.int64), np.array([n - 1], dtype=np.int64)
-    while len(ilo):
-        mid = (ilo + ihi) // 2
-        hi = np.minimum(jhi, mid - 1)
-        counts = hi - jlo + 1
-        ends = np.cumsum(counts)
-        total = int(ends[-1])
-        if total <= _DC_BLOCK:
-            starts = ends - counts
-            j = np.arange(total) + np.repeat(jlo - starts, counts)
-            val = prev[j] + cost(j, np.repeat(mid, counts))
-            best_val = np.minimum.reduceat(val, starts)
-            first = np.minimum.reduceat(np.where(val <= np.repeat(best_val, counts), np.arange(total), total), starts)
-            best_j = j[first]  # the leftmost minimum of each task
-        else:
-            best_val, best_j = _best_split(prev, cost, mid, jlo, hi)
-        cur[mid], opt[mid] = best_val, best_j
-        left, right = mid - 1 >= ilo, mid + 1 <= ihi
-        ilo, ihi, jlo, jhi = (np.concatenate([ilo[left], (mid + 1)[right]]),
-                              np.concatenate([(mid - 1)[left], ihi[right]]),
-                              np.concatenate([jlo[left], best_j[right]]),
-                              np.concatenate([best_j[left], jhi[right]]))
-    return cur, opt
-
-
-_DC_BLOCK = 1 << 16
-"""Candidate splits evaluated at once by `_best_split` (bounds its temporaries: memory)."""
 
 
 def _best_split(prev: np.ndarray, cost: Callable, mid: np.ndarray, lo: np.ndarray,
