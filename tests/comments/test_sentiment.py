@@ -62,6 +62,8 @@ def test_score_many_is_per_text_and_batch_independent(real_texts):
     assert fast.score_many(texts[50:120]).tolist() == many[50:120].tolist()
     assert many == pytest.approx([fast.score_words(fast.words(t)) for t in texts], abs=1e-12)
     assert fast.score_many([]).shape == (0,)
+    repeated = [texts[3], *texts[:20], texts[3], texts[7], texts[3]]  # a repeat is scored once, the same
+    assert fast.score_many(repeated).tolist() == [many[3], *many[:20], many[3], many[7], many[3]]
 
 
 def test_fast_scorer_properties():
