@@ -200,21 +200,29 @@ class VideoComments:
     skipped: Counter = field(default_factory=Counter)
     limits: ReadLimits = field(default_factory=ReadLimits, repr=False)
 
-    def add_many(self, comments: Iterable[Comment]) -> None:
-        """`add` each of `comments` (the kept ones are stored together: faster)."""
+    def add_many(self, comments: Iterable[Comment | None]) -> None:
+        """`add` each of `comments`, a None counting as a bad record (the kept ones are stored together:
+        faster)."""
         keep: list[Comment] = []
-        skipped, lim, n = self.skipped, self.limits, len(self.comments)
+        skipped, n = self.skipped, len(self.comments)
+        max_chars, max_n = self.limits.max_comment_chars, self.limits.max_comments
         for c in comments:
-            if c.mode in ADVANCED_MODES:
+            if c is None:
+                skipped["bad_record"] += 1
+            elif c.mode in ADVANCED_MODES:
                 skipped["advanced"] += 1
             elif not c.text.strip():
                 skipped["empty"] += 1
-            elif len(c.text) > lim.max_comment_chars:
+            elif len(c.text) > max_chars:
                 skipped["too_long"] += 1
-            elif n + len(keep) >= lim.max_comments:
+            elif n >= max_n:
                 skipped["over_limit"] += 1
             else:
                 keep.append(c)
+                n += 1
+                if len(keep) == _ADD_BATCH:
+                    self.comments.extend(keep)
+                    keep = []
         self.comments.extend(keep)
 
     def add(self, c: Comment) -> None:
@@ -329,8 +337,7 @@ class _PlainAdder:
     def _columns(self, cols: tuple[list, ...], raws: list[str]) -> bool:
         """Add a chunk of good records (every `p` read), a column at a time; False (nothing done) when a
         text is over `max_chars`."""
-        times, modes, pools, ctimes, users, ids = cols
-        adv = list(map(ADVANCED_MODES.__contains__, modes))
+        adv = list(map(ADVANCED_MODES.__contains__, cols[1]))
         rows = list(compress(range(len(adv)), map(not_, adv)))
         texts = [_xml_text(t) if "&" in t or "\r" in t else t for t in compress(raws, map(not_, adv))]
         if texts and max(map(len, texts)) > self.max_chars:
@@ -352,10 +359,8 @@ class _PlainAdder:
         self._count("over_limit", over)
         if over:
             del keep[len(keep) - over:], texts[len(texts) - over:]
-        if keep:
-            kept_times, *rest = (list(map(col.__getitem__, keep)) for col in (times, modes, pools, users, ctimes, ids))
-            self.out.comments.extend_columns(kept_times, texts, *rest)
-            self.n_kept += len(keep)
+        _store(self.out, cols, keep, texts)
+        self.n_kept += len(keep)
         self.in_batch += len(adv)
         if self.in_batch == _ADD_BATCH:
             self._flush()
@@ -363,9 +368,8 @@ class _PlainAdder:
 
     def _rows(self, cols: tuple[list, ...], raws: list[str]) -> None:
         """Add a chunk one record at a time (mode None: a bad record)."""
-        times, modes, pools, ctimes, users, ids = cols
         skipped, keep, texts = self.skipped, [], []
-        for i, mode, raw in zip(count(), modes, raws):
+        for i, mode, raw in zip(count(), cols[1], raws):
             if mode is None:
                 skipped["bad_record"] += 1
                 continue
@@ -390,9 +394,7 @@ class _PlainAdder:
             self.in_batch += 1
             if self.in_batch == _ADD_BATCH:
                 self._flush()
-        if keep:
-            kept_times, *rest = (list(map(col.__getitem__, keep)) for col in (times, modes, pools, users, ctimes, ids))
-            self.out.comments.extend_columns(kept_times, texts, *rest)
+        _store(self.out, cols, keep, texts)
 
     def _count(self, key: str, n: int = 1) -> None:
         if n:
@@ -406,27 +408,37 @@ class _PlainAdder:
         self.pending, self.in_batch = {}, 0
 
 
-_NOT_NEGATIVE = (0.0).__le__  # False for NaN too
 _BAD_P = (0.0, None, 0, 0, "", "")
 
 
 def _p_columns(ps: Sequence[str]) -> tuple[tuple[list, ...], bool]:
     """(times, modes, pools, ctimes, users, ids) of the `p` attributes `ps`, each as `_p_fields` reads it
-    (mode None: a bad record), and whether all were read. When every `p` has the same number (at least 8)
+    (mode None: a bad record; a ctime may be left as a string of at most 15 ASCII digits, which `int` reads
+    as `int(float(...))` does), and whether all were read. When every `p` has the same number (at least 8)
     of fields, each column is converted at once with the same `float`/`int` calls; if any of them fails (or
     a time is NaN or negative), the records are read one at a time, so every odd one keeps its behaviour."""
-    k = ps[0].count(",")
-    if k >= 7 and list(map(str.count, ps, repeat(","))).count(k) == len(ps):
-        flat, s = ",".join(ps).split(","), k + 1
+    n, s = len(ps), ps[0].count(",") + 1
+    flat = ",\n".join(ps).split(",")  # "\n" (in no p) starts every p but the first: it tells where each starts
+    if s >= 8 and len(flat) == s * n and "".join(flat[s::s]).count("\n") == n - 1:  # each p has s fields
         try:
-            times = list(map(float, flat[0::s]))
-            if all(map(_NOT_NEGATIVE, times)):
-                return (times, _ints(flat[1::s]), _ints(flat[5::s]), list(map(int, map(float, flat[4::s]))),
-                        flat[6::s], flat[7::s]), True
+            times = list(map(float, flat[0::s]))  # float("\n" + x) = float(x), both failing alike
+            if min(times) >= 0.0 and (total := sum(times)) == total:  # no NaN, none negative
+                ctimes = flat[4::s]
+                digits = "".join(ctimes)
+                if not (digits.isascii() and digits.isdigit() and "" not in ctimes and max(map(len, ctimes)) <= 15):
+                    ctimes = list(map(int, map(float, ctimes)))
+                return (times, _ints(flat[1::s]), _ints(flat[5::s]), ctimes, flat[6::s], flat[7::s]), True
         except (ValueError, OverflowError):
             pass
     fields = [_p_fields(p) or _BAD_P for p in ps]
     return tuple(map(list, zip(*fields))), _BAD_P not in fields
+
+
+def _store(out: VideoComments, cols: tuple[list, ...], keep: list[int], texts: list[str]) -> None:
+    """Store the records `keep` (indices into the columns of `_p_columns`) with their `texts`."""
+    if keep:
+        times, modes, pools, ctimes, users, ids = (list(map(col.__getitem__, keep)) for col in cols)
+        out.comments.extend_columns(times, texts, modes, pools, users, list(map(int, ctimes)), ids)
 
 
 def _ints(strings: list[str]) -> list[int]:
@@ -699,8 +711,7 @@ def read_bilibili_protobuf(paths: Iterable[str | Path], limits: ReadLimits | Non
             comments = decode_dm_seg(_read_bytes(p))
         except (ValueError, IndexError, UnicodeDecodeError) as e:
             raise TamError(f"{p}: not a Bilibili DmSegMobileReply protobuf ({e or 'truncated'})") from None
-        for c in comments:
-            out.add(c)
+        out.add_many(comments)
     return out
 
 
@@ -737,12 +748,7 @@ def read_json(path: str | Path, limits: ReadLimits | None = None) -> VideoCommen
         raise TamError(f"{path}: JSON records look like no known danmaku format (AcFun, niconico, CCL)")
     out = VideoComments(video=path.stem, source=str(path), format=fmt, limits=limits)
     parse = _JSON_RECORD[fmt]
-    for item in items:
-        c = parse(item) if isinstance(item, dict) else None
-        if c is None:
-            out.skipped["bad_record"] += 1
-        else:
-            out.add(c)
+    out.add_many(parse(item) if isinstance(item, dict) else None for item in items)
     return out
 
 
