@@ -129,15 +129,23 @@ def _hash_table(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _hash_find(table: tuple[np.ndarray, np.ndarray], keys: np.ndarray) -> np.ndarray:
     """Index of each of `keys` (non-negative) in the table's key list, -1 when absent."""
     slots, index = table
-    size = len(slots)
+    mask = len(slots) - 1
+    slot = _slots(keys, len(slots).bit_length() - 1)
     out = np.full(len(keys), -1, dtype=np.int64)
-    idx, slot = np.arange(len(keys)), _slots(keys, size.bit_length() - 1)
-    while len(idx):
-        k = slots[slot]
-        hit = k == keys[idx]
+    idx = np.arange(len(keys))
+    while len(idx) > 16:
+        found = slots[slot]
+        hit = found == keys[idx]
         out[idx[hit]] = index[slot[hit]]
-        go = (k != -1) & ~hit
-        idx, slot = idx[go], (slot[go] + 1) & (size - 1)
+        go = ~hit & (found != -1)  # probe on: the slot holds another key
+        idx, slot = idx[go], (slot[go] + 1) & mask
+    for i, s in zip(idx.tolist(), slot.tolist()):  # the few long probes, one at a time
+        key = int(keys[i])
+        while (k := int(slots[s])) != -1:
+            if k == key:
+                out[i] = index[s]
+                break
+            s = (s + 1) & mask
     return out
 
 
@@ -250,28 +258,29 @@ class SnowSegmenter:
         at = np.searchsorted(cell, off)  # position t's trigram entries: at[t]..at[t+1]
         unseen = c2 >= self.n
         lost_at = np.bincount(t_of[unseen], minlength=width) > 0
-        state = np.full((4, n_runs, 4), -np.inf)  # [tag t-1, run, tag t]; at t = 0 only tag t-1 = 0 (BOS)
+        state = np.full((n_runs, 4, 4), -np.inf)  # [run, tag t-1, tag t]; at t = 0 only tag t-1 = 0 (BOS)
         back = [None, None]
-        for t in range(width):
-            r, o = int(active[t]), int(off[t])
+        cut = [(r, o, int(e0), int(e1), bool(lost)) for r, o, e0, e1, lost
+               in zip(active.tolist(), off.tolist(), at[:-1].tolist(), at[1:].tolist(), lost_at.tolist())]
+        for t, (r, o, e0, e1, any_lost) in enumerate(cut):
             lgt = lg[o:o + r]
-            lost = unseen[o:o + r] if lost_at[t] else None  # an unseen character: no score
+            lost = unseen[o:o + r] if any_lost else None  # an unseen character: no score
             if t == 0:
-                state[0, :r] = lgt[:, :4] if lost is None else np.where(lost[:, None], 0.0, lgt[:, :4])
+                state[:r, 0] = lgt[:, :4] if lost is None else np.where(lost[:, None], 0.0, lgt[:, :4])
                 continue
             if t == 1:
-                prev = state[0, :r]  # [run, tag t-1]
+                prev = state[:r, 0]  # [run, tag t-1]
                 new = prev[:, :, None] + lgt.reshape(r, 4, 4)
                 if lost is not None:
                     new[lost] = prev[lost][:, :, None]
-                state[:, :r] = new.transpose(1, 0, 2)
+                state[:r] = new
                 continue
-            e0, e1 = int(at[t]), int(at[t + 1])
-            best, val = self._step(state[:, :r], lgt, cell[e0:e1] - o, a[e0:e1], bc[e0:e1], tri[e0:e1])
+            best, val = self._step(state[:r], lgt, cell[e0:e1] - o, a[e0:e1], bc[e0:e1], tri[e0:e1])
             if lost is not None:  # SnowNLP keeps the last candidate: tag t-2 = s
-                val[lost] = np.repeat(state[3, :r][lost], 4, axis=1)
+                val = val.reshape(r, 4, 4)
+                val[lost] = state[:r][lost][:, 3, :, None]
                 best[lost] = 3
-            state[:, :r] = val.reshape(r, 4, 4).transpose(1, 0, 2)
+            state[:r] = val.reshape(r, 4, 4)
             back.append(best)
         return self._backtrack(state, back, slen)[rows_of_chars, cols]
 
@@ -288,9 +297,10 @@ class SnowSegmenter:
 
     @staticmethod
     def _step(state: np.ndarray, lg: np.ndarray, rows: np.ndarray, a: np.ndarray, bc: np.ndarray, tri: np.ndarray):
-        """One Viterbi step at a position t >= 2 (`state` [tag t-2, run, tag t-1]; `lg` the log terms without
+        """One Viterbi step at a position t >= 2 (`state` [run, tag t-2, tag t-1]; `lg` the log terms without
         trigrams, `tri` those with, at (a, rows, bc)): for each new state (tag t-1 * 4 + tag t) the first best
         tag t-2 and the score."""
+        state = state.transpose(1, 0, 2)  # [tag t-2, run, tag t-1]
         cand = np.repeat(state, 4, axis=2) + lg  # [tag t-2, run, tag t-1 * 4 + tag t]
         cand[a, rows, bc] = state[a, rows, bc // 4] + tri
         val, best = cand[0], np.zeros(lg.shape, dtype=np.int8)
@@ -316,16 +326,16 @@ class SnowSegmenter:
         """Tags [run, position] (runs sorted by length, longest first) from the final states and back-pointers."""
         n, width = len(lens), int(lens[0])
         tags = np.zeros((n, width), dtype=np.int8)
-        one = lens == 1
-        tags[one, 0] = np.argmax(state[0, one, :], axis=1)
+        runs = np.arange(n)
         # final state: the first maximum in SnowNLP's order (tag major, previous tag minor)
-        flat = np.argmax(state.transpose(1, 2, 0).reshape(n, 16), axis=1)
-        cur, prev = flat // 4, flat % 4
-        for t in range(width - 1, 0, -1):
-            r = int(np.searchsorted(-lens, -t, side="left"))  # runs longer than t
-            ends = lens[:r] == t + 1
-            tags[:r, t] = np.where(ends, cur[:r], tags[:r, t])
-            tags[:r, t - 1] = np.where(ends, prev[:r], tags[:r, t - 1])
-            if t >= 2:  # step back: the tag two back of (tag t-1, tag t)
-                tags[:r, t - 2] = back[t][np.arange(r), tags[:r, t - 1] * 4 + tags[:r, t]]
+        flat = np.argmax(state.transpose(0, 2, 1).reshape(n, 16), axis=1)
+        two = lens >= 2
+        tags[runs, lens - 1] = flat // 4
+        tags[runs[two], lens[two] - 2] = flat[two] % 4
+        one = ~two
+        tags[one, 0] = np.argmax(state[one, 0, :], axis=1)
+        active = np.searchsorted(-lens, -np.arange(width), side="left").tolist()  # runs longer than t
+        for t in range(width - 1, 1, -1):  # step back: the tag two back of (tag t-1, tag t)
+            r = active[t]
+            tags[:r, t - 2] = back[t][runs[:r], tags[:r, t - 1] * 4 + tags[:r, t]]
         return tags
