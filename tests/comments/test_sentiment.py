@@ -66,6 +66,24 @@ def test_score_many_is_per_text_and_batch_independent(real_texts):
     assert fast.score_many(repeated).tolist() == [many[3], *many[:20], many[3], many[7], many[3]]
 
 
+def test_span_lookup_equals_dict_get():
+    from tam.comments.sentiment import SpanLookup
+
+    rng = np.random.default_rng(0)
+    alphabet = list("好开心哈啊的了不ab 1😀\ud800")
+    words = {"".join(rng.choice(alphabet, size=rng.integers(1, 6))) for _ in range(300)} | {"", "好", "好开"}
+    table = {w: float(i) for i, w in enumerate(sorted(words))}
+    lookup = SpanLookup(table, -1.5)
+    queries = [*table, *("".join(rng.choice(alphabet, size=rng.integers(1, 7))) for _ in range(2000))]
+    queries = [q for q in queries if q]
+    lens = np.array([len(q) for q in queries])
+    cps = np.frombuffer("".join(queries).encode("utf-32-le", "surrogatepass"), np.uint32).astype(np.int64)
+    ends = np.cumsum(lens)
+    got = lookup.values(cps, ends - lens, ends)
+    assert got.tolist() == [table.get(q, -1.5) for q in queries]
+    assert lookup.values(cps[:0], ends[:0], ends[:0]).shape == (0,)
+
+
 def test_fast_scorer_properties():
     fast = FastSentiment()
     assert 0.0 <= fast("") <= 1.0 and fast("太好看了，我很喜欢") > 0.5 > fast("太难看了，垃圾，差评")

@@ -38,6 +38,57 @@ def _snownlp_dir() -> Path:
     return Path(list(spec.submodule_search_locations)[0])
 
 
+class SpanLookup:
+    """`table.get(word, default)` for many words given as spans of code points, without making the strings:
+    a 64-bit polynomial hash of each span finds the one table word with that hash (the table's hashes are
+    distinct, checked), and the code points are compared to confirm it (exact: any other word is absent)."""
+
+    BASE = 0x100000001B3  # odd: invertible modulo 2**64
+
+    def __init__(self, table: dict[str, float], default: float) -> None:
+        self.default = default
+        words = list(table)
+        lens = np.fromiter(map(len, words), np.int64, len(words))
+        self.cps = np.frombuffer("".join(words).encode("utf-32-le", "surrogatepass"), np.uint32).astype(np.int64)
+        starts = np.cumsum(lens) - lens
+        hashes = self._hashes(self.cps, starts, starts + lens)
+        order = np.argsort(hashes, kind="stable")
+        self.hashes, self.starts, self.lens = hashes[order], starts[order], lens[order]
+        self.vals = np.array([table[w] for w in words], dtype=np.float64)[order]
+        if len(words) and (np.diff(self.hashes) == 0).any():
+            raise ValueError("two words share a hash: change SpanLookup.BASE")
+
+    @classmethod
+    def _hashes(cls, cps: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+        """sum((cps[starts + j] + 1) * BASE**j) modulo 2**64 of each span (uint64 arithmetic wraps)."""
+        n = len(cps)
+        powers = np.full(n + 1, cls.BASE, dtype=np.uint64)
+        powers[0] = 1
+        np.cumprod(powers, out=powers)
+        inverse = np.full(n + 1, pow(cls.BASE, -1, 2**64), dtype=np.uint64)
+        inverse[0] = 1
+        np.cumprod(inverse, out=inverse)
+        prefix = np.zeros(n + 1, dtype=np.uint64)
+        np.cumsum((cps.astype(np.uint64) + np.uint64(1)) * powers[:n], out=prefix[1:])
+        return (prefix[ends] - prefix[starts]) * inverse[starts]
+
+    def values(self, cps: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+        """The table's value of each span `cps[starts[i]:ends[i]]` (float64), `default` when absent."""
+        out = np.full(len(starts), self.default)
+        if not len(starts) or not len(self.hashes):
+            return out
+        hashes = self._hashes(cps, starts, ends)
+        at = np.minimum(np.searchsorted(self.hashes, hashes), len(self.hashes) - 1)
+        lens = ends - starts
+        cand = np.flatnonzero((self.hashes[at] == hashes) & (self.lens[at] == lens))
+        at, lens = at[cand], lens[cand]
+        step = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens)
+        same = cps[np.repeat(starts[cand], lens) + step] == self.cps[np.repeat(self.starts[at], lens) + step]
+        ok = np.bincount(np.repeat(np.arange(len(cand)), lens)[~same], minlength=len(cand)) == 0
+        out[cand[ok]] = self.vals[at[ok]]
+        return out
+
+
 class FastSentiment:
     """SnowNLP's naive Bayes sentiment on SnowNLP's segmentation, batched (see the module docstring)."""
 
@@ -56,6 +107,7 @@ class FastSentiment:
         stop = (root / "normal" / "stopwords.txt").read_text(encoding="utf-8").splitlines()
         self.stop = frozenset(w.strip() for w in stop)
         self.value = {**self.table, **dict.fromkeys(self.stop, 0.0)}  # a word's term; a stop word adds 0.0
+        self.lookup = SpanLookup(self.value, self.unknown)
         self.segmenter = SnowSegmenter(root / "seg" / "seg.marshal.3")
 
     def words(self, text: str) -> list[str]:
@@ -77,8 +129,8 @@ class FastSentiment:
         first: dict[str, int] = {}  # each distinct text: the position of its first copy
         copy_of = np.fromiter(map(first.setdefault, texts, itertools.count()), np.intp, len(texts))
         unique = list(first)
-        words, text_of = self.segmenter.words_flat(unique)
-        vals = np.fromiter(map(self.value.get, words, itertools.repeat(self.unknown)), np.float64, len(words))
+        _, cps, starts, ends, text_of = self.segmenter.spans(unique)
+        vals = self.lookup.values(cps, starts, ends)
         # one 0.0 in front of each text's terms: every text has a non-empty slice (adding 0.0 changes nothing)
         n = len(unique)
         at = np.searchsorted(text_of, np.arange(n)) + np.arange(n)

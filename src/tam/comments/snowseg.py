@@ -198,7 +198,13 @@ class SnowSegmenter:
         return [words[a:b] for a, b in zip(bounds, bounds[1:])]
 
     def words_flat(self, texts: Sequence[str]) -> tuple[list[str], np.ndarray]:
-        """The words of all `texts` in order (`snownlp.seg.seg` of each) and the index of each word's text.
+        """The words of all `texts` in order (`snownlp.seg.seg` of each) and the index of each word's text."""
+        big, _, starts, ends, text_of = self.spans(texts)
+        return [big[a:b] for a, b in zip(starts.tolist(), ends.tolist())], text_of
+
+    def spans(self, texts: Sequence[str]) -> tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The words of all `texts` as spans of their concatenation: (the concatenation, its code points,
+        each word's start and end, each word's text).
 
         Vectorised over the code points of all texts: Chinese runs (`ZH_RUN`) are tagged by `tag_runs` and
         cut where SnowNLP's `Seg.seg` cuts (a word starts at tag b or s and after tag e); the rest is cut
@@ -207,7 +213,8 @@ class SnowSegmenter:
         big = "".join(texts)
         cps = np.frombuffer(big.encode("utf-32-le", "surrogatepass"), np.uint32).astype(np.int64)
         if not len(cps):
-            return [], np.zeros(0, dtype=np.int64)
+            none = np.zeros(0, dtype=np.int64)
+            return big, cps, none, none, none
         first = np.cumsum(lens) - lens
         new_text = np.zeros(len(cps), dtype=bool)
         new_text[first[lens > 0]] = True
@@ -224,8 +231,7 @@ class SnowSegmenter:
         word = ~space
         end = word & (np.r_[start[1:], True] | ~np.r_[word[1:], False] | np.r_[new_text[1:], True])
         starts, ends = np.flatnonzero(start), np.flatnonzero(end) + 1
-        words = [big[a:b] for a, b in zip(starts.tolist(), ends.tolist())]
-        return words, np.searchsorted(first, starts, side="right") - 1
+        return big, cps, starts, ends, np.searchsorted(first, starts, side="right") - 1
 
     def tag_runs(self, cps: np.ndarray, lens: np.ndarray) -> np.ndarray:
         """The tag (0..3 = b, m, e, s) of each character of the runs `cps` (code points, run after run, of the
