@@ -246,6 +246,9 @@ EDGE_XML = [
     "<i><d p='1,1,25,1,1,0,u,1'>single</d><d p=\"2,1\"/><d p=\"3,1\" x=\"y\">attr</d><d>nop</d></i>",
     '<?xml version="1.0" encoding="ISO-8859-1"?><i><d p="1,1">caf\xe9</d></i>',
     '<i><d p="1,1,25,1,1,0,u,1">\ttabs and /n old newline</d><dd p="2,1">not d</dd></i>',
+    '<i><n>&#65;</n><d p="1,1,25,1,1,0,u,1">a&#13;b&#x4e2d;&#38;lt;&amp;#60;&#x1F600;</d>gap'
+    '<d p="2,1">l\r\nn\rx</d></i>',
+    '<i><d p="1,1,25,1,1,0,u,1">xmlns is only text here</d></i>',
 ]
 
 
@@ -340,3 +343,77 @@ def test_add_many_equals_add():
     many.add_many(cs[4:])
     assert many.comments == one.comments == [cs[0], cs[4], cs[5]] and many.skipped == one.skipped
     assert one.skipped == {"empty": 1, "too_long": 1, "advanced": 1, "over_limit": 1}
+
+
+def _odd_p_records(rng) -> str:
+    odd = [" 1.5,1,25,1,1,0,u,1", "1e3,1,25,1,1,0,u,1", "nan,1,25,1,1,0,u,1", "+1,+1,25,1,+1,+1,u,1",
+           "-0,1,25,1,1,0,u,1", "-1,1,25,1,1,0,u,1", "1,99999999999,25,1,1,0,u,1", "1,1,25,1,1,99999999999,u,1",
+           "1,1,25,1,1e30,0,u,1", "1,1,25,1,99999999999999999999,0,u,1", "1,1,25,1,1.9,0,u,1", "1,1,25,1,1,0,u,1,9",
+           "2,1", "3", "", "x,1,25,1,1,0,u,1", "1,1,25,1,nan,0,u,1", "1_0,1_0,25,1,1_0,0,u,1", "٣,١,25,1,1,0,u,1"]
+    texts = ["好", "  ", "", "a/nb", "&amp;lt;3", "&amp;amp;nbsp;", "长" * 12, "😀", "&#x4e2d;&#13;", "x\r\ny"]
+    out = []
+    for i in range(9000):
+        mode = rng.choice([1, 1, 1, 4, 5, 7, 8])
+        p = rng.choice(odd) if rng.random() < 0.02 else f"{i / 7:.4f},{mode},25,1,{i},0,u{i},{i}"
+        out.append(f'<d p="{p}">{rng.choice(texts)}</d>')
+    return "<i>" + "".join(out) + "</i>"
+
+
+@pytest.mark.parametrize("limits", [{}, {"max_comment_chars": 5, "max_comments": 3000}, {"max_comments": 4096}])
+def test_columnwise_fast_path_equals_reading_one_record_at_a_time(tmp_path, limits):
+    """The fast path reads `p` and filters texts a column at a time; chunks with odd records (a `p` that
+    float/int read differently, NaN, huge ints, other field counts, over-long texts) go record by record.
+    Everything must equal the streaming reader + `Comment` per record: comments, counters and their order."""
+    import random
+
+    from tam.comments import formats
+    from tam.comments.formats import ReadLimits
+
+    p = tmp_path / "mixed.xml"
+    p.write_text(_odd_p_records(random.Random(0)), encoding="utf-8")
+    assert formats._plain_found(p.read_bytes()) is not None  # the fast path reads it
+    lim = ReadLimits(**limits)
+    fast = read_bilibili_xml(p, lim)
+    old = formats._PLAIN_XML_MAX_BYTES
+    formats._PLAIN_XML_MAX_BYTES = 0  # the streaming reader, one Comment per record
+    try:
+        slow = read_bilibili_xml(p, lim)
+    finally:
+        formats._PLAIN_XML_MAX_BYTES = old
+    assert list(fast.comments) == list(slow.comments) and len(fast.comments) > 1000
+    assert [(c.time.hex(), type(c.mode), type(c.ctime)) for c in fast.comments] == [
+        (c.time.hex(), type(c.mode), type(c.ctime)) for c in slow.comments]
+    assert list(fast.skipped.items()) == list(slow.skipped.items())
+    assert fast.skipped["bad_record"] > 0 and fast.skipped["advanced"] > 0
+
+
+def test_fast_path_counts_in_the_order_of_the_batched_reader(tmp_path):
+    """Counters are created in the order the record-by-record reader creates them: a bad record or an
+    over-long text at once, the other skips when a batch of `_ADD_BATCH` records is handed to add_many."""
+    from tam.comments import formats
+
+    batch = formats._ADD_BATCH
+    for bad, adv, order in ((batch - 100, 50, ["bad_record", "advanced"]),  # advanced: counted with its batch
+                            (batch + 10, batch - 5, ["advanced", "bad_record"])):
+        recs = [f'<d p="{i},{7 if i == adv else 1},25,1,1,0,u,{i}">好</d>' for i in range(batch + 500)]
+        recs[bad] = '<d p="x,1">bad</d>'
+        (tmp_path / "o.xml").write_text("<i>" + "".join(recs) + "</i>", encoding="utf-8")
+        v = read_bilibili_xml(tmp_path / "o.xml")
+        assert list(v.skipped.items()) == [(k, 1) for k in order] and len(v.comments) == batch + 498
+        ref = formats.VideoComments("o", "", "")  # the streaming reader, one Comment per record
+        formats._add_records(ref, formats._xml_records(tmp_path / "o.xml", 1000, plain=False))
+        assert list(ref.skipped.items()) == list(v.skipped.items()) and ref.comments == v.comments
+
+
+def test_p_columns_equal_p_fields():
+    from tam.comments.formats import _p_columns, _p_fields
+
+    strict = [f"{i / 3},{i % 9},25,1,{1600000000 + i},{i % 2},u{i},{i}" for i in range(50)]
+    for ps in (strict, [p + ",9" for p in strict], strict + ["nan,1,25,1,1,0,u,1"], strict + ["1,1,25,1,1e3,0,u,1"],
+               strict + ["1,1,25,1,1,0,u,1,9"], ["1,1,25,1,1,0,u,1\n"], strict + ["1,1,25,1,0012,0,u,1"]):
+        cols, good = _p_columns(ps)
+        times, modes, pools, ctimes, users, ids = cols
+        want = [_p_fields(p) for p in ps]
+        assert good == (None not in want)
+        got = [None if m is None else (t, m, pl, int(ct), u, i) for t, m, pl, ct, u, i in zip(*cols)]
+        assert got == want

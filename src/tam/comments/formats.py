@@ -86,7 +86,10 @@ class _Strings:
             ends = accumulate(map(len, strings), initial=len(self.data))
             data = "".join(strings).encode("ascii")
         else:
-            encoded = list(map(str.encode, strings, repeat("utf-8"), repeat("surrogatepass")))
+            try:
+                encoded = list(map(str.encode, strings))
+            except UnicodeEncodeError:  # a lone surrogate
+                encoded = list(map(str.encode, strings, repeat("utf-8"), repeat("surrogatepass")))
             ends = accumulate(map(len, encoded), initial=len(self.data))
             data = b"".join(encoded)
         next(ends)
@@ -418,8 +421,9 @@ def _p_columns(ps: Sequence[str]) -> tuple[tuple[list, ...], bool]:
     of fields, each column is converted at once with the same `float`/`int` calls; if any of them fails (or
     a time is NaN or negative), the records are read one at a time, so every odd one keeps its behaviour."""
     n, s = len(ps), ps[0].count(",") + 1
-    flat = ",\n".join(ps).split(",")  # "\n" (in no p) starts every p but the first: it tells where each starts
-    if s >= 8 and len(flat) == s * n and "".join(flat[s::s]).count("\n") == n - 1:  # each p has s fields
+    joined = ",\n".join(ps)  # when no p holds "\n", it marks where each p (but the first) starts
+    flat = joined.split(",")
+    if s >= 8 and len(flat) == s * n and "".join(flat[s::s]).count("\n") == joined.count("\n") == n - 1:
         try:
             times = list(map(float, flat[0::s]))  # float("\n" + x) = float(x), both failing alike
             if min(times) >= 0.0 and (total := sum(times)) == total:  # no NaN, none negative
