@@ -260,17 +260,24 @@ class SnowSegmenter:
         early = t_of[cell] < 2  # positions 0 and 1: tag t-2 is BOS, one candidate per state
         lg[cell[early], bc[early]] = tri[early]
         late = ~early
-        cell, a, bc, tri = cell[late], codes[late] // 16, bc[late], tri[late]
-        at = np.searchsorted(cell, off)  # position t's trigram entries: at[t]..at[t+1]
+        cell, a, bc, tri = cell[late], (codes[late] // 16).astype(np.intp), bc[late].astype(np.intp), tri[late]
+        at = np.searchsorted(cell, off).tolist()  # position t's trigram entries: at[t]..at[t+1]
         unseen = c2 >= self.n
-        lost_at = np.bincount(t_of[unseen], minlength=width) > 0
+        lost_at = (np.bincount(t_of[unseen], minlength=width) > 0).tolist()
         state = np.full((n_runs, 4, 4), -np.inf)  # [run, tag t-1, tag t]; at t = 0 only tag t-1 = 0 (BOS)
+        # steps t >= 2: the candidates [tag t-2, run, tag t-1, tag t] in `cand`, the trigram terms put in
+        # at flat indices (tag t-2, run, tag t-1 * 4 + tag t), from the state at (run, tag t-2, tag t-1)
+        lg4, by_a, flat_state = lg.reshape(-1, 4, 4), state.transpose(1, 0, 2), state.reshape(-1)
+        width2 = int(active[2]) if width > 2 else 0
+        cand = np.empty((4, width2, 4, 4))
+        flat_cand = cand.reshape(-1)
+        run = cell - off[t_of[cell]]
+        put_at = (a * width2 + run) * 16 + bc
+        take_at = run * 16 + a * 4 + bc // 4
         back = [None, None]
-        cut = [(r, o, int(e0), int(e1), bool(lost)) for r, o, e0, e1, lost
-               in zip(active.tolist(), off.tolist(), at[:-1].tolist(), at[1:].tolist(), lost_at.tolist())]
-        for t, (r, o, e0, e1, any_lost) in enumerate(cut):
+        for t, (r, o) in enumerate(zip(active.tolist(), off.tolist())):
             lgt = lg[o:o + r]
-            lost = unseen[o:o + r] if any_lost else None  # an unseen character: no score
+            lost = unseen[o:o + r] if lost_at[t] else None  # an unseen character: no score
             if t == 0:
                 state[:r, 0] = lgt[:, :4] if lost is None else np.where(lost[:, None], 0.0, lgt[:, :4])
                 continue
@@ -281,13 +288,22 @@ class SnowSegmenter:
                     new[lost] = prev[lost][:, :, None]
                 state[:r] = new
                 continue
-            best, val = self._step(state[:r], lgt, cell[e0:e1] - o, a[e0:e1], bc[e0:e1], tri[e0:e1])
+            c = np.add(by_a[:, :r, :, None], lg4[o:o + r], out=cand[:, :r])
+            e = slice(at[t], at[t + 1])
+            flat_cand[put_at[e]] = flat_state[take_at[e]] + tri[e]
             if lost is not None:  # SnowNLP keeps the last candidate: tag t-2 = s
-                val = val.reshape(r, 4, 4)
-                val[lost] = state[:r][lost][:, 3, :, None]
+                kept = state[:r][lost][:, 3, :, None]
+            # the best tag t-2, the first on ties (SnowNLP's `>`), and the new state's score
+            best = (c[1] > c[0]).view(np.int8)
+            val = np.maximum(c[0], c[1])
+            np.copyto(best, 2, where=c[2] > val)
+            np.maximum(val, c[2], out=val)
+            np.copyto(best, 3, where=c[3] > val)
+            np.maximum(val, c[3], out=state[:r])
+            if lost is not None:
+                state[:r][lost] = kept
                 best[lost] = 3
-            state[:r] = val.reshape(r, 4, 4)
-            back.append(best)
+            back.append(best.reshape(r, 16))
         return self._backtrack(state, back, slen)[rows_of_chars, cols]
 
     def _terms(self, c0: np.ndarray, c1: np.ndarray, c2: np.ndarray):
@@ -300,20 +316,6 @@ class SnowSegmenter:
         s16[rows, codes] += vals
         ok &= c0 < n
         return s16, self._lookup(self.tri, (c0 * n + c1) * n + c2, ok)
-
-    @staticmethod
-    def _step(state: np.ndarray, lg: np.ndarray, rows: np.ndarray, a: np.ndarray, bc: np.ndarray, tri: np.ndarray):
-        """One Viterbi step at a position t >= 2 (`state` [run, tag t-2, tag t-1]; `lg` the log terms without
-        trigrams, `tri` those with, at (a, rows, bc)): for each new state (tag t-1 * 4 + tag t) the first best
-        tag t-2 and the score."""
-        state = state.transpose(1, 0, 2)  # [tag t-2, run, tag t-1]
-        cand = np.repeat(state, 4, axis=2) + lg  # [tag t-2, run, tag t-1 * 4 + tag t]
-        cand[a, rows, bc] = state[a, rows, bc // 4] + tri
-        val, best = cand[0], np.zeros(lg.shape, dtype=np.int8)
-        for k in (1, 2, 3):  # SnowNLP keeps the first candidate on ties
-            np.copyto(best, k, where=cand[k] > val)
-            val = np.maximum(val, cand[k])
-        return best, val
 
     @staticmethod
     def _lookup(table, keys: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
