@@ -265,14 +265,11 @@ class SnowSegmenter:
         unseen = c2 >= self.n
         lost_at = (np.bincount(t_of[unseen], minlength=width) > 0).tolist()
         state = np.full((n_runs, 4, 4), -np.inf)  # [run, tag t-1, tag t]; at t = 0 only tag t-1 = 0 (BOS)
-        # steps t >= 2: the candidates [tag t-2, run, tag t-1, tag t] in `cand`, the trigram terms put in
-        # at flat indices (tag t-2, run, tag t-1 * 4 + tag t), from the state at (run, tag t-2, tag t-1)
-        lg4, by_a, flat_state = lg.reshape(-1, 4, 4), state.transpose(1, 0, 2), state.reshape(-1)
-        width2 = int(active[2]) if width > 2 else 0
-        cand = np.empty((4, width2, 4, 4))
-        flat_cand = cand.reshape(-1)
+        # steps t >= 2: the candidates [tag t-2, run, tag t-1 * 4 + tag t], the trigram terms put in at flat
+        # indices (tag t-2, run, tag t-1 * 4 + tag t), from the state at (run, tag t-2, tag t-1)
+        by_a, flat_state = state.transpose(1, 0, 2), state.reshape(-1)
         run = cell - off[t_of[cell]]
-        put_at = (a * width2 + run) * 16 + bc
+        put_at = (a * active[t_of[cell]] + run) * 16 + bc
         take_at = run * 16 + a * 4 + bc // 4
         back = [None, None]
         for t, (r, o) in enumerate(zip(active.tolist(), off.tolist())):
@@ -288,9 +285,11 @@ class SnowSegmenter:
                     new[lost] = prev[lost][:, :, None]
                 state[:r] = new
                 continue
-            c = np.add(by_a[:, :r, :, None], lg4[o:o + r], out=cand[:, :r])
+            c = np.repeat(by_a[:, :r], 4, axis=2)  # [tag t-2, run, tag t-1 * 4 + tag t]
+            c += lgt
             e = slice(at[t], at[t + 1])
-            flat_cand[put_at[e]] = flat_state[take_at[e]] + tri[e]
+            c.reshape(-1)[put_at[e]] = flat_state[take_at[e]] + tri[e]
+            c = c.reshape(4, r, 4, 4)
             if lost is not None:  # SnowNLP keeps the last candidate: tag t-2 = s
                 kept = state[:r][lost][:, 3, :, None]
             # the best tag t-2, the first on ties (SnowNLP's `>`), and the new state's score
