@@ -17,6 +17,7 @@ Per video (`process_video`):
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 from collections import deque
@@ -117,8 +118,8 @@ _DENSE_OPTS = 1 << 21
 """Split points kept as a plain (k-1, n+2) int64 array up to this many entries (16 MiB); beyond, `_Splits`."""
 _TREE_ROWS = 1 << 16
 """Rows (points times layers) whose recursion tree `_Tree` builds at once (bounds its memory)."""
-_BLOCK = 3072
-"""Candidate evaluations up to which `_block_finish` ends a layer's recursion in one step."""
+_BLOCK = 8192
+"""A layer with at most this many (rows x candidates) is solved by `_block_finish` in one step (~90 points)."""
 _AR = np.arange(_DC_BLOCK + 1)
 _AR.flags.writeable = False
 
@@ -167,22 +168,17 @@ def _dc_layer(prev: np.ndarray, opt: np.ndarray, ctx: tuple, levels, layer: int)
     opt[ilo-1]..opt[ihi+1], opt[layer-1] and opt[n+1] holding the outer bounds) evaluates its middle row
     over all its candidates at once, laid end to end. The differences s1[i] - s1[j], s2[i] - s2[j], i - j
     come from one gather and one subtraction of the table (s1, s2, j), then the same float operations as
-    `_sse`. Once the remaining rows times their candidates are few, `_block_finish`
-    may end the layer in one step. A level with more than `_DC_BLOCK` candidates in all (above ~30,000
-    comments) is evaluated in blocks (`_best_split`)."""
+    `_sse`. A short layer is first tried in one step (`_block_finish`). A level with more than `_DC_BLOCK`
+    candidates in all (above ~30,000 comments) is evaluated in blocks (`_best_split`)."""
     table, s1, s2, ar, n = ctx
     cur = np.full(n + 1, np.inf)
     opt[layer - 1], opt[n + 1] = layer - 1, n - 1
-    block = True
     for rows, mid, mid1, lo_row, hi_row, at_mid in levels:
-        t = len(mid)
         jlo, jhi = opt[lo_row], opt[hi_row]
-        if block and t * rows <= _BLOCK:
-            cands = int((np.minimum(jhi, hi_row - 2) - jlo).max()) + 1
-            if t * rows * cands <= _BLOCK:
-                if _block_finish(prev, cur, opt, ctx, lo_row, hi_row, jlo, jhi, rows, cands):
-                    return cur
-                block = False
+        if len(mid) == 1 and rows * rows <= _BLOCK:  # a short layer: all rows over all candidates at once
+            cands = int(min(jhi[0], hi_row[0] - 2) - jlo[0]) + 1
+            if _block_finish(prev, cur, opt, ctx, lo_row, hi_row, jlo, jhi, rows, cands):
+                return cur
         hi = np.minimum(jhi, mid1)
         cnt = hi - jlo
         cnt += 1
@@ -512,7 +508,8 @@ def process_video(video: str, comments: Comments | Sequence[Comment], duration: 
     labels = kmeans_1d(times, n_segments(dur, settings.segment_seconds))
     starts, ends = segment_bounds(times, labels, dur)
     k = len(starts)
-    sent, stage = _score_and_filter(cs, times, scorer, lexicon, settings, tokenizer)
+    cuts: dict[int, list[str]] = {}
+    sent, stage = _score_and_filter(cs, times, scorer, lexicon, settings, tokenizer, cuts)
     counts = np.zeros((len(FILTER_STAGES), k), dtype=np.int64)
     for s in range(len(FILTER_STAGES)):
         np.add.at(counts[s], labels[stage >= s], 1)
@@ -524,7 +521,7 @@ def process_video(video: str, comments: Comments | Sequence[Comment], duration: 
     for s, name in enumerate(FILTER_STAGES):
         seg[name] = counts[s].tolist()
     kept = np.flatnonzero(stage == len(FILTER_STAGES) - 1)
-    _add_comments(out, cs, times, kept, labels, sent, lexicon, masking, seed, tokenizer, emit)
+    _add_comments(out, cs, times, kept, labels, sent, lexicon, masking, seed, tokenizer, emit, cuts)
     return out
 
 
@@ -543,25 +540,52 @@ class SortedTexts(Sequence):
 
 SCORE_CHUNK = 4096
 """Comments scored and cut per batch in `_score_and_filter` (a batch's texts are held at once)."""
+CUT_CACHE = 20_000
+"""Cuts of the comments passing the character filter that `_score_and_filter` keeps for `_add_comments` (per
+video; beyond, the kept comments are cut again): bounds the memory they hold."""
+
+
+def _texts_at(texts: Sequence[str]) -> tuple[Callable[[int], str], Callable[[Sequence[int]], list]]:
+    """(text of sorted index i, indices -> sorted indices to pass to it): `SortedTexts` read without its hop."""
+    if isinstance(texts, SortedTexts):
+        order = texts.order
+        return texts.comments.text, lambda idx: order[idx].tolist()
+    return texts.__getitem__, lambda idx: range(len(texts))[idx] if isinstance(idx, slice) else np.asarray(idx).tolist()
+
+
+def _cutter(tokenizer: LexiconTokenizer | None) -> Callable[[str], list[str]]:
+    """`tokenize` or `tokenizer` as one function of the text (no method hop for a `LexiconTokenizer`)."""
+    if tokenizer is not None and type(tokenizer) is not LexiconTokenizer:
+        return tokenizer
+    import rjieba
+
+    raw, needs_clean = (rjieba.cut, _NEEDS_CLEAN.search) if tokenizer is None else \
+        (functools.partial(tokenizer.jieba.cut, hmm=True), _NEEDS_CLEAN.search)
+    return lambda text: clean_cut(raw(text)) if needs_clean(text) else raw(text)
+
 
 def _score_and_filter(texts: Sequence[str], times: np.ndarray, scorer: Callable[[str], float], lexicon: Mapping,
-                      st: FilterSettings, tokenizer: LexiconTokenizer | None) -> tuple[np.ndarray, np.ndarray]:
+                      st: FilterSettings, tokenizer: LexiconTokenizer | None,
+                      cuts: dict[int, list[str]] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """One pass over the comments (`texts`, sorted by `times`): sentiment, and the filter stage each reaches
     (0 = none passed, 1 = lexicon, 2 = length, 3 = chars, 4 = kept after the repeat check).
 
     The comments go in batches of `SCORE_CHUNK`: a scorer with `score_many` (`FastSentiment`) scores a
-    batch at once; then each comment is cut (`tokenizer`, else jieba's plain dictionary) and filtered. No
-    tokens are kept (the kept comments are cut again when their columns are written), so memory does
-    not grow with the tokens of the whole input."""
-    cut_text = tokenize if tokenizer is None else tokenizer
+    batch at once; then each comment is cut (`tokenizer`, else jieba's plain dictionary) and filtered. With
+    `cuts`, the tokens of the first `CUT_CACHE` comments reaching stage 3 are put there (index -> tokens) for
+    `_add_comments`; no other tokens are kept, so memory does not grow with the tokens of the whole input."""
+    cut_text = _cutter(tokenizer)
+    text_at, sorted_idx = _texts_at(texts)
     score_many = getattr(scorer, "score_many", None)
-    sent = np.empty(len(texts), dtype=np.float64)
-    stage = np.zeros(len(texts), dtype=np.int8)
+    n = len(texts)
+    sent = np.empty(n, dtype=np.float64)
+    stage = bytearray(n)
     lo, hi = st.min_words, st.max_words
     words = lexicon.keys() if isinstance(lexicon, dict) else frozenset(lexicon)
     allowed = _ALLOWED.fullmatch
-    for a in range(0, len(texts), SCORE_CHUNK):
-        chunk = [texts[i] for i in range(a, min(a + SCORE_CHUNK, len(texts)))]
+    room = CUT_CACHE if cuts is not None else 0
+    for a in range(0, n, SCORE_CHUNK):
+        chunk = list(map(text_at, sorted_idx(slice(a, a + SCORE_CHUNK))))
         sent[a:a + len(chunk)] = score_many(chunk) if score_many is not None else [scorer(t) for t in chunk]
         for i, text in enumerate(chunk, a):
             toks = cut_text(text)
@@ -571,10 +595,14 @@ def _score_and_filter(texts: Sequence[str], times: np.ndarray, scorer: Callable[
                 stage[i] = 1
             elif allowed(text) is not None:
                 stage[i] = 3
+                if room:
+                    cuts[i] = toks
+                    room -= 1
             else:
                 stage[i] = 2
+    stage = np.frombuffer(stage, dtype=np.int8).copy()
     cand = np.flatnonzero(stage == 3)
-    keep = dedup_mask(times[cand].tolist(), (texts[i] for i in cand.tolist()), st.dedup_seconds)
+    keep = dedup_mask(times[cand].tolist(), map(text_at, sorted_idx(cand)), st.dedup_seconds)
     stage[cand[np.asarray(keep, dtype=bool)]] = 4
     return sent, stage
 
@@ -584,27 +612,50 @@ EMIT_ROWS = 10_000
 
 
 def _add_comments(out: VideoCorpus, texts, times, kept, labels, sent, lexicon, masking: str, seed: int,
-                  tokenizer: LexiconTokenizer | None, emit: Callable | None) -> None:
-    col = out.comments
-    for n, i in enumerate(kept.tolist(), 1):
-        text = texts[i]
-        toks = tokenize(text) if tokenizer is None else tokenizer(text)
-        emo = [t in lexicon for t in toks]
-        rng = random.Random(f"{seed}:{out.video}:{i}") if masking != "emotion" else None
-        masked, pos, targets = mask_tokens(toks, emo, masking, rng)
-        words = [t for t, e in zip(toks, emo) if e]
-        col["video"].append(out.video)
-        col["segment"].append(int(labels[i]))
-        col["time"].append(float(times[i]))
-        col["text"].append(text)
-        col["sentiment"].append(float(sent[i]))
-        col["tokens"].append(toks)
-        col["emotion_words"].append(words)
-        col["emotion_categories"].append([lexicon[w][0] for w in words])
-        col["emotion_majors"].append([lexicon[w][1] for w in words])
-        col["masked"].append(masked)
-        col["mask_positions"].append(pos)
-        col["targets"].append(targets)
-        if emit is not None and (n % EMIT_ROWS == 0 or n == len(kept)):
+                  tokenizer: LexiconTokenizer | None, emit: Callable | None,
+                  cuts: Mapping[int, list[str]] | None = None) -> None:
+    """Append the columns of the `kept` comments (sorted indices) to `out.comments`, or with `emit` hand them
+    over in chunks of `EMIT_ROWS` rows. `cuts`: tokens already cut (`_score_and_filter`), by index."""
+    text_at, sorted_idx = _texts_at(texts)
+    cut_text, cuts = _cutter(tokenizer), cuts or {}
+    step = EMIT_ROWS if emit is not None else max(1, len(kept))
+    for a in range(0, len(kept), step):
+        idx = kept[a:a + step]
+        rows = idx.tolist()
+        txt = list(map(text_at, sorted_idx(idx)))
+        toks = [cuts.get(i) or cut_text(t) for i, t in zip(rows, txt)]
+        col = out.comments
+        col["video"] += [out.video] * len(rows)
+        col["segment"] += labels[idx].tolist()
+        col["time"] += times[idx].tolist()
+        col["text"] += txt
+        col["sentiment"] += sent[idx].tolist()
+        col["tokens"] += toks
+        if masking == "emotion":
+            _emotion_masks(col, toks, lexicon)
+        else:
+            for i, tk in zip(rows, toks):
+                masked, pos, targets = mask_tokens(tk, [t in lexicon for t in tk], masking,
+                                                   random.Random(f"{seed}:{out.video}:{i}"))
+                col["masked"].append(masked)
+                col["mask_positions"].append(pos)
+                col["targets"].append(targets)
+            col["emotion_words"] += [[t for t in tk if t in lexicon] for tk in toks]
+        col["emotion_categories"] += [[lexicon[w][0] for w in ws] for ws in col["emotion_words"][-len(rows):]]
+        col["emotion_majors"] += [[lexicon[w][1] for w in ws] for ws in col["emotion_words"][-len(rows):]]
+        if emit is not None:
             emit(col)
-            out.comments = col = {c: [] for c in COMMENT_COLUMNS}
+            out.comments = {c: [] for c in COMMENT_COLUMNS}
+
+
+def _emotion_masks(col: dict[str, list], toks: list[list[str]], lexicon: Mapping) -> None:
+    """`mask_tokens(..., "emotion")` for each token list, with the emotional words (appended to `col`)."""
+    words_col, masked_col, pos_col, targets_col = (col[c] for c in ("emotion_words", "masked", "mask_positions",
+                                                                      "targets"))
+    for tk in toks:
+        hit = [t in lexicon for t in tk]
+        words = [t for t, h in zip(tk, hit) if h]
+        words_col.append(words)
+        masked_col.append([START, *[MASK if h else t for t, h in zip(tk, hit)]])
+        pos_col.append([p for p, h in enumerate(hit, 1) if h])
+        targets_col.append(list(words))
