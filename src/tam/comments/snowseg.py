@@ -240,18 +240,21 @@ class SnowSegmenter:
         slen = lens[order]
         width, n_runs = int(slen[0]), len(lens)
         start = np.cumsum(lens) - lens
-        # position of each character in the (run by length, position) grid; BOS in the two first columns
+        # position of each character in the (run by length, position) grid
         rank = np.empty(n_runs, dtype=np.int64)
         rank[order] = np.arange(n_runs)
         rows_of_chars = np.repeat(rank, lens)
         cols = np.arange(len(cps)) - np.repeat(start, lens)
-        ids = np.full((n_runs, width + 2), self.bos, dtype=np.int64)
-        ids[rows_of_chars, cols + 2] = self.lut[cps - 0x4E00]
         active = np.searchsorted(-slen, -np.arange(width), side="left")  # runs longer than t: a prefix
         off = np.concatenate([[0], np.cumsum(active)])  # position t's runs are cells off[t]..off[t+1]
         # every cell (position t, run), position by position: the n-gram terms do not depend on the search
-        t_of, run_of = np.nonzero(np.arange(width)[:, None] < slen[None, :])
-        c0, c1, c2 = ids[run_of, t_of], ids[run_of, t_of + 1], ids[run_of, t_of + 2]
+        t_of = np.repeat(np.arange(width), active)
+        run_of = np.arange(len(cps)) - off[t_of]
+        char = start[order][run_of] + t_of
+        ids = self.lut[cps - 0x4E00]
+        c2 = ids[char]
+        c1 = np.where(t_of >= 1, ids[np.maximum(char - 1, 0)], self.bos)  # BOS before a run's first two characters
+        c0 = np.where(t_of >= 2, ids[np.maximum(char - 2, 0)], self.bos)
         lg, (cell, codes, vals) = self._terms(c0, c1, c2)
         bc = codes % 16
         with np.errstate(divide="ignore"):
@@ -303,7 +306,7 @@ class SnowSegmenter:
                 state[:r][lost] = kept
                 best[lost] = 3
             back.append(best.reshape(r, 16))
-        return self._backtrack(state, back, slen)[rows_of_chars, cols]
+        return self._backtrack(state, back, slen)[cols, rows_of_chars]
 
     def _terms(self, c0: np.ndarray, c1: np.ndarray, c2: np.ndarray):
         """Per cell: uni + bi terms [cell, tag t-1 * 4 + tag t], and the trigram terms as sparse
@@ -330,19 +333,19 @@ class SnowSegmenter:
 
     @staticmethod
     def _backtrack(state: np.ndarray, back: list, lens: np.ndarray) -> np.ndarray:
-        """Tags [run, position] (runs sorted by length, longest first) from the final states and back-pointers."""
+        """Tags [position, run] (runs sorted by length, longest first) from the final states and back-pointers."""
         n, width = len(lens), int(lens[0])
-        tags = np.zeros((n, width), dtype=np.int8)
+        tags = np.zeros((width, n), dtype=np.int8)
         runs = np.arange(n)
         # final state: the first maximum in SnowNLP's order (tag major, previous tag minor)
         flat = np.argmax(state.transpose(0, 2, 1).reshape(n, 16), axis=1)
         two = lens >= 2
-        tags[runs, lens - 1] = flat // 4
-        tags[runs[two], lens[two] - 2] = flat[two] % 4
+        tags[lens - 1, runs] = flat // 4
+        tags[lens[two] - 2, runs[two]] = flat[two] % 4
         one = ~two
-        tags[one, 0] = np.argmax(state[one, 0, :], axis=1)
+        tags[0, one] = np.argmax(state[one, 0, :], axis=1)
         active = np.searchsorted(-lens, -np.arange(width), side="left").tolist()  # runs longer than t
         for t in range(width - 1, 1, -1):  # step back: the tag two back of (tag t-1, tag t)
             r = active[t]
-            tags[:r, t - 2] = back[t][runs[:r], tags[:r, t - 1] * 4 + tags[:r, t]]
+            tags[t - 2, :r] = back[t][runs[:r], tags[t - 1, :r] * 4 + tags[t, :r]]
         return tags
