@@ -342,10 +342,11 @@ class _PlainAdder:
         text is over `max_chars`."""
         adv = list(map(ADVANCED_MODES.__contains__, cols[1]))
         rows = list(compress(range(len(adv)), map(not_, adv)))
-        texts = [_xml_text(t) if "&" in t or "\r" in t else t for t in compress(raws, map(not_, adv))]
-        if texts and max(map(len, texts)) > self.max_chars:
-            return False  # counted on reading (`_add_records`): record by record
-        texts = [unescape(t).replace("/n", "\n") if "&" in t or "/n" in t else t for t in texts]
+        texts = list(compress(raws, map(not_, adv)))
+        if texts and max(map(len, texts)) > self.max_chars:  # decoding never makes a text longer: below, none is
+            return False  # (maybe) counted on reading (`_add_records`): record by record
+        texts = [unescape(_xml_text(t)).replace("/n", "\n") if "&" in t or "\r" in t or "/n" in t else t
+                 for t in texts]
         if texts and max(map(len, texts)) > self.max_chars:
             return False
         blank = [not t or t.isspace() for t in texts]  # = not t.strip() (the same whitespace)
