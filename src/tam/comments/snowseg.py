@@ -267,6 +267,9 @@ class SnowSegmenter:
         at = np.searchsorted(cell, off).tolist()  # position t's trigram entries: at[t]..at[t+1]
         unseen = c2 >= self.n
         lost_at = (np.bincount(t_of[unseen], minlength=width) > 0).tolist()
+        lost_cell = np.flatnonzero(unseen)
+        lost_run = lost_cell - off[t_of[lost_cell]]
+        lost_from = np.searchsorted(lost_cell, off).tolist()  # position t's unseen characters
         state = np.full((n_runs, 4, 4), -np.inf)  # [run, tag t-1, tag t]; at t = 0 only tag t-1 = 0 (BOS)
         # steps t >= 2: the candidates [tag t-2, run, tag t-1 * 4 + tag t], the trigram terms put in at flat
         # indices (tag t-2, run, tag t-1 * 4 + tag t), from the state at (run, tag t-2, tag t-1)
@@ -290,11 +293,13 @@ class SnowSegmenter:
                 continue
             c = np.repeat(by_a[:, :r], 4, axis=2)  # [tag t-2, run, tag t-1 * 4 + tag t]
             c += lgt
-            e = slice(at[t], at[t + 1])
-            c.reshape(-1)[put_at[e]] = flat_state[take_at[e]] + tri[e]
+            if at[t + 1] > at[t]:
+                e = slice(at[t], at[t + 1])
+                c.reshape(-1)[put_at[e]] = flat_state[take_at[e]] + tri[e]
             c = c.reshape(4, r, 4, 4)
             if lost is not None:  # SnowNLP keeps the last candidate: tag t-2 = s
-                kept = state[:r][lost][:, 3, :, None]
+                lost = lost_run[lost_from[t]:lost_from[t + 1]]
+                kept = state[lost, 3, :, None]
             # the best tag t-2, the first on ties (SnowNLP's `>`), and the new state's score
             best = (c[1] > c[0]).view(np.int8)
             val = np.maximum(c[0], c[1])
@@ -303,7 +308,7 @@ class SnowSegmenter:
             np.copyto(best, 3, where=c[3] > val)
             np.maximum(val, c[3], out=state[:r])
             if lost is not None:
-                state[:r][lost] = kept
+                state[lost] = kept
                 best[lost] = 3
             back.append(best.reshape(r, 16))
         return self._backtrack(state, back, slen)[cols, rows_of_chars]
