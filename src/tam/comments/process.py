@@ -182,15 +182,15 @@ def _dc_layer(prev: np.ndarray, opt: np.ndarray, ctx: tuple, levels, layer: int)
         hi = np.minimum(jhi, mid1)
         cnt = hi - jlo
         cnt += 1
-        ends = np.cumsum(cnt)
+        ends = cnt.cumsum()
         total = int(ends[-1])
         if total > _DC_BLOCK:
             cur[mid], opt[mid] = _best_split(prev, lambda j, i: _sse(s1, s2, j, i), mid, jlo, hi)
             continue
         starts = ends - cnt
-        j = np.repeat(jlo - starts, cnt)
+        j = (jlo - starts).repeat(cnt)
         j += ar[:total]
-        d = np.repeat(at_mid, cnt, axis=1)
+        d = at_mid.repeat(cnt, axis=1)  # methods, not np.repeat: no Python wrapper (many small calls)
         d -= table.take(j, axis=1)  # s1[i] - s1[j], s2[i] - s2[j], i - j
         v, b = d[1], d[0]
         np.square(b, out=b)
@@ -199,8 +199,8 @@ def _dc_layer(prev: np.ndarray, opt: np.ndarray, ctx: tuple, levels, layer: int)
         np.maximum(v, 0.0, out=v)
         v += prev.take(j)
         best = np.minimum.reduceat(v, starts)
-        at_best = np.flatnonzero(v == np.repeat(best, cnt))
-        cur[mid], opt[mid] = best, j[at_best[np.searchsorted(at_best, starts)]]  # the leftmost minimum
+        at_best = (v == best.repeat(cnt)).nonzero()[0]
+        cur[mid], opt[mid] = best, j[at_best[at_best.searchsorted(starts)]]  # the leftmost minimum
     return cur
 
 
@@ -510,9 +510,7 @@ def process_video(video: str, comments: Comments | Sequence[Comment], duration: 
     k = len(starts)
     cuts: dict[int, list[str]] = {}
     sent, stage = _score_and_filter(cs, times, scorer, lexicon, settings, tokenizer, cuts)
-    counts = np.zeros((len(FILTER_STAGES), k), dtype=np.int64)
-    for s in range(len(FILTER_STAGES)):
-        np.add.at(counts[s], labels[stage >= s], 1)
+    counts = np.stack([np.bincount(labels[stage >= s], minlength=k) for s in range(len(FILTER_STAGES))])
     seg = out.segments
     seg["video"] = [video] * k
     seg["index"] = list(range(k))
