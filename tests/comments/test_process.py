@@ -99,6 +99,8 @@ def test_kmeans_1d_hand_cases():
     assert kmeans_1d([], 3).tolist() == []
     with pytest.raises(ValueError):
         kmeans_1d([3, 1], 2)
+    with pytest.raises(ValueError, match="finite"):
+        kmeans_1d([1.0, np.inf], 2)
 
 
 def test_n_segments_and_bounds():

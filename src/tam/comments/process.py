@@ -84,10 +84,13 @@ def kmeans_1d(x: Sequence[float] | np.ndarray, k: int) -> np.ndarray:
     labels = np.zeros(n, dtype=np.int64)
     if k == 1:
         return labels
-    xc = x - x.mean()
     table = np.zeros((3, n + 1))  # per split point j: s1[j], s2[j] (prefix sums of x, x**2), j
-    np.cumsum(xc, out=table[0, 1:])
-    np.cumsum(xc * xc, out=table[1, 1:])
+    with np.errstate(all="ignore"):  # non-finite sums are refused below
+        xc = x - x.mean()
+        np.cumsum(xc, out=table[0, 1:])
+        np.cumsum(xc * xc, out=table[1, 1:])
+    if not np.isfinite(table[:2, n]).all():  # s2[n] is finite only when every (x - mean)**2 is
+        raise ValueError("kmeans_1d needs finite times (of magnitude below ~1e150)")
     table[2] = np.arange(n + 1)
     s1, s2 = table[0], table[1]
     prev = np.full(n + 1, np.inf)
