@@ -149,6 +149,20 @@ def _hash_find(table: tuple[np.ndarray, np.ndarray], keys: np.ndarray) -> np.nda
     return out
 
 
+def _before(a: np.ndarray, first) -> np.ndarray:
+    """The element before each element of `a` (`first` for the first one)."""
+    out = np.empty_like(a)
+    out[0], out[1:] = first, a[:-1]
+    return out
+
+
+def _after(a: np.ndarray, last) -> np.ndarray:
+    """The element after each element of `a` (`last` for the last one)."""
+    out = np.empty_like(a)
+    out[:-1], out[-1] = a[1:], last
+    return out
+
+
 def load_model(model_file: Path) -> dict[str, np.ndarray]:
     """The converted model, from the cache when it is there (else converted and cached)."""
     st = model_file.stat()
@@ -221,15 +235,15 @@ class SnowSegmenter:
         zh = (cps >= 0x4E00) & (cps <= 0x9FA5)
         space = (cps <= 0xFFFF) & self.space[np.minimum(cps, 0xFFFF)]
         other = ~zh & ~space
-        run_start = zh & (new_text | ~np.r_[False, zh[:-1]])
-        start = (other & (new_text | ~np.r_[False, other[:-1]])) | run_start
+        run_start = zh & (new_text | ~_before(zh, False))
+        start = (other & (new_text | ~_before(other, False))) | run_start
         if zh.any():
             run_lens = np.bincount(np.cumsum(run_start)[zh] - 1)
             tags = np.full(len(cps), -1, dtype=np.int8)
             tags[zh] = self.tag_runs(cps[zh], run_lens)
-            start |= zh & ((tags == 0) | (tags == 3) | (np.r_[-1, tags[:-1]] == 2))
+            start |= zh & ((tags == 0) | (tags == 3) | (_before(tags, -1) == 2))
         word = ~space
-        end = word & (np.r_[start[1:], True] | ~np.r_[word[1:], False] | np.r_[new_text[1:], True])
+        end = word & (_after(start, True) | ~_after(word, False) | _after(new_text, True))
         starts, ends = np.flatnonzero(start), np.flatnonzero(end) + 1
         return big, cps, starts, ends, np.searchsorted(first, starts, side="right") - 1
 
