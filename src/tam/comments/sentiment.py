@@ -47,6 +47,7 @@ class SpanLookup:
 
     def __init__(self, table: dict[str, float], default: float) -> None:
         self.default = default
+        self.powers = self.inverse = np.zeros(0, dtype=np.uint64)
         words = list(table)
         lens = np.fromiter(map(len, words), np.int64, len(words))
         self.cps = np.frombuffer("".join(words).encode("utf-32-le", "surrogatepass"), np.uint32).astype(np.int64)
@@ -58,16 +59,18 @@ class SpanLookup:
         if len(words) and (np.diff(self.hashes) == 0).any():
             raise ValueError("two words share a hash: change SpanLookup.BASE")
 
-    @classmethod
-    def _hashes(cls, cps: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    def _hashes(self, cps: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
         """sum((cps[starts + j] + 1) * BASE**j) modulo 2**64 of each span (uint64 arithmetic wraps)."""
         n = len(cps)
-        powers = np.full(n + 1, cls.BASE, dtype=np.uint64)
-        powers[0] = 1
-        np.cumprod(powers, out=powers)
-        inverse = np.full(n + 1, pow(cls.BASE, -1, 2**64), dtype=np.uint64)
-        inverse[0] = 1
-        np.cumprod(inverse, out=inverse)
+        powers, inverse = self.powers, self.inverse  # BASE**i and BASE**-i
+        if len(powers) <= n:
+            powers = np.full(max(n, 4095) + 1, self.BASE, dtype=np.uint64)
+            inverse = np.full(len(powers), pow(self.BASE, -1, 2**64), dtype=np.uint64)
+            powers[0] = inverse[0] = 1
+            np.cumprod(powers, out=powers)
+            np.cumprod(inverse, out=inverse)
+            if len(powers) <= 1 << 20:  # kept for the next inputs (at most 16 MB)
+                self.powers, self.inverse = powers, inverse
         prefix = np.zeros(n + 1, dtype=np.uint64)
         np.cumsum((cps.astype(np.uint64) + np.uint64(1)) * powers[:n], out=prefix[1:])
         return (prefix[ends] - prefix[starts]) * inverse[starts]
@@ -134,7 +137,8 @@ class FastSentiment:
         # one 0.0 in front of each text's terms: every text has a non-empty slice (adding 0.0 changes nothing)
         n = len(unique)
         at = np.searchsorted(text_of, np.arange(n)) + np.arange(n)
-        terms = np.insert(vals, at - np.arange(n), 0.0)
+        terms = np.zeros(len(vals) + n)
+        terms[np.arange(len(vals)) + text_of + 1] = vals
         z = self.prior + np.add.reduceat(terms, at) if n else np.zeros(0)
         with np.errstate(over="ignore"):
             scores = np.where(z > -700, 1.0 / (1.0 + np.exp(-z)), 0.0)
