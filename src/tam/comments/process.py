@@ -135,7 +135,7 @@ def _sse(s1: np.ndarray, s2: np.ndarray, j: np.ndarray, i: np.ndarray) -> np.nda
 
 class _Tree:
     """The divide-and-conquer recursion over rows layer..n for layers a..b-1, built at once (it does not
-    depend on the data). Per level and layer: the most rows in a task; per open task: its middle row mid,
+    depend on the data). Per level and layer, per open task: its middle row mid,
     mid-1, the rows bounding it (ilo-1, ihi+1: their split points bound its candidates) and
     (s1[mid], s2[mid], mid) (`_dc_layer`'s table at mid)."""
 
@@ -145,22 +145,21 @@ class _Tree:
         while len(ilo):
             mid = (ilo + ihi) >> 1
             offs = np.searchsorted(lay, np.arange(b - a + 1))
-            rows = np.maximum.reduceat(ihi - ilo, np.minimum(offs[:-1], len(ilo) - 1)) + 1
             at_mid = table.take(mid, axis=1)
-            self._levels.append((offs.tolist(), rows.tolist(), mid, mid - 1, ilo - 1, ihi + 1, at_mid))
+            self._levels.append((offs.tolist(), mid, mid - 1, ilo - 1, ihi + 1, at_mid))
             nlo, nhi = np.empty(2 * len(mid), dtype=np.int64), np.empty(2 * len(mid), dtype=np.int64)
             nlo[0::2], nlo[1::2], nhi[0::2], nhi[1::2] = ilo, mid + 1, mid - 1, ihi  # children, in task order
             keep = nlo <= nhi
             ilo, ihi, lay = nlo[keep], nhi[keep], np.repeat(lay, 2)[keep]
 
     def levels(self, layer: int):
-        """Per level of `layer`'s recursion: (most rows in a task, mid, mid-1, ilo-1, ihi+1, table row)."""
+        """Per level of `layer`'s recursion: (mid, mid-1, ilo-1, ihi+1, table columns at mid)."""
         g = layer - self.a
-        for offs, rows, mid, mid1, lo_row, hi_row, at_mid in self._levels:
+        for offs, mid, mid1, lo_row, hi_row, at_mid in self._levels:
             lo, hi = offs[g], offs[g + 1]
             if lo == hi:
                 return
-            yield rows[g], mid[lo:hi], mid1[lo:hi], lo_row[lo:hi], hi_row[lo:hi], at_mid[:, lo:hi]
+            yield mid[lo:hi], mid1[lo:hi], lo_row[lo:hi], hi_row[lo:hi], at_mid[:, lo:hi]
 
 
 def _dc_layer(prev: np.ndarray, opt: np.ndarray, ctx: tuple, levels, layer: int) -> np.ndarray:
@@ -176,12 +175,13 @@ def _dc_layer(prev: np.ndarray, opt: np.ndarray, ctx: tuple, levels, layer: int)
     table, s1, s2, ar, n = ctx
     cur = np.full(n + 1, np.inf)
     opt[layer - 1], opt[n + 1] = layer - 1, n - 1
-    for rows, mid, mid1, lo_row, hi_row, at_mid in levels:
+    rows = n - layer + 1
+    if rows * rows <= _BLOCK:  # a short layer: all rows over all candidates at once
+        bounds = np.array([layer - 1]), np.array([n + 1]), np.array([layer - 1]), np.array([n - 1])
+        if _block_finish(prev, cur, opt, ctx, *bounds, rows, rows):
+            return cur
+    for mid, mid1, lo_row, hi_row, at_mid in levels:
         jlo, jhi = opt[lo_row], opt[hi_row]
-        if len(mid) == 1 and rows * rows <= _BLOCK:  # a short layer: all rows over all candidates at once
-            cands = int(min(jhi[0], hi_row[0] - 2) - jlo[0]) + 1
-            if _block_finish(prev, cur, opt, ctx, lo_row, hi_row, jlo, jhi, rows, cands):
-                return cur
         hi = np.minimum(jhi, mid1)
         cnt = hi - jlo
         cnt += 1
