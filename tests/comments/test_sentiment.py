@@ -116,3 +116,19 @@ def test_agreement_matches_scipy():
         agreement([0.1], [0.2])
     with pytest.raises(TamError):
         make_scorer("vader")
+
+
+def test_score_many_in_pieces_of_bounded_characters_gives_the_same_scores(monkeypatch):
+    from tam.comments import sentiment
+
+    fast = sentiment.FastSentiment()
+    texts = ["我今天很开心", "太难过了呜呜", "哈哈哈哈哈", "我今天很开心", "一般般吧", "这个视频真好看啊"] * 7
+    texts.insert(5, "好" * 40)  # longer than a whole piece below: a piece of its own
+    whole = fast.score_many(texts)
+    monkeypatch.setattr(sentiment, "MAX_BATCH_CHARS", 12)
+    sizes = []
+    batch = fast._score_batch
+    monkeypatch.setattr(fast, "_score_batch", lambda t: sizes.append(sum(map(len, t))) or batch(t))
+    pieces = fast.score_many(texts)
+    assert pieces.tobytes() == whole.tobytes() and len(pieces) == len(texts)
+    assert len(sizes) > 20 and 40 in sizes and all(s <= 12 + 9 for s in sizes if s != 40)
