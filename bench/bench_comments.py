@@ -99,7 +99,7 @@ def _scorer_model() -> dict[str, float]:
     (once per installation: SnowNLP's model converted and cached, `tam.comments.snowseg`); done before the
     timed run, so that the run measures the usual case (the cache there)."""
     from tam.comments.sentiment import FastSentiment
-    from tam.comments.snowseg import cache_dir
+    from tam.io import cache_dir
 
     before = set(cache_dir().glob("snownlp-seg-*.npz")) if cache_dir().is_dir() else set()
     t0 = time.perf_counter()

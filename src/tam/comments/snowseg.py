@@ -23,27 +23,19 @@ import gzip
 import hashlib
 import io
 import marshal
-import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from tam.io import atomic_write
+from tam.io import atomic_write, cache_dir
 
 ZH_RUN = re.compile("([\u4e00-\u9fa5]+)")
 """SnowNLP's definition of a Chinese run (`snownlp.seg.re_zh`)."""
 
 _TAGS = ("b", "m", "e", "s")
 _CACHE_FORMAT = "snowseg-3"
-
-
-def cache_dir() -> Path:
-    """Where converted models are kept: $TAM_CACHE_DIR, else $XDG_CACHE_HOME/tam, else ~/.cache/tam."""
-    if os.environ.get("TAM_CACHE_DIR"):
-        return Path(os.environ["TAM_CACHE_DIR"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tam"
 
 
 def _convert(model_file: Path) -> dict[str, np.ndarray]:
