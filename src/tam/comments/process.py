@@ -135,18 +135,22 @@ def _sse(s1: np.ndarray, s2: np.ndarray, j: np.ndarray, i: np.ndarray) -> np.nda
 
 class _Tree:
     """The divide-and-conquer recursion over rows layer..n for layers a..b-1, built at once (it does not
-    depend on the data). Per level and layer, per open task: its middle row mid,
+    depend on the data; a single layer, i.e. a long video, is built one level at a time as it is used: memory).
+    Per level and layer, per open task: its middle row mid,
     mid-1, the rows bounding it (ilo-1, ihi+1: their split points bound its candidates) and
     (s1[mid], s2[mid], mid) (`_dc_layer`'s table at mid)."""
 
     def __init__(self, a: int, b: int, n: int, table: np.ndarray) -> None:
-        self.a, self._levels = a, []
+        self.a, self.b, self.n, self.table = a, b, n, table
+        self._levels = list(self._build()) if b - a > 1 else None  # one layer: built level by level, as used
+
+    def _build(self):
+        a, b, n, table = self.a, self.b, self.n, self.table
         ilo, ihi, lay = np.arange(a, b), np.full(b - a, n), np.arange(b - a)
         while len(ilo):
             mid = (ilo + ihi) >> 1
             offs = np.searchsorted(lay, np.arange(b - a + 1))
-            at_mid = table.take(mid, axis=1)
-            self._levels.append((offs.tolist(), mid, mid - 1, ilo - 1, ihi + 1, at_mid))
+            yield offs.tolist(), mid, mid - 1, ilo - 1, ihi + 1, table.take(mid, axis=1)
             nlo, nhi = np.empty(2 * len(mid), dtype=np.int64), np.empty(2 * len(mid), dtype=np.int64)
             nlo[0::2], nlo[1::2], nhi[0::2], nhi[1::2] = ilo, mid + 1, mid - 1, ihi  # children, in task order
             keep = nlo <= nhi
@@ -155,7 +159,7 @@ class _Tree:
     def levels(self, layer: int):
         """Per level of `layer`'s recursion: (mid, mid-1, ilo-1, ihi+1, table columns at mid)."""
         g = layer - self.a
-        for offs, mid, mid1, lo_row, hi_row, at_mid in self._levels:
+        for offs, mid, mid1, lo_row, hi_row, at_mid in (self._levels if self._levels is not None else self._build()):
             lo, hi = offs[g], offs[g + 1]
             if lo == hi:
                 return
