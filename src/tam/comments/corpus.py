@@ -131,16 +131,16 @@ PARTS_FORMAT = "arrow-ipc-1/lexicon-tokens"
 
 def _init_worker(settings: CorpusSettings, out_dir: str, preload_jieba: bool = True) -> None:
     import pyarrow  # noqa: F401  (imported once, while the parent loads the lexicon)
-    import rjieba
+    import rjieba  # loads its default dictionary
 
-    from tam.comments.process import tokenize
     from tam.comments.sentiment import make_scorer
 
-    tokenize("预热")  # loads the tokeniser's dictionary
     _CTX.update(settings=settings, out=Path(out_dir), scorer=make_scorer(settings.scorer),
                 durations=Durations(settings.durations))
-    if preload_jieba:  # the lexicon-aware tokeniser's dictionary, edited once the lexicon is read
-        _CTX["jieba"] = rjieba.Jieba()
+    if preload_jieba:  # the lexicon-aware tokeniser's dictionary, edited once the lexicon is read: in a worker
+        # process (nothing else cuts there) rjieba's default dictionary itself, rather than a second copy
+        # (~0.14 s and ~60 MB a worker)
+        _CTX["jieba"] = getattr(rjieba, "_DEFAULT_JIEBA", None) or rjieba.Jieba()
 
 
 def _warm() -> None:
