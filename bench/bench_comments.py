@@ -8,10 +8,10 @@ dropped, are not counted). Peak RSS: the parent and the largest worker (2 worker
 
 Measured in the same run: the straightforward loop (jieba.lcut + SnowNLP(text).sentiments + the same
 lexicon / length / character checks per comment) on a 2,000-comment subsample, extrapolated per comment,
-timed in a fresh process before and after each of `TAM_BENCH_COMMENTS_REPEATS` (default 3) runs of the job:
+timed in a fresh process after each of `TAM_BENCH_COMMENTS_REPEATS` (default 3) runs of the job:
 the same loop's speed differs by up to ~1.7x between fresh processes on this machine (CPU time, not waiting;
 cause unknown), so `speedup_vs_naive` is the median job rate over the median loop rate (the figure that
-survives a loaded machine), with the range of each job's ratio to its two neighbouring loop timings
+survives a loaded machine), with the range of each job's ratio to the loop timings next to it
 (`speedup_min`, `speedup_max`). The fast scorer's converted segmentation
 model is cached first (`fast_scorer_model_built` says whether this run had to build it), and so are the
 lexicon's tables and the tokeniser's edits (`lexicon_cache_built`; `lexicon_read_s` is what reading the
@@ -252,24 +252,24 @@ def run() -> dict[str, float | str]:
     files, texts = _real_files()
     out: dict[str, float | str] = {**_scorer_model(), **_lexicon_cache()}
     repeats = int(os.environ.get("TAM_BENCH_COMMENTS_REPEATS", "3"))
-    walls, naives = [], [_naive_in_child()]
+    walls, naives = [], []
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "in"
         src.mkdir()
         copies = _replicate(files, len(texts), target, src)
-        for r in range(repeats):  # job and naive loop alternate: each job is bracketed by two naive timings
+        for r in range(repeats):  # job and naive loop alternate (the first job before any loop: its memory)
             t0 = time.perf_counter()
             stats = prepare_corpus([src], Path(tmp) / f"out{r}", str(LEXICON), workers=2, progress=False)
             walls.append(time.perf_counter() - t0)
             if r == 0:
                 rss_parent = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # SnowNLP is never loaded here
-                rss_worker = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+                rss_worker = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # no loop process yet
                 size = sum(p.stat().st_size for p in (Path(tmp) / "out0").glob("*.parquet"))
             naives.append(_naive_in_child())
     n = stats["filters"]["comments"]["all"]
     rate = n / float(np.median(walls))
     naive = float(np.median(naives))  # seconds per comment
-    ratios = [n / w * (a + b) / 2 for w, a, b in zip(walls, naives, naives[1:])]
+    ratios = [n / w * (a + b) / 2 for w, a, b in zip(walls, naives[:1] + naives, naives)]  # its neighbouring loops
     out.update({"comments": float(n), "videos": float(stats["videos"]), "copies": float(copies),
                 "repeats": float(repeats), "seconds": float(np.median(walls)), "seconds_min": min(walls),
                 "seconds_max": max(walls), "comments_per_s": rate,
