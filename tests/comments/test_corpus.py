@@ -206,3 +206,24 @@ def test_tokenizer_edits_come_from_the_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(corpus, "LexiconTokenizer", None)  # a cache miss would fail now
     assert corpus._tokenizer_edits(pos) == edits
     assert len(list((tmp_path / "cache").glob("tokenizer-edits-*.json"))) == 1
+
+
+def test_a_worker_that_cannot_be_started_fails_in_one_line(tmp_path, monkeypatch):
+    """The executor's own race (a worker dies while the next is being spawned: "bad value(s) in fds_to_keep"
+    from the spawn) ends like a dead worker, not with a traceback; no worker is left behind."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    files, lex = _inputs(tmp_path, 4)
+    spawn, started = ProcessPoolExecutor._spawn_process, []
+
+    def second_spawn_fails(self):
+        started.append(1)
+        if len(started) == 2:
+            raise ValueError("bad value(s) in fds_to_keep")
+        spawn(self)
+
+    monkeypatch.setattr(ProcessPoolExecutor, "_spawn_process", second_spawn_fails)
+    with pytest.raises(TamError) as e:
+        prepare_corpus(files, tmp_path / "out", str(lex), workers=2, progress=False)
+    assert "\n" not in str(e.value) and "worker process died" in str(e.value)
+    assert not mp.active_children()

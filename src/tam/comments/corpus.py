@@ -675,19 +675,27 @@ def _in_pool(sources: list[Source], settings: CorpusSettings, out: Path, workers
 
     pool = ProcessPoolExecutor(workers, mp.get_context("spawn"), initializer=_init_worker,
                                initargs=(settings, str(out)))
+
+    def submit(fn: Callable, *args):
+        try:
+            return pool.submit(fn, *args)
+        except (ValueError, OSError) as e:  # starting a worker failed: when one dies while another is being
+            # spawned, the executor can close pipes under the spawn ("bad value(s) in fds_to_keep")
+            raise BrokenProcessPool(f"a worker could not be started ({e})") from None
+
     try:
         for _ in range(workers):
-            pool.submit(_warm)
+            submit(_warm)
         stat = hashlib.sha1(json.dumps([_lexicon_stat(settings), PARTS_FORMAT, "table+pos+edits"]).encode())
         lexicon_file = out / "parts" / f"lexicon-{settings.digest()}-{stat.hexdigest()[:8]}.json"
         if not lexicon_file.is_file():  # else: a re-run reuses the lexicon read by the last one
             table, pos = load_lexicon()
             write_json(lexicon_file, {"table": table, "pos": pos, "edits": _tokenizer_edits(pos)})
-        futures = [pool.submit(_pool_task, s, str(lexicon_file)) for s in sorted(sources, key=_size, reverse=True)]
+        futures = [submit(_pool_task, s, str(lexicon_file)) for s in sorted(sources, key=_size, reverse=True)]
         for f in as_completed(futures):
             yield f.result()
     except BrokenProcessPool:
-        _stop(pool)
+        _stop(pool, broken=True)
         raise TamError(f"a comment worker process died after {len(summaries)} of {len(sources)} sources (killed, "
                        "out of memory, or prepare_corpus called from a script without an "
                        "`if __name__ == \"__main__\":` guard, which spawned workers re-run): guard the call or "
@@ -706,11 +714,11 @@ def _size(source: Source) -> int:
         return 0
 
 
-def _stop(pool) -> None:
-    """Shut the pool down, first terminating any worker still alive: when a worker dies while another is
-    being spawned, the executor can miss the new one, which would then wait for work forever (and its
-    join with it)."""
-    if getattr(pool, "_broken", False):
+def _stop(pool, broken: bool = False) -> None:
+    """Shut the pool down, first terminating any worker still alive when it is `broken` (or the executor says
+    so): when a worker dies while another is being spawned, the executor can miss the new one, which would
+    then wait for work forever (and its join with it)."""
+    if broken or getattr(pool, "_broken", False):
         for p in list((getattr(pool, "_processes", None) or {}).values()):
             if p.is_alive():
                 p.terminate()
