@@ -9,6 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tam.errors import TamError, first_line
+
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
     """Call `write(tmp_path)` then rename the temporary file onto `path` (same folder, so the rename is atomic)."""
@@ -40,3 +42,28 @@ def cache_dir() -> Path:
     if os.environ.get("TAM_CACHE_DIR"):
         return Path(os.environ["TAM_CACHE_DIR"])
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tam"
+
+
+MAX_JSON_BYTES = 4 << 20
+"""`read_json`'s default size cap (a checkpoint description or a run record is a few kB)."""
+
+
+def read_json(path: str | os.PathLike, what: str = "checkpoint description", limit: int = MAX_JSON_BYTES) -> dict:
+    """A JSON object from `path`, read with a size cap; any problem is a one-line TamError naming the file."""
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            raw = f.read(limit + 1)
+    except OSError as e:
+        raise TamError(f"{path}: cannot read the {what} ({e.strerror or e})") from None
+    if len(raw) > limit:
+        raise TamError(f"{path}: {what} larger than {limit} bytes; refusing it")
+    try:
+        obj = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise TamError(f"{path}: {what} is not UTF-8 text") from None
+    except (ValueError, RecursionError) as e:
+        raise TamError(f"{path}: {what} is not valid JSON ({first_line(e, 120)})") from None
+    if not isinstance(obj, dict):
+        raise TamError(f"{path}: {what} must be a JSON object, got {type(obj).__name__}")
+    return obj

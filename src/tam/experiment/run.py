@@ -12,7 +12,6 @@ world, config or labels, the same run name), `run_grid` refuses in one line befo
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import signal
@@ -27,7 +26,7 @@ from tqdm import tqdm
 
 from tam.errors import TamError
 from tam.experiment.grid import Grid, PretrainStep, Run, subsample_labels
-from tam.io import write_json, write_text
+from tam.io import read_json, write_json, write_text
 
 
 def make_world(grid: Grid) -> None:
@@ -59,32 +58,22 @@ def _check_world(grid: Grid, root: Path, spec) -> None:
     """Refuse a world folder made from other settings (`grid_world.json`, else the world's own `world.json`)."""
     made = root / "grid_world.json"
     if made.is_file():
-        old = _read_json(made)
+        old = read_json(made, "grid world record")
         if old != json.loads(json.dumps(grid.world)):
             keys = sorted(k for k in set(old) | set(grid.world) if old.get(k) != grid.world.get(k))
             raise TamError(f"{grid.path}: the world in {root} was made with other settings (differs in "
                            f"{', '.join(keys)}); delete {root} (and the grid's runs made on it) or set world.out to a "
                            "new folder")
-    elif (root / "world.json").is_file() and _read_json(root / "world.json").get("spec") != json.loads(
-            json.dumps(vars(spec))):
+    elif (root / "world.json").is_file() and read_json(root / "world.json", "world description").get(
+            "spec") != json.loads(json.dumps(vars(spec))):
         raise TamError(f"{grid.path}: the world in {root} was made with other settings (its world.json); delete "
                        f"{root} (and the grid's runs made on it) or set world.out to a new folder")
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        d = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise TamError(f"{path}: unreadable ({e}); delete it") from None
-    if not isinstance(d, dict):
-        raise TamError(f"{path}: not a JSON object; delete it")
-    return d
-
-
 def _digest(path: str | None) -> str | None:
-    if not path or not Path(path).is_file():
-        return None
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    from tam.encoders.weights import sha256_of
+
+    return sha256_of(path) if path and Path(path).is_file() else None
 
 
 def fingerprint(grid: Grid, r: Run | PretrainStep) -> dict:
@@ -109,7 +98,7 @@ def stale(grid: Grid, r: Run | PretrainStep) -> list[str]:
     path = r.run_dir / "grid.json"
     if not path.is_file():
         return []
-    old, new = _read_json(path), fingerprint(grid, r)
+    old, new = read_json(path, "run record"), fingerprint(grid, r)
     keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k != "config")
     a, b = old.get("config"), new["config"]
     if a != b:

@@ -35,7 +35,8 @@ class WordModel:
 
 def load_word_model(run_dir: str | Path, vocab: str = "", device: str = "cpu") -> WordModel:
     """Rebuild fusion + decoder from `run_dir/pretrained.{json,safetensors}`; `vocab` defaults to the corpus's."""
-    from tam.train.checkpoint import build_checked, check_dims, check_features, check_model_config, read_json
+    from tam.io import read_json
+    from tam.train.checkpoint import build_checked, check_dims, check_features, check_model_config
     from tam.train.pretrain import PretrainConfig, build_pretrain_model
 
     run_dir = Path(run_dir)
@@ -83,7 +84,7 @@ def _vocab(run_dir: Path, vocab: str, size: int) -> list[str]:
     import yaml
 
     from tam.comments.process import SPECIAL_TOKENS
-    from tam.train.checkpoint import read_json
+    from tam.io import read_json
 
     if not vocab and (run_dir / "config.yaml").is_file():
         try:

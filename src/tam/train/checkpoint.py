@@ -20,11 +20,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from tam.config import FUSIONS, ModelConfig, RunConfig, from_dict
-from tam.errors import TamError
-from tam.io import atomic_write, write_json
+from tam.errors import TamError, first_line
+from tam.io import atomic_write, read_json, write_json
 from tam.models.model import REGRESSION_TARGETS, AffectModel, build_model
 
-MAX_JSON_BYTES = 4 << 20  # a checkpoint description is a few kB
 MAX_HEADER_BYTES = 100 << 20  # the safetensors format's own cap
 MAX_DIM = 1 << 20  # feature width of one modality
 MAX_OUTPUTS = 1 << 16
@@ -44,27 +43,6 @@ def save_model(run_dir: str | Path, name: str, model: torch.nn.Module, meta: dic
 
 
 # ---- untrusted files: bounded reads ------------------------------------------------------------
-def read_json(path: str | Path, what: str = "checkpoint description", limit: int = MAX_JSON_BYTES) -> dict:
-    """A JSON object from `path`, read with a size cap; any problem is a one-line TamError naming the file."""
-    path = Path(path)
-    try:
-        with path.open("rb") as f:
-            raw = f.read(limit + 1)
-    except OSError as e:
-        raise TamError(f"{path}: cannot read the {what} ({e.strerror or e})") from None
-    if len(raw) > limit:
-        raise TamError(f"{path}: {what} larger than {limit} bytes; refusing it")
-    try:
-        obj = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise TamError(f"{path}: {what} is not UTF-8 text") from None
-    except (ValueError, RecursionError) as e:
-        raise TamError(f"{path}: {what} is not valid JSON ({first_line(e, 120)})") from None
-    if not isinstance(obj, dict):
-        raise TamError(f"{path}: {what} must be a JSON object, got {type(obj).__name__}")
-    return obj
-
-
 def safetensors_header(path: str | Path) -> dict[str, tuple[torch.dtype, tuple[int, ...]]]:
     """name -> (dtype, shape) from a safetensors file's header, checked against the file's size.
 
@@ -212,12 +190,6 @@ def check_features(meta: dict, dims: dict[str, int], path: Path) -> None:
 
 
 # ---- building ----------------------------------------------------------------------------------
-def first_line(e: BaseException, n: int = 160) -> str:
-    """The first sentence of an exception's message, on one line (its type name when it has none)."""
-    text = next((line for line in str(e).splitlines() if line.strip()), "")
-    return text.split(". ")[0].strip()[:n] or type(e).__name__
-
-
 def build_checked(build: Callable[[], torch.nn.Module], weights: Path, device: str | torch.device,
                   what: Path) -> torch.nn.Module:
     """Build on the meta device, compare its state with the header of `weights`, then build and load for real."""

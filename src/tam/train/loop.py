@@ -28,21 +28,19 @@ from tqdm import tqdm
 
 from tam.config import RunConfig, dump_config, to_dict
 from tam.datasets.labels import Labels, carve_validation, read_labels
-from tam.errors import TamError
+from tam.errors import TamError, first_line
 from tam.eval.linear import linear_baseline, loses_to
 from tam.eval.metrics import classification_metrics, confusion_matrix, regression_metrics, selection_score
 from tam.features.clips import ClipDataset, GlobalBatchSampler, collate
 from tam.features.normalize import compute_stats
 from tam.features.store import FeatureStore, Manifest
-from tam.io import write_json, write_text
+from tam.io import read_json, write_json, write_text
 from tam.models.model import build_model
 from tam.models.stochastic import sample_rng
 from tam.train import distributed
 from tam.train.augment import build_augment, loss_sum
 from tam.train.checkpoint import (
-    first_line,
     load_state,
-    read_json,
     restore_state,
     safetensors_header,
     save_model,

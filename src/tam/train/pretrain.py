@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from tam.comments.pairs import PretrainDataset, TscPairs, build_pairs, pretrain_collate
 from tam.config import ModelConfig, OptimConfig, TrainConfig, apply_overrides, from_dict, to_dict
-from tam.errors import TamError
+from tam.errors import TamError, first_line
 from tam.features.clips import GlobalBatchSampler
 from tam.features.normalize import compute_stats
 from tam.features.store import FeatureStore
@@ -35,7 +35,7 @@ from tam.models.decoder import TscPretrainModel, VideoTSCDecoder
 from tam.models.model import build_fusion
 from tam.objectives.pretrain import accuracy_counts, pretrain_losses
 from tam.train import distributed
-from tam.train.checkpoint import first_line, load_state, restore_state, save_model, save_state
+from tam.train.checkpoint import load_state, restore_state, save_model, save_state
 from tam.train.loop import autocast
 from tam.train.readout_init import readout_query, write_query
 from tam.train.threads import set_threads
