@@ -44,6 +44,26 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tam"
 
 
+def cached_json(name: str, digest: str, build: Callable[[], Any], parse: Callable[[Any], Any] = lambda v: v) -> Any:
+    """`build()` (a JSON value), kept in `cache_dir()/<name>-<digest>.json` between runs: a cache file of the same
+    digest gives `parse(its value)` instead; a missing, stale or unreadable one (or one whose value `parse`
+    cannot read: ValueError, KeyError, TypeError, AttributeError) is built again, and a cache that cannot be
+    written is skipped."""
+    path = cache_dir() / f"{name}-{digest[:24]}.json"
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+        if d["digest"] == digest:
+            return parse(d["value"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass
+    value = build()
+    try:
+        write_json(path, {"digest": digest, "value": value})
+    except OSError:
+        pass
+    return value
+
+
 MAX_JSON_BYTES = 4 << 20
 """`read_json`'s default size cap (a checkpoint description or a run record is a few kB)."""
 

@@ -39,7 +39,7 @@ from tam.comments.process import (
     process_video,
 )
 from tam.errors import TamError
-from tam.io import atomic_write, cache_dir, write_json
+from tam.io import atomic_write, cached_json, write_json
 
 
 @dataclass
@@ -536,61 +536,41 @@ def _lexicon_tables(path: str, cache: bool = True) -> tuple[dict[str, tuple[str,
     """`lexicon_table(path)` and word -> part of speech of its primary sense (for the tokeniser).
 
     With `cache`, the two tables of a lexicon file read before (the same bytes, read by the same
-    `tam.comments.lexicon` code) come from `cache_dir()/lexicon-<digest>.json` (~0.05 s against ~1 s for the
-    DUTIR workbook); a missing, stale or unreadable cache file is rebuilt, a cache that cannot be written is
-    skipped."""
-    from tam.comments import lexicon as lexicon_module
+    `tam.comments.lexicon` code) come from `cache_dir()/lexicon-<digest>.json` (`tam.io.cached_json`: ~0.05 s
+    against ~1 s for the DUTIR workbook)."""
+    from tam.comments import lexicon
 
     file = Path(path)
     if not cache or not file.is_file():
-        return _read_lexicon_tables(file, lexicon_module.load_lexicon)
+        return _read_lexicon_tables(file)
     digest = hashlib.sha256(file.read_bytes() + LEXICON_CACHE_FORMAT.encode()
-                            + Path(lexicon_module.__file__).read_bytes()).hexdigest()
-    cached = cache_dir() / f"lexicon-{digest[:24]}.json"
-    try:
-        d = json.loads(cached.read_text(encoding="utf-8"))
-        if d["digest"] == digest and isinstance(d["table"], dict) and isinstance(d["pos"], dict):
-            return {w: (c, m) for w, (c, m) in d["table"].items()}, d["pos"]
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    table, pos = _read_lexicon_tables(file, lexicon_module.load_lexicon)
-    try:
-        write_json(cached, {"digest": digest, "source": str(file.resolve()), "table": table, "pos": pos})
-    except OSError:
-        pass
-    return table, pos
+                            + Path(lexicon.__file__).read_bytes()).hexdigest()
+    return cached_json("lexicon", digest, lambda: _read_lexicon_tables(file),
+                       lambda v: ({w: (c, m) for w, (c, m) in v[0].items()}, dict(v[1])))
 
 
 def _tokenizer_edits(pos: dict[str, str | None]) -> list[tuple[str, int]]:
-    """`LexiconTokenizer(pos).edits`, cached in `cache_dir()` by a digest of `pos`, rjieba's version and the code
-    that computes them: the workers then replay the edits (~5 ms) instead of each computing them (~0.1 s)."""
+    """`LexiconTokenizer(pos).edits`, cached (`tam.io.cached_json`) by a digest of `pos`, rjieba's version and
+    the code that computes them: the workers then replay the edits (~5 ms) instead of each computing them
+    (~0.1 s)."""
     from importlib.metadata import version
 
     from tam.comments import process
 
     digest = hashlib.sha256(json.dumps(pos, sort_keys=True, ensure_ascii=False).encode() + version("rjieba").encode()
                             + Path(process.__file__).read_bytes()).hexdigest()
-    cached = cache_dir() / f"tokenizer-edits-{digest[:24]}.json"
-    try:
-        d = json.loads(cached.read_text(encoding="utf-8"))
-        if d["digest"] == digest and isinstance(d["edits"], list):
-            return [(w, int(f)) for w, f in d["edits"]]
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    edits = LexiconTokenizer(pos).edits
-    try:
-        write_json(cached, {"digest": digest, "edits": edits})
-    except OSError:
-        pass
-    return edits
+    return cached_json("tokenizer-edits", digest, lambda: LexiconTokenizer(pos).edits,
+                       lambda v: [(w, int(f)) for w, f in v])
 
 
 LEXICON_CACHE_FORMAT = "tam-lexicon-tables-1"
 """Part of the lexicon cache key: change it when `_read_lexicon_tables` derives its tables differently."""
 
 
-def _read_lexicon_tables(path: Path, load: Callable) -> tuple[dict[str, tuple[str, str]], dict[str, str | None]]:
-    lex = load(path)
+def _read_lexicon_tables(path: Path) -> tuple[dict[str, tuple[str, str]], dict[str, str | None]]:
+    from tam.comments import lexicon
+
+    lex = lexicon.load_lexicon(path)
     return ({w: (s[0].category or "", s[0].major or "") for w, s in lex.entries.items()},
             {w: s[0].pos for w, s in lex.entries.items()})
 
