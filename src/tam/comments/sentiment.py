@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
-import itertools
 import marshal
 import math
 from collections.abc import Callable, Sequence
@@ -140,8 +139,8 @@ class FastSentiment:
         return np.concatenate([self._score_batch(texts[a:b]) for a, b in zip(cuts, cuts[1:])])
 
     def _score_batch(self, texts: Sequence[str]) -> np.ndarray:
-        first: dict[str, int] = {}  # each distinct text: the position of its first copy
-        copy_of = np.fromiter(map(first.setdefault, texts, itertools.count()), np.intp, len(texts))
+        first: dict[str, int] = {}  # each distinct text: its number among the distinct texts
+        copy_of = np.fromiter((first.setdefault(t, len(first)) for t in texts), np.intp, len(texts))
         unique = list(first)
         _, cps, starts, ends, text_of = self.segmenter.spans(unique)
         vals = self.lookup.values(cps, starts, ends)
@@ -153,11 +152,7 @@ class FastSentiment:
         z = self.prior + np.add.reduceat(terms, at) if n else np.zeros(0)
         with np.errstate(over="ignore"):
             scores = np.where(z > -700, 1.0 / (1.0 + np.exp(-z)), 0.0)
-        if n == len(texts):
-            return scores
-        slot = np.empty(len(texts), dtype=np.intp)
-        slot[np.fromiter(first.values(), np.intp, n)] = np.arange(n)
-        return scores[slot[copy_of]]
+        return scores if n == len(texts) else scores[copy_of]
 
     def __call__(self, text: str) -> float:
         """`score_many([text])[0]` (one text at a time is slow: ~2 ms)."""
