@@ -564,8 +564,8 @@ def _cutter(tokenizer: LexiconTokenizer | None) -> Callable[[str], list[str]]:
         return tokenizer
     import rjieba
 
-    raw, needs_clean = (rjieba.cut, _NEEDS_CLEAN.search) if tokenizer is None else \
-        (functools.partial(tokenizer.jieba.cut, hmm=True), _NEEDS_CLEAN.search)
+    raw = rjieba.cut if tokenizer is None else functools.partial(tokenizer.jieba.cut, hmm=True)
+    needs_clean = _NEEDS_CLEAN.search
     return lambda text: clean_cut(raw(text)) if needs_clean(text) else raw(text)
 
 
