@@ -141,7 +141,8 @@ class PCA(nn.Module):
         self.quantize = quantize
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = (x.float() - self.means) @ self.eigen_vectors.T
+        with torch.autocast(x.device.type, enabled=False):  # fp32 under CUDA's bf16 autocast: 8-bit bins need it
+            y = (x.float() - self.means) @ self.eigen_vectors.T
         if self.quantize:
             scale = 255.0 / (QUANTIZE_MAX - QUANTIZE_MIN)
             y = torch.round((y.clamp(QUANTIZE_MIN, QUANTIZE_MAX) - QUANTIZE_MIN) * scale)
