@@ -576,9 +576,10 @@ def _score_and_filter(texts: Sequence[str], times: np.ndarray, scorer: Callable[
     (0 = none passed, 1 = lexicon, 2 = length, 3 = chars, 4 = kept after the repeat check).
 
     The comments go in batches of `SCORE_CHUNK`: a scorer with `score_many` (`FastSentiment`) scores a
-    batch at once; then each comment is cut (`tokenizer`, else jieba's plain dictionary) and filtered. With
-    `cuts`, the tokens of the first `CUT_CACHE` comments reaching stage 3 are put there (index -> tokens) for
-    `_add_comments`; no other tokens are kept, so memory does not grow with the tokens of the whole input."""
+    batch at once; then each comment is cut (`tokenizer`, else jieba's plain dictionary) and filtered, a text
+    repeated within the batch only once (its stage depends on the text alone). With `cuts`, the tokens of the
+    first `CUT_CACHE` comments reaching stage 3 are put there (index -> tokens) for `_add_comments`; no other
+    tokens are kept, so memory does not grow with the tokens of the whole input."""
     cut_text = _cutter(tokenizer)
     text_at, sorted_idx = _texts_at(texts)
     score_many = getattr(scorer, "score_many", None)
@@ -592,19 +593,24 @@ def _score_and_filter(texts: Sequence[str], times: np.ndarray, scorer: Callable[
     for a in range(0, n, SCORE_CHUNK):
         chunk = list(map(text_at, sorted_idx(slice(a, a + SCORE_CHUNK))))
         sent[a:a + len(chunk)] = score_many(chunk) if score_many is not None else [scorer(t) for t in chunk]
+        seen: dict[str, tuple[int, list[str]]] = {}  # a text's stage and tokens: cut once per batch
         for i, text in enumerate(chunk, a):
-            toks = cut_text(text)
-            if words.isdisjoint(toks):
-                continue
-            if not lo <= len(toks) <= hi:
-                stage[i] = 1
-            elif allowed(text) is not None:
-                stage[i] = 3
-                if room:
-                    cuts[i] = toks
+            hit = seen.get(text)
+            if hit is None:
+                toks = cut_text(text)
+                if words.isdisjoint(toks):
+                    s = 0
+                elif not lo <= len(toks) <= hi:
+                    s = 1
+                else:
+                    s = 3 if allowed(text) is not None else 2
+                seen[text] = hit = (s, toks)
+            s = hit[0]
+            if s:
+                stage[i] = s
+                if s == 3 and room:
+                    cuts[i] = hit[1]
                     room -= 1
-            else:
-                stage[i] = 2
     stage = np.frombuffer(stage, dtype=np.int8).copy()
     cand = np.flatnonzero(stage == 3)
     keep = dedup_mask(times[cand].tolist(), map(text_at, sorted_idx(cand)), st.dedup_seconds)
