@@ -64,6 +64,40 @@ def cached_json(name: str, digest: str, build: Callable[[], Any], parse: Callabl
     return value
 
 
+def cached_arrays(name: str, digest: str, build: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """`build()` (named numpy arrays), kept in `cache_dir()/<name>-<digest>/` between runs, one `.npy` file per
+    array, and read back memory-mapped (read-only; processes that map the same files share their pages, and
+    nothing is read until used). `names.json` is written last, so a folder without it is incomplete: a missing,
+    incomplete or unreadable folder is built again; a cache that cannot be written is skipped (the built arrays
+    are returned either way). Arrays only: `.npy` files are read with `allow_pickle=False`."""
+    import shutil
+
+    import numpy as np
+
+    folder = cache_dir() / f"{name}-{digest[:24]}"
+    try:
+        names = json.loads((folder / "names.json").read_text(encoding="utf-8"))
+        return {k: np.load(folder / f"{k}.npy", mmap_mode="r", allow_pickle=False) for k in names}
+    except (OSError, ValueError, TypeError):
+        pass
+    arrays = build()
+    tmp = None
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+        for k, a in arrays.items():
+            np.save(tmp / f"{k}.npy", np.asarray(a), allow_pickle=False)
+        (tmp / "names.json").write_text(json.dumps(list(arrays)), encoding="utf-8")
+        shutil.rmtree(folder, ignore_errors=True)  # an incomplete one
+        os.replace(tmp, folder)  # atomic; fails when another process has just put its own there: keep that
+    except OSError:
+        pass
+    finally:
+        if tmp is not None and tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return arrays
+
+
 MAX_JSON_BYTES = 4 << 20
 """`read_json`'s default size cap (a checkpoint description or a run record is a few kB)."""
 

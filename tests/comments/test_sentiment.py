@@ -92,18 +92,27 @@ def test_fast_scorer_properties():
 
 @pytest.mark.slow
 def test_converted_model_is_cached(tmp_path, monkeypatch):
-    from tam.comments import snowseg
-    from tam.comments.sentiment import _snownlp_dir
+    from tam.comments import sentiment, snowseg
 
     monkeypatch.setenv("TAM_CACHE_DIR", str(tmp_path))
-    model = _snownlp_dir() / "seg" / "seg.marshal.3"
+    model = sentiment._snownlp_dir() / "seg" / "seg.marshal.3"
     keys = np.array([5, 17, 2**40, 3, 99], dtype=np.int64)
     table = snowseg._hash_table(keys)
     assert snowseg._hash_find(table, np.array([17, 4, 2**40, 5, 3, 99, 100])).tolist() == [1, -1, 2, 0, 3, 4, -1]
     first = snowseg.load_model(model)  # converted (SnowNLP's 13 MB model) and written to the cache
-    assert len(list(tmp_path.glob("snownlp-seg-*.npz"))) == 1
+    (folder,) = tmp_path.glob("snownlp-seg-*")
+    assert sorted(p.name for p in folder.iterdir()) == sorted([f"{k}.npy" for k in first] + ["names.json"])
     again = snowseg.load_model(model)
     assert first.keys() == again.keys() and all(np.array_equal(first[k], again[k]) for k in first)
+    assert all(isinstance(a, np.memmap) for a in again.values())  # mapped, not read
+    fast = sentiment.FastSentiment()  # its lookup arrays are cached beside it; scores as when built
+    texts = ["我今天很开心", "太难过了呜呜", "哈哈哈哈哈", "", "awsl  世界 "]
+    built = fast.score_many(texts)
+    assert isinstance(sentiment.FastSentiment().lookup.hashes, np.memmap)
+    assert sentiment.FastSentiment().score_many(texts).tobytes() == built.tobytes()
+    (folder / "names.json").unlink()  # an incomplete folder (a job killed while writing it) is built again
+    assert all(np.array_equal(first[k], v) for k, v in snowseg.load_model(model).items())
+    assert (folder / "names.json").is_file()
 
 
 def test_agreement_matches_scipy():

@@ -18,8 +18,11 @@ their video); no cache across batches: replicated benchmark corpora would otherw
 
 from __future__ import annotations
 
+import functools
 import gzip
+import hashlib
 import importlib.util
+import json
 import marshal
 import math
 from collections.abc import Callable, Sequence
@@ -28,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from tam.errors import TamError
+from tam.io import cached_arrays
 
 
 def _snownlp_dir() -> Path:
@@ -57,6 +61,22 @@ class SpanLookup:
         self.vals = np.array([table[w] for w in words], dtype=np.float64)[order]
         if len(words) and (np.diff(self.hashes) == 0).any():
             raise ValueError("two words share a hash: change SpanLookup.BASE")
+
+    ARRAYS = ("cps", "hashes", "starts", "lens", "vals")
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The lookup's arrays (`from_arrays` rebuilds it)."""
+        return {k: getattr(self, k) for k in self.ARRAYS}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], default: float) -> SpanLookup:
+        """The lookup whose `arrays()` were `arrays`."""
+        self = cls.__new__(cls)
+        self.default = default
+        self.powers = self.inverse = np.zeros(0, dtype=np.uint64)
+        for k in cls.ARRAYS:
+            setattr(self, k, arrays[k])
+        return self
 
     def _hashes(self, cps: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
         """sum((cps[starts + j] + 1) * BASE**j) modulo 2**64 of each span (uint64 arithmetic wraps)."""
@@ -92,25 +112,48 @@ class SpanLookup:
 
 
 class FastSentiment:
-    """SnowNLP's naive Bayes sentiment on SnowNLP's segmentation, batched (see the module docstring)."""
+    """SnowNLP's naive Bayes sentiment on SnowNLP's segmentation, batched (see the module docstring).
+
+    The batch path needs only `lookup` (its arrays cached by `tam.io.cached_arrays` and mapped, so a corpus
+    worker starts in milliseconds); `table` and `stop`, for `words` and `score_words`, are read on first use."""
 
     def __init__(self) -> None:
         from tam.comments.snowseg import SnowSegmenter
 
         root = _snownlp_dir()
-        with gzip.open(root / "sentiment" / "sentiment.marshal.3", "rb") as f:
+        self._files = (root / "sentiment" / "sentiment.marshal.3", root / "normal" / "stopwords.txt")
+        tag = hashlib.sha1(json.dumps([_CACHE_FORMAT] + [[str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns]
+                                                         for f in self._files]).encode()).hexdigest()
+        arrays = cached_arrays("snownlp-sentiment", tag, self._lookup_arrays)
+        self.prior, self.unknown = float(arrays["prior"]), float(arrays["unknown"])
+        self.lookup = SpanLookup.from_arrays(arrays, self.unknown)
+        self.segmenter = SnowSegmenter(root / "seg" / "seg.marshal.3")
+
+    def _model(self) -> tuple[float, float, dict[str, float]]:
+        """(log prior ratio, the term of an unknown word, word -> its term) from SnowNLP's model file."""
+        with gzip.open(self._files[0], "rb") as f:
             model = marshal.loads(f.read())
         pos, neg = model["d"]["pos"], model["d"]["neg"]
         lp, ln = math.log(pos["total"]), math.log(neg["total"])
-        self.prior = lp - ln
-        self.unknown = (math.log(pos["none"]) - lp) - (math.log(neg["none"]) - ln)
-        self.table = {w: (math.log(pos["d"].get(w, pos["none"])) - lp) - (math.log(neg["d"].get(w, neg["none"])) - ln)
-                      for w in set(pos["d"]) | set(neg["d"])}
-        stop = (root / "normal" / "stopwords.txt").read_text(encoding="utf-8").splitlines()
-        self.stop = frozenset(w.strip() for w in stop)
-        self.value = {**self.table, **dict.fromkeys(self.stop, 0.0)}  # a word's term; a stop word adds 0.0
-        self.lookup = SpanLookup(self.value, self.unknown)
-        self.segmenter = SnowSegmenter(root / "seg" / "seg.marshal.3")
+        unknown = (math.log(pos["none"]) - lp) - (math.log(neg["none"]) - ln)
+        table = {w: (math.log(pos["d"].get(w, pos["none"])) - lp) - (math.log(neg["d"].get(w, neg["none"])) - ln)
+                 for w in set(pos["d"]) | set(neg["d"])}
+        return lp - ln, unknown, table
+
+    def _lookup_arrays(self) -> dict[str, np.ndarray]:
+        prior, unknown, table = self._model()
+        value = {**table, **dict.fromkeys(_stop_words(self._files[1]), 0.0)}  # a stop word adds 0.0
+        return {"prior": np.float64(prior), "unknown": np.float64(unknown), **SpanLookup(value, unknown).arrays()}
+
+    @functools.cached_property
+    def table(self) -> dict[str, float]:
+        """Word -> its log likelihood ratio term."""
+        return self._model()[2]
+
+    @functools.cached_property
+    def stop(self) -> frozenset[str]:
+        """SnowNLP's stop words (dropped before scoring)."""
+        return _stop_words(self._files[1])
 
     def words(self, text: str) -> list[str]:
         """The tokens the model sees: SnowNLP's words, stop words removed."""
@@ -162,6 +205,14 @@ class FastSentiment:
 MAX_BATCH_CHARS = 262_144
 """Characters `FastSentiment.score_many` segments at once (a batch of 4,096 comments of 1,000 characters each
 would otherwise need ~1.3 GB)."""
+
+
+def _stop_words(path: Path) -> frozenset[str]:
+    return frozenset(w.strip() for w in path.read_text(encoding="utf-8").splitlines())
+
+
+_CACHE_FORMAT = "snownlp-sentiment-1"
+"""Part of the cache key of `FastSentiment`'s lookup arrays: change it when they are derived differently."""
 
 
 def snownlp_sentiment(text: str) -> float:

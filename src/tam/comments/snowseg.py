@@ -12,30 +12,31 @@ to the first candidate in that order (SnowNLP's `>` and `max`). The words equal 
 real comments (tested); the only possible difference is numpy's `log` against `math.log` (last bit).
 
 The model (SnowNLP's `seg.marshal.3`, 13 MB, ~4.5 s to unmarshal) is converted once into sparse arrays
-and kept in a cache file (`cache_dir()`, ~54 MB, keyed by the model file's path, size and modification time
-and the format; loading it takes ~0.1-0.2 s; a file of an older format is left in place). SnowNLP's code
-is never called; its installed model file is read.
+and kept in a cache folder of `.npy` files (`tam.io.cached_arrays` in `cache_dir()`, ~54 MB, keyed by the model
+file's path, size and modification time, the format and Python's Unicode version; mapped, not read, so loading
+takes milliseconds and the corpus workers share the pages; a cache of an older format is left in place).
+SnowNLP's code is never called; its installed model file is read.
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
-import io
 import marshal
 import re
+import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from tam.io import atomic_write, cache_dir
+from tam.io import cached_arrays
 
 ZH_RUN = re.compile("([\u4e00-\u9fa5]+)")
 """SnowNLP's definition of a Chinese run (`snownlp.seg.re_zh`)."""
 
 _TAGS = ("b", "m", "e", "s")
-_CACHE_FORMAT = "snowseg-3"
+_CACHE_FORMAT = "snowseg-4"
 
 
 def _convert(model_file: Path) -> dict[str, np.ndarray]:
@@ -156,23 +157,23 @@ def _after(a: np.ndarray, last) -> np.ndarray:
 
 
 def load_model(model_file: Path) -> dict[str, np.ndarray]:
-    """The converted model, from the cache when it is there (else converted and cached)."""
+    """The converted model, with the segmenter's lookup tables (`_lookups`), from the cache when it is there
+    (else converted and cached): `tam.io.cached_arrays`, memory-mapped, so the corpus workers share it."""
     st = model_file.stat()
-    tag = hashlib.sha1(f"{_CACHE_FORMAT}:{model_file.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()
-    path = cache_dir() / f"snownlp-seg-{tag[:16]}.npz"
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except (OSError, ValueError, KeyError):
-        pass
-    model = _convert(model_file)
-    try:
-        buf = io.BytesIO()
-        np.savez(buf, **model)
-        atomic_write(path, lambda p: p.write_bytes(buf.getvalue()))
-    except OSError:  # a read-only home: convert again next time
-        pass
-    return model
+    tag = hashlib.sha1(f"{_CACHE_FORMAT}:{unicodedata.unidata_version}:{model_file.resolve()}:{st.st_size}:"
+                       f"{st.st_mtime_ns}".encode()).hexdigest()
+    return cached_arrays("snownlp-seg", tag, lambda: _lookups(_convert(model_file)))
+
+
+def _lookups(model: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """`model` with `lut` (code point - 0x4E00 of a Chinese character -> its id; len(chars) + 1 when unseen)
+    and `space` (`str.isspace` of each BMP code point, as `str.split` cuts)."""
+    chars = str(model["chars"][0])
+    lut = np.full(0x9FA6 - 0x4E00, len(chars) + 1, dtype=np.int64)
+    cps = np.array([ord(c) for c in chars], dtype=np.int64)
+    zh = (cps >= 0x4E00) & (cps <= 0x9FA5)
+    lut[cps[zh] - 0x4E00] = np.flatnonzero(zh)
+    return {**model, "lut": lut, "space": np.array([chr(i).isspace() for i in range(0x10000)])}
 
 
 class SnowSegmenter:
@@ -180,16 +181,11 @@ class SnowSegmenter:
 
     def __init__(self, model_file: Path) -> None:
         m = load_model(model_file)
-        chars = str(m["chars"][0])
-        self.n = len(chars) + 1
-        self.bos = len(chars)
-        self.cid = {c: i for i, c in enumerate(chars)}
-        self.space = np.array([chr(i).isspace() for i in range(0x10000)])  # str.split's whitespace (BMP only)
+        self.n = len(str(m["chars"][0])) + 1
+        self.bos = self.n - 1
+        self.space = m["space"]  # str.split's whitespace (BMP only)
         self.uni16 = np.tile(m["uni"], (1, 4))  # [id, tag t-1 * 4 + tag t]: the unigram term
-        self.lut = np.full(0x9FA6 - 0x4E00, self.n, dtype=np.int64)  # code point -> id (n: unseen)
-        for c, i in self.cid.items():
-            if "\u4e00" <= c <= "\u9fa5":
-                self.lut[ord(c) - 0x4E00] = i
+        self.lut = m["lut"]  # code point - 0x4E00 -> id (n: unseen)
         self.bi = ((m["bi_hkeys"], m["bi_hidx"]), m["bi_ptr"], m["bi_codes"], m["bi_vals"])
         self.tri = ((m["tri_hkeys"], m["tri_hidx"]), m["tri_ptr"], m["tri_codes"], m["tri_vals"])
 
