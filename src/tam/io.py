@@ -77,7 +77,8 @@ def cached_arrays(name: str, digest: str, build: Callable[[], dict[str, Any]]) -
     folder = cache_dir() / f"{name}-{digest[:24]}"
     try:
         names = json.loads((folder / "names.json").read_text(encoding="utf-8"))
-        return {k: np.load(folder / f"{k}.npy", mmap_mode="r", allow_pickle=False) for k in names}
+        # plain read-only views of the maps (np.memmap's own indexing runs Python code on every access)
+        return {k: np.asarray(np.load(folder / f"{k}.npy", mmap_mode="r", allow_pickle=False)) for k in names}
     except (OSError, ValueError, TypeError):
         pass
     arrays = build()

@@ -104,11 +104,11 @@ def test_converted_model_is_cached(tmp_path, monkeypatch):
     assert sorted(p.name for p in folder.iterdir()) == sorted([f"{k}.npy" for k in first] + ["names.json"])
     again = snowseg.load_model(model)
     assert first.keys() == again.keys() and all(np.array_equal(first[k], again[k]) for k in first)
-    assert all(isinstance(a, np.memmap) for a in again.values())  # mapped, not read
+    assert all(isinstance(a.base, np.memmap) and not a.flags.writeable for a in again.values())  # mapped, not read
     fast = sentiment.FastSentiment()  # its lookup arrays are cached beside it; scores as when built
     texts = ["我今天很开心", "太难过了呜呜", "哈哈哈哈哈", "", "awsl  世界 "]
     built = fast.score_many(texts)
-    assert isinstance(sentiment.FastSentiment().lookup.hashes, np.memmap)
+    assert isinstance(sentiment.FastSentiment().lookup.hashes.base, np.memmap)
     assert sentiment.FastSentiment().score_many(texts).tobytes() == built.tobytes()
     (folder / "names.json").unlink()  # an incomplete folder (a job killed while writing it) is built again
     assert all(np.array_equal(first[k], v) for k, v in snowseg.load_model(model).items())
