@@ -2,8 +2,8 @@
 
 Two passes over the output folder:
 1. Per source (a file, or one video's protobuf segments), in worker processes: read, then
-   `tam.comments.process.process_video` for each video; write `parts/<key>.comments.arrow`,
-   `parts/<key>.segments.arrow` (Arrow IPC) and, last, `parts/<key>.json` (the done marker, with the counts).
+   `tam.comments.process.process_video` for each video; write `parts/<key>.comments.arrow` (Arrow IPC)
+   and, last, `parts/<key>.json` (the done marker, with the counts and the source's segment table).
    A re-run skips every source whose marker matches the file sizes, times, the lexicon file and the
    settings. A malformed source is reported in one line and skipped; the others go on. The workers
    (spawned, `concurrent.futures`) start while the parent reads the lexicon; a worker that dies stops
@@ -39,7 +39,7 @@ from tam.comments.process import (
     process_video,
 )
 from tam.errors import TamError
-from tam.io import atomic_write, cached_json, write_json
+from tam.io import atomic_write, cached_json, write_json, write_text
 
 
 @dataclass
@@ -125,8 +125,9 @@ def probe_duration(path: Path) -> float:
 _CTX: dict = {}
 
 
-PARTS_FORMAT = "arrow-ipc-1/lexicon-tokens"
-"""Part tables are Arrow IPC files (fast to write and to map back); part of every marker's fingerprint."""
+PARTS_FORMAT = "arrow-ipc-1/lexicon-tokens/segments-in-marker"
+"""Part tables are Arrow IPC files (fast to write and to map back), the segments columns are in the marker;
+part of every marker's fingerprint."""
 
 
 def _init_worker(settings: CorpusSettings, out_dir: str, preload_jieba: bool = True) -> None:
@@ -207,7 +208,8 @@ def _write_parts(source: Source, key: str, fp: list, videos: list, marker: Path)
     import pyarrow as pa
 
     ctx, st = _CTX, _CTX["settings"]
-    segments, summary = [], []
+    segments: dict[str, list] = {c: [] for c in SEGMENT_SCHEMA.names}
+    summary = []
 
     def write_comments(p: Path) -> None:  # the kept comments go to the file chunk by chunk, as they come
         with pa.OSFile(str(p), "wb") as f, pa.ipc.new_file(f, COMMENT_SCHEMA) as w:
@@ -215,16 +217,17 @@ def _write_parts(source: Source, key: str, fp: list, videos: list, marker: Path)
                 vc = process_video(v.video, v.comments, ctx["durations"].get(v.video), ctx["lexicon"],
                                    ctx["scorer"], st.filters, st.masking, st.seed, ctx["tokenizer"],
                                    emit=lambda cols: w.write_table(pa.table(cols, schema=COMMENT_SCHEMA)))
-                segments.append(pa.table(vc.segments, schema=SEGMENT_SCHEMA))
+                for c, values in segments.items():
+                    values += vc.segments[c]
                 summary.append({"video": v.video, "format": v.format, "comments": len(v.comments),
                                 "skipped": dict(v.skipped), "segments": vc.n_segments})
 
     parts = ctx["out"] / "parts"
     atomic_write(parts / f"{key}.comments.arrow", write_comments)
     pa.default_memory_pool().release_unused()
-    _write_arrow(parts / f"{key}.segments.arrow", _concat(segments, SEGMENT_SCHEMA))
-    done = {"source": source.name, "key": key, "fingerprint": fp, "error": None, "videos": summary}
-    write_json(marker, done)
+    done = {"source": source.name, "key": key, "fingerprint": fp, "error": None, "videos": summary,
+            "segments": segments}
+    write_text(marker, json.dumps(done, ensure_ascii=False, separators=(",", ":")))  # floats: repr, exact
     return done
 
 
@@ -262,10 +265,12 @@ def _write_arrow(path: Path, table) -> None:
     atomic_write(path, write)
 
 
-def _read_arrow(path: Path):
+def segments_table(summary: dict):
+    """The segment table of a source's summary (its `segments` columns; a table already made is returned)."""
     import pyarrow as pa
 
-    return pa.ipc.open_file(pa.memory_map(str(path))).read_all()  # zero-copy; the map lives with the table
+    cols = summary["segments"]
+    return cols if isinstance(cols, pa.Table) else pa.table(cols, schema=SEGMENT_SCHEMA)
 
 
 # ---------------------------------------------------------------- pass 2: finalize
@@ -306,7 +311,7 @@ def finalize(out_dir: Path, summaries: list[dict], n_per_polarity: int, test_fra
                 duplicates.append(f"{v['video']}: in {s['source']}, already read from {owner[v['video']][1]}")
             else:
                 owner[v["video"]] = (s["key"], s["source"])
-    segs = _merge_segments(out_dir, ok, owner, n_per_polarity, test_fraction, seed)
+    segs = _merge_segments(ok, owner, n_per_polarity, test_fraction, seed)
     atomic_write(out_dir / "segments.parquet", lambda p: pq.write_table(segs, p, compression="zstd"))
     spill = out_dir / "parts" / "finalize-selected.arrow.tmp"
     try:
@@ -333,12 +338,11 @@ def _without(t, videos: list[str]):
     return t.filter(pc.invert(pc.is_in(t["video"], value_set=pa.array(videos, pa.string())))) if videos else t
 
 
-def _merge_segments(out_dir: Path, ok: list, owner: dict, n: int, test_fraction: float, seed: int):
+def _merge_segments(ok: list, owner: dict, n: int, test_fraction: float, seed: int):
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    tables = [_without(_read_arrow(out_dir / "parts" / f"{s['key']}.segments.arrow"), _foreign(s, owner))
-              for s in ok]
+    tables = [_without(segments_table(s), _foreign(s, owner)) for s in ok]
     segs = _concat(tables, SEGMENT_SCHEMA)
     videos = segs["video"].to_pylist()
     keys = list(zip(videos, segs["index"].to_pylist()))
@@ -625,6 +629,8 @@ def _run_sources(sources: list[Source], settings: CorpusSettings, lexicon: str, 
 
     def collect(results: Iterable[dict]) -> None:
         for s in results:
+            if not s.get("error"):  # held as a table until finalize (Python lists take ~5x the memory)
+                s["segments"] = segments_table(s)
             summaries.append(s)
             if s.get("error"):
                 tqdm.write(f"skipped {s['error']}")
