@@ -7,7 +7,8 @@ matmul input), so a CUDA output differs from the fp32 CPU output by a few 2^-8 o
 probabilities of the tiny models here by < 0.02 (BF16_PROB), encoder features by a relative L2 error < 0.03
 (BF16_REL) with cosine > 0.999. The same weights run in fp32 on CUDA (autocast off) must match the CPU to
 1e-4: a larger gap is a device bug, not rounding. Predicted classes must agree wherever the CPU's top-2 margin
-exceeds twice the probability tolerance.
+exceeds twice the probability tolerance. End to end (videos -> features -> prediction, both stages in bf16 on
+CUDA) the probability tolerance is BF16_E2E = 0.05.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 BF16_PROB = 0.02  # max |p_cuda - p_cpu| of a class probability under bf16 autocast
 BF16_REL = 0.03  # max ||f_cuda - f_cpu|| / ||f_cpu|| of an encoder feature row under bf16 autocast
+BF16_E2E = 0.05  # the same, end to end: encoder features and model both in bf16
 FP32_ATOL = 1e-4  # the same model in fp32 on both devices
 CPU = torch.device("cpu")
 
@@ -50,13 +52,13 @@ def _rows(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def _agree(p_cpu: np.ndarray, p_gpu: np.ndarray) -> None:
-    """Probabilities within BF16_PROB; the same class wherever the CPU's top-2 margin is clear."""
+def _agree(p_cpu: np.ndarray, p_gpu: np.ndarray, tol: float = BF16_PROB) -> None:
+    """Probabilities within `tol`; the same class wherever the CPU's top-2 margin exceeds 2 `tol`."""
     assert np.isfinite(p_gpu).all()
     gap = np.abs(p_cpu - p_gpu).max()
-    assert gap < BF16_PROB, f"CUDA (bf16) vs CPU probabilities differ by {gap:.4f}"
+    assert gap < tol, f"CUDA (bf16) vs CPU probabilities differ by {gap:.4f}"
     top2 = np.sort(p_cpu, 1)[:, -2:]
-    clear = top2[:, 1] - top2[:, 0] > 2 * BF16_PROB
+    clear = top2[:, 1] - top2[:, 0] > 2 * tol
     assert (p_cpu.argmax(1) == p_gpu.argmax(1))[clear].all()
 
 
@@ -193,8 +195,10 @@ def test_pretrain_finetune_and_words_on_cuda(tmp_path, cuda):
     fs = FeatureStore.open(store)
     w_cpu = predict_words(load_word_model(tmp_path / "pre", device="cpu"), fs, videos[0], CPU)
     w_gpu = predict_words(load_word_model(tmp_path / "pre", device=str(cuda)), fs, videos[0], cuda)
-    assert w_gpu["top"][0][0] == w_cpu["top"][0][0]
-    assert np.allclose([s[0] for s in w_gpu["score"]], [s[0] for s in w_cpu["score"]], rtol=0.05, atol=1e-3)
+    assert len(w_gpu["top"]) == len(w_cpu["top"]) > 0
+    for tc, sc, tg, sg in zip(w_cpu["top"], w_cpu["score"], w_gpu["top"], w_gpu["score"]):
+        assert sg[0] == pytest.approx(sc[0], rel=0.05, abs=1e-3)  # each segment's best score
+        assert tg[0] == tc[0] or (tg[0] in tc and sc[tc.index(tg[0])] >= 0.95 * sc[0])  # a near-tie may swap
 
 
 # ---- feature extraction ---------------------------------------------------------------------------------
@@ -290,17 +294,17 @@ def test_predict_on_cuda_gives_the_cpu_classes(tmp_path, cuda):
             if "label" in rc:  # the same class (where the CPU's margin is clear), probabilities and timeline
                 names = list(rc["probabilities"])
                 _agree(np.array([[rc["probabilities"][n] for n in names]]),
-                       np.array([[rg["probabilities"][n] for n in names]]))
+                       np.array([[rg["probabilities"][n] for n in names]]), BF16_E2E)
                 _agree(np.array([rc["timeline"]["values"][n] for n in names]).T,
-                       np.array([rg["timeline"]["values"][n] for n in names]).T)
+                       np.array([rg["timeline"]["values"][n] for n in names]).T, BF16_E2E)
                 labels_cpu[v] = rc["label"], max(rc["probabilities"].values()) - min(rc["probabilities"].values())
             else:  # valence / arousal (targets spread ~0.4) and their occlusion timelines
                 for k in ("valence", "arousal"):
-                    assert rg[k] == pytest.approx(rc[k], abs=0.02), (v, k)
-                    assert np.allclose(rg["timeline"]["values"][k], rc["timeline"]["values"][k], atol=0.02), (v, k)
-    assert sum(m > 2 * BF16_PROB for _, m in labels_cpu.values()) >= 3  # the class comparison is not vacuous
+                    assert rg[k] == pytest.approx(rc[k], abs=BF16_E2E), (v, k)
+                    assert np.allclose(rg["timeline"]["values"][k], rc["timeline"]["values"][k], atol=BF16_E2E), (v, k)
+    assert sum(m > 2 * BF16_E2E for _, m in labels_cpu.values()) >= 3  # the class comparison is not vacuous
     # from the stored features, with an explicit device name
     (r,) = predict(["v0"], ctm, features=str(tmp_path / "feats"), device="cuda:0", progress=False)
     label, margin = labels_cpu["v0"]
-    assert r["status"] == "ok" and (r["label"] == label or margin <= 2 * BF16_PROB)
+    assert r["status"] == "ok" and (r["label"] == label or margin <= 2 * BF16_E2E)
     json.dumps(r)
