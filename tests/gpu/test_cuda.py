@@ -70,6 +70,7 @@ def test_auto_device_is_cuda_and_autocast_is_bf16(cuda):
 
     d, dev = distributed.init("auto")
     assert dev == cuda and not d.enabled
+    assert distributed.init("cuda")[1] == cuda and distributed.init("cuda:0")[1] == cuda
     assert pick_device("auto", {}) == "cuda:0" and pick_device("auto", {"LOCAL_RANK": "0"}) == "cuda:0"
     assert torch.distributed.is_nccl_available()  # torchrun on GPUs joins with backend="nccl"
     a = torch.randn(4, 4, device=cuda)

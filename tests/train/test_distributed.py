@@ -46,3 +46,19 @@ def test_two_processes_match_one(tiny_config, tmp_path):
     print("max |loss diff|", max(abs(a - b) for a, b in zip(loss1, loss2, strict=True)),
           "max |metric diff|", max(abs(out[2][s][k] - v) for s in ("val", "test") for k, v in out[1][s].items()))
     assert loss2 == pytest.approx(loss1, rel=1e-6, abs=1e-7)
+
+
+def test_device_names_are_checked():
+    import torch
+
+    from tam.errors import TamError
+    from tam.train import distributed
+
+    for bad in ("gpu", "cuda1", "CUDA", ""):
+        with pytest.raises(TamError, match="choose auto, cpu, cuda or cuda:N"):
+            distributed.init(bad)
+    assert distributed.init("cpu")[1] == torch.device("cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(TamError, match="CUDA is not available"):
+            distributed.init("cuda:0")
+        assert distributed.init("auto")[1] == torch.device("cpu")

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+from tam.errors import TamError
 
 
 @dataclass
@@ -28,8 +31,13 @@ def init(device: str = "auto") -> tuple[Dist, torch.device]:
     """Join the process group torchrun describes in the environment (if any) and pick this rank's device."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
-    dev = torch.device("cuda", local) if use_cuda else torch.device("cpu")
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):  # a typo ("gpu", "cuda1") used to train on the CPU
+        raise TamError(f"train.device={device!r}: choose auto, cpu, cuda or cuda:N")
+    use_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    if use_cuda and not torch.cuda.is_available():
+        raise TamError(f"train.device={device}: CUDA is not available here")
+    index = int(device[5:]) if device.startswith("cuda:") and world == 1 else local  # torchrun: LOCAL_RANK
+    dev = torch.device("cuda", index) if use_cuda else torch.device("cpu")
     if use_cuda:
         torch.cuda.set_device(dev)
     if world > 1 and not dist.is_initialized():
