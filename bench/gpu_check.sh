@@ -6,6 +6,8 @@
 #   with the session's device tool:                      run(command="bash bench/gpu_check.sh", carry=[".whl"])
 #
 # .whl/ (optional, git-ignored) holds wheels of packages the machine lacks (PyAV); they are installed to /tmp/site.
+#   made with: python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#              --platform manylinux_2_28_x86_64 -d .whl av==18.1.0      (35 MiB; the only package tam needs there)
 # The project itself is not installed (its torch pin may differ from the machine's torch): src/ goes on PYTHONPATH.
 # The log goes to $OUT/gpu_log.txt when OUT is set, else /tmp/gpu_log.txt. Exit status: 0 all passed, 3 no CUDA,
 # else that of the first failing phase (GPU_CHECK_ALLOW_CPU=1 runs on without CUDA: tests/gpu then skip, to check
@@ -15,7 +17,7 @@ cd "$(dirname "$0")/.." || exit 2
 PY=${PYTHON:-python3}
 LOG=${OUT:+$OUT/gpu_log.txt}
 LOG=${LOG:-/tmp/gpu_log.txt}
-export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONDONTWRITEBYTECODE=1
+export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 
 # ordinary tests that run on CUDA by themselves on a GPU machine (evaluate_run and pick_device use "auto")
 AUTO_TESTS=(
