@@ -101,6 +101,28 @@ def test_guarded_two_workers_matches_one(tmp_path):
     assert json.loads((tmp_path / "b" / "stats.json").read_text())["videos"] == 3
 
 
+def test_small_sources_go_together_with_the_same_output(tmp_path, monkeypatch):
+    """Small sources are one task, their comments scored in one call (`Prescored`); a broken source among them
+    fails alone; the output equals one source per task."""
+    from tam.comments import corpus
+    from tam.comments.formats import discover
+
+    files, lex = _inputs(tmp_path, 4)
+    (tmp_path / "in" / "broken.xml").write_text("<i><d p='1,1'>开心", encoding="utf-8")
+    assert [len(g) for g in corpus._groups(discover([tmp_path / "in"]))] == [5]
+    calls = []
+    monkeypatch.setattr(corpus.Prescored, "__init__", lambda self, scorer, texts, init=corpus.Prescored.__init__:
+                        calls.append(len(texts)) or init(self, scorer, texts))
+    together = prepare_corpus([tmp_path / "in"], tmp_path / "a", str(lex), workers=1, progress=False)
+    assert calls == [4 * len(ROWS)] and len(together["sources_failed"]) == 1 and together["videos"] == 4
+    monkeypatch.setattr(corpus, "GROUP_BYTES", 1)  # every source alone
+    assert [len(g) for g in corpus._groups(discover([tmp_path / "in"]))] == [1] * 5
+    alone = prepare_corpus([tmp_path / "in"], tmp_path / "b", str(lex), workers=1, progress=False)
+    assert calls == [4 * len(ROWS)] and alone["filters"] == together["filters"]
+    for name in ("comments.parquet", "segments.parquet", "vocab.json"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+
+
 def test_size_limits_cut_and_report(tmp_path, capsys):
     import argparse
 

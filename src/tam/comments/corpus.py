@@ -6,7 +6,8 @@ Two passes over the output folder:
    and, last, `parts/<key>.json` (the done marker, with the counts and the source's segment table).
    A re-run skips every source whose marker matches the file sizes, times, the lexicon file and the
    settings. A malformed source is reported in one line and skipped; the others go on. The workers
-   (spawned, `concurrent.futures`) start while the parent reads the lexicon; a worker that dies stops
+   (spawned, `concurrent.futures`) start while the parent reads the lexicon; small sources go to them in
+   groups (`_groups`, largest first), whose comments are scored in one call; a worker that dies stops
    the job with one line instead of hanging it (`_in_pool`), keeping every source already done.
 2. Finalize (streamed in chunks of `CHUNK_ROWS` rows): the first source of a video id wins (later ones are
    reported as duplicates); videos are split train/test by a hash of their id; the N most negative and
@@ -148,8 +149,8 @@ def _warm() -> None:
     """A no-op task: submitting one per worker starts the workers before the lexicon is ready."""
 
 
-def _pool_task(source: Source, lexicon_file: str) -> dict:
-    """`process_source` in a worker; the lexicon is read (once) from the JSON the parent wrote."""
+def _pool_task(sources: list[Source], lexicon_file: str) -> list[dict]:
+    """`process_sources` in a worker; the lexicon is read (once) from the JSON the parent wrote."""
     if _CTX.get("lexicon_file") != lexicon_file:
         try:
             lex = json.loads(Path(lexicon_file).read_text(encoding="utf-8"))
@@ -158,7 +159,7 @@ def _pool_task(source: Source, lexicon_file: str) -> dict:
             raise TamError(f"{lexicon_file}: unreadable ({type(e).__name__}: {e}); delete it and re-run") from None
         _CTX.update(lexicon={w: tuple(v) for w, v in lex["table"].items()}, lexicon_file=lexicon_file,
                     tokenizer=LexiconTokenizer(lex["pos"], lex["edits"], _CTX.pop("jieba", None)))
-    return process_source(source)
+    return process_sources(sources)
 
 
 def part_key(source: Source) -> str:
@@ -181,20 +182,60 @@ def _lexicon_stat(settings: CorpusSettings) -> list:
 
 def process_source(source: Source) -> dict:
     """Pass 1 for one source (in a worker): returns its summary; never raises for bad input."""
-    ctx = _CTX
-    key = part_key(source)
-    marker = ctx["out"] / "parts" / f"{key}.json"
-    try:
-        fp = _fingerprint(source, ctx["settings"])
-        done = _read_marker(marker)
-        if done.get("fingerprint") == fp:
-            return {**done, "resumed": True}
-        return _write_parts(source, key, fp, read_source(source, ctx["settings"].limits), marker)
-    except (TamError, OSError) as e:
-        return {"source": source.name, "key": key, "error": str(e), "videos": []}
-    except Exception as e:  # a file that trips an unforeseen case must not stop the batch
-        return {"source": source.name, "key": key, "videos": [],
-                "error": f"{source.name}: unexpected {type(e).__name__}: {e}".replace("\n", " ")}
+    return process_sources([source])[0]
+
+
+def process_sources(sources: Sequence[Source]) -> list[dict]:
+    """Pass 1 for a few sources (in a worker): their summaries; never raises for bad input. The comments of all
+    the sources to (re)do are scored together (`Prescored`): one scorer call instead of one per video."""
+    ctx, out, todo = _CTX, [], []
+    for source in sources:
+        key = part_key(source)
+        marker = ctx["out"] / "parts" / f"{key}.json"
+        try:
+            fp = _fingerprint(source, ctx["settings"])
+            done = _read_marker(marker)
+            if done.get("fingerprint") == fp:
+                out.append({**done, "resumed": True})
+            else:
+                todo.append((source, key, fp, read_source(source, ctx["settings"].limits), marker))
+        except Exception as e:  # a file that trips an unforeseen case must not stop the batch
+            out.append(_failed(source, key, e))
+    scorer = ctx["scorer"]
+    if len(todo) > 1 and hasattr(scorer, "score_many"):
+        scorer = Prescored(scorer, [t for *_, videos, _ in todo for v in videos for t in v.comments.texts()])
+    for source, key, fp, videos, marker in todo:
+        try:
+            out.append(_write_parts(source, key, fp, videos, marker, scorer))
+        except Exception as e:
+            out.append(_failed(source, key, e))
+    return out
+
+
+def _failed(source: Source, key: str, e: Exception) -> dict:
+    """The summary of a source that could not be read or processed."""
+    error = str(e) if isinstance(e, (TamError, OSError)) else \
+        f"{source.name}: unexpected {type(e).__name__}: {e}".replace("\n", " ")
+    return {"source": source.name, "key": key, "error": error, "videos": []}
+
+
+class Prescored:
+    """A scorer with `score_many` whose scores of `texts` are computed at once, in one `score_many` call (its
+    cost per call is ~2 ms, that of ~300 short comments): equal to scoring them in any other batches, since a
+    text's score does not depend on the others. Texts not given are scored by `scorer`."""
+
+    def __init__(self, scorer, texts: Sequence[str]) -> None:
+        unique = list(dict.fromkeys(texts))
+        self.scorer, self.scores = scorer, dict(zip(unique, scorer.score_many(unique).tolist()))
+
+    def score_many(self, texts: Sequence[str]):
+        import numpy as np
+
+        scores = list(map(self.scores.get, texts))
+        return self.scorer.score_many(texts) if None in scores else np.array(scores, dtype=np.float64)
+
+    def __call__(self, text: str) -> float:
+        return float(self.score_many([text])[0])
 
 
 def _read_marker(marker: Path) -> dict:
@@ -204,7 +245,7 @@ def _read_marker(marker: Path) -> dict:
         return {}
 
 
-def _write_parts(source: Source, key: str, fp: list, videos: list, marker: Path) -> dict:
+def _write_parts(source: Source, key: str, fp: list, videos: list, marker: Path, scorer: Callable) -> dict:
     import pyarrow as pa
 
     ctx, st = _CTX, _CTX["settings"]
@@ -215,7 +256,7 @@ def _write_parts(source: Source, key: str, fp: list, videos: list, marker: Path)
         with pa.OSFile(str(p), "wb") as f, pa.ipc.new_file(f, COMMENT_SCHEMA) as w:
             for v in videos:
                 vc = process_video(v.video, v.comments, ctx["durations"].get(v.video), ctx["lexicon"],
-                                   ctx["scorer"], st.filters, st.masking, st.seed, ctx["tokenizer"],
+                                   scorer, st.filters, st.masking, st.seed, ctx["tokenizer"],
                                    emit=lambda cols: w.write_table(pa.table(cols, schema=COMMENT_SCHEMA)))
                 for c, values in segments.items():
                     values += vc.segments[c]
@@ -641,7 +682,7 @@ def _run_sources(sources: list[Source], settings: CorpusSettings, lexicon: str, 
             table, pos = load_lexicon()
             _init_worker(settings, str(out), preload_jieba=False)
             _CTX.update(lexicon=table, tokenizer=LexiconTokenizer(pos, _tokenizer_edits(pos)), lexicon_file=None)
-            collect(process_source(s) for s in sources)
+            collect(s for group in _groups(sources) for s in process_sources(group))
         else:
             collect(_in_pool(sources, settings, out, workers, load_lexicon, summaries))
     finally:
@@ -677,9 +718,9 @@ def _in_pool(sources: list[Source], settings: CorpusSettings, out: Path, workers
         if not lexicon_file.is_file():  # else: a re-run reuses the lexicon read by the last one
             table, pos = load_lexicon()
             write_json(lexicon_file, {"table": table, "pos": pos, "edits": _tokenizer_edits(pos)})
-        futures = [submit(_pool_task, s, str(lexicon_file)) for s in sorted(sources, key=_size, reverse=True)]
+        futures = [submit(_pool_task, group, str(lexicon_file)) for group in _groups(sources)]
         for f in as_completed(futures):
-            yield f.result()
+            yield from f.result()
     except BrokenProcessPool:
         _stop(pool, broken=True)
         raise TamError(f"a comment worker process died after {len(summaries)} of {len(sources)} sources (killed, "
@@ -690,10 +731,29 @@ def _in_pool(sources: list[Source], settings: CorpusSettings, out: Path, workers
         _stop(pool)
 
 
+def _groups(sources: list[Source]) -> list[list[Source]]:
+    """The sources as the pool's tasks, largest first, so that the last tasks to finish are small and no worker
+    waits long for another at the end (the parts and the output do not depend on the order): a source of
+    `GROUP_BYTES` or more alone, smaller ones together up to about `GROUP_BYTES` of files in all."""
+    groups, room = [], 0
+    for source, size in sorted(((s, _size(s)) for s in sources), key=lambda sz: -sz[1]):
+        if size >= GROUP_BYTES or size > room:
+            groups.append([source])
+            room = GROUP_BYTES - size if size < GROUP_BYTES else 0
+        else:
+            groups[-1].append(source)
+            room -= size
+    return groups
+
+
+GROUP_BYTES = 1 << 20
+"""Sources smaller than this go to a worker together (`_groups`), up to about this many bytes of files: one
+task for many small files, and their comments scored in one call (`Prescored`); the comments of one group are
+held at once (a few MB)."""
+
+
 def _size(source: Source) -> int:
-    """Bytes of a source's files (0 when unreadable). The pool takes the largest sources first, so that the
-    last ones to finish are small and no worker waits long for another at the end (the parts and the
-    output do not depend on the order)."""
+    """Bytes of a source's files (0 when unreadable)."""
     try:
         return sum(p.stat().st_size for p in source.paths)
     except OSError:

@@ -38,7 +38,7 @@ from array import array
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from itertools import accumulate, compress, count, repeat
+from itertools import accumulate, chain, compress, count, repeat
 from operator import not_
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -100,6 +100,11 @@ class _Strings:
         start = self.ends[i - 1] if i > 0 else 0
         return self.data[start:self.ends[i]].decode("utf-8", "surrogatepass")
 
+    def strings(self) -> list[str]:
+        """Every string, in order."""
+        data, ends = memoryview(self.data), self.ends
+        return [str(data[a:b], "utf-8", "surrogatepass") for a, b in zip(chain((0,), ends), ends)]
+
 
 class Comments(Sequence):
     """The comments of one video, stored by column: times as float64, mode/pool as int32, ctime as int64
@@ -155,6 +160,10 @@ class Comments(Sequence):
 
     def text(self, i: int) -> str:
         return self._strs[0][i]
+
+    def texts(self) -> list[str]:
+        """Every comment's text, in order (`text(i)` for each i)."""
+        return self._strs[0].strings()
 
     def __len__(self) -> int:
         return len(self.times)
