@@ -259,27 +259,10 @@ def test_vggish_pca_stays_fp32_under_autocast(tmp_path, cuda):
 
 # ---- tam predict ------------------------------------------------------------------------------------------
 def test_predict_on_cuda_gives_the_cpu_classes(tmp_path, cuda):
-    from tam.encoders.extract import ExtractOptions, extract, find_videos, open_store
-    from tam.encoders.table import TINY, build_encoder
-    from tam.encoders.video_io import SegmentPolicy
     from tam.infer.pipeline import predict
 
-    h = _infer_helpers()
-    vids = tmp_path / "videos"
-    vids.mkdir()
-    for i, c in enumerate([(200, 40, 40), (40, 40, 200), (210, 50, 30), (30, 60, 210)]):
-        h.make_video(vids / f"v{i}.mp4", 3.0, c, tone_hz=300.0 + 400 * (i % 2))
-    long = h.make_video(tmp_path / "long.mp4", 7.0, (120, 120, 40), tone_hz=None)
-    enc = {m: build_encoder(TINY[m], random_init=True) for m in ("image", "motion", "audio")}
-    store = open_store(tmp_path / "feats", enc, SegmentPolicy())
-    extract(find_videos([str(vids)]), store, enc, ExtractOptions(), progress=False)
-    labels = tmp_path / "labels.csv"
-    labels.write_text("video,label,split\nv0,calm,train\nv1,tense,train\nv2,calm,val\nv3,tense,val\n")
-    reg = tmp_path / "va.csv"
-    reg.write_text("video,valence,arousal,split\nv0,0.2,0.1,train\nv1,-0.5,0.8,train\nv2,0.3,0.0,val\n"
-                   "v3,-0.4,0.7,val\n")
-    ctm = h.train_tiny(tmp_path / "feats", labels, tmp_path / "ctm", "ctm")  # trained on the CPU
-    concat = h.train_tiny(tmp_path / "feats", reg, tmp_path / "concat", "concat", "regression")
+    w = _infer_helpers().build_world(tmp_path)  # tests/infer's world: models trained on the CPU
+    vids, long, ctm, concat = w["videos"], w["long"], w["ctm"], w["concat"]
     labels_cpu = {}
     for model, method in ((ctm, "token"), (concat, "occlusion")):
         res = {}

@@ -67,12 +67,17 @@ def train_tiny(store: Path, labels: Path, run_dir: Path, fusion: str, task: str 
 
 @pytest.fixture(scope="session")
 def world(tmp_path_factory) -> dict:
-    """Videos (4 labelled + 1 long), their tiny-encoder store, a CTM classifier and a concat regressor."""
+    """`build_world` once per session."""
+    return build_world(tmp_path_factory.mktemp("infer"))
+
+
+def build_world(root: Path) -> dict:
+    """Videos (4 labelled + 1 long), their tiny-encoder store, a CTM classifier and a concat regressor (trained on
+    the CPU), in `root`."""
     from tam.encoders.extract import ExtractOptions, extract, find_videos, open_store
     from tam.encoders.table import TINY, build_encoder
     from tam.encoders.video_io import SegmentPolicy
 
-    root = tmp_path_factory.mktemp("infer")
     vids = root / "videos"
     vids.mkdir()
     colours = [(200, 40, 40), (40, 40, 200), (210, 50, 30), (30, 60, 210)]
