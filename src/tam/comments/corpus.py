@@ -180,11 +180,6 @@ def _lexicon_stat(settings: CorpusSettings) -> list:
     return [st.st_size, st.st_mtime_ns]
 
 
-def process_source(source: Source) -> dict:
-    """Pass 1 for one source (in a worker): returns its summary; never raises for bad input."""
-    return process_sources([source])[0]
-
-
 def process_sources(sources: Sequence[Source]) -> list[dict]:
     """Pass 1 for a few sources (in a worker): their summaries; never raises for bad input. The comments of all
     the sources to (re)do are scored together (`Prescored`): one scorer call instead of one per video."""
@@ -670,11 +665,11 @@ def _run_sources(sources: list[Source], settings: CorpusSettings, lexicon: str, 
 
     def collect(results: Iterable[dict]) -> None:
         for s in results:
-            if not s.get("error"):  # held as a table until finalize (Python lists take ~5x the memory)
-                s["segments"] = segments_table(s)
-            summaries.append(s)
             if s.get("error"):
                 tqdm.write(f"skipped {s['error']}")
+            else:  # held as a table until finalize (Python lists take ~5x the memory)
+                s["segments"] = segments_table(s)
+            summaries.append(s)
             bar.update(1)
 
     try:
@@ -692,7 +687,8 @@ def _run_sources(sources: list[Source], settings: CorpusSettings, lexicon: str, 
 
 def _in_pool(sources: list[Source], settings: CorpusSettings, out: Path, workers: int, load_lexicon: Callable,
              summaries: list[dict]) -> Iterable[dict]:
-    """Run `process_source` over `sources` in spawned worker processes; yield the summaries as they come.
+    """Run `process_sources` over `sources` (in `_groups`) in spawned worker processes; yield the summaries as
+    they come.
 
     A worker that dies (killed, out of memory, or refusing to start, see `_refuse_in_spawned_child`) breaks
     the pool: the others are stopped and a one-line TamError says so; every source done so far keeps its
@@ -735,11 +731,11 @@ def _groups(sources: list[Source]) -> list[list[Source]]:
     """The sources as the pool's tasks, largest first, so that the last tasks to finish are small and no worker
     waits long for another at the end (the parts and the output do not depend on the order): a source of
     `GROUP_BYTES` or more alone, smaller ones together up to about `GROUP_BYTES` of files in all."""
-    groups, room = [], 0
+    groups, room = [], 0  # room < GROUP_BYTES: a source of GROUP_BYTES or more always starts a group
     for source, size in sorted(((s, _size(s)) for s in sources), key=lambda sz: -sz[1]):
-        if size >= GROUP_BYTES or size > room:
+        if size > room:
             groups.append([source])
-            room = GROUP_BYTES - size if size < GROUP_BYTES else 0
+            room = max(GROUP_BYTES - size, 0)
         else:
             groups[-1].append(source)
             room -= size
