@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -62,6 +63,13 @@ def cached_json(name: str, digest: str, build: Callable[[], Any], parse: Callabl
     except OSError:
         pass
     return value
+
+
+def file_tag(what: str, *files: Path) -> str:
+    """A cache key for something derived from `files` (`what`: the format and anything else it depends on): a
+    digest of `what` and each file's resolved path, size and modification time (cheap: no file is read)."""
+    stats = [[str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns] for f in files]
+    return hashlib.sha1(json.dumps([what, *stats]).encode()).hexdigest()
 
 
 def cached_arrays(name: str, digest: str, build: Callable[[], dict[str, Any]]) -> dict[str, Any]:

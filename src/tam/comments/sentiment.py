@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import functools
 import gzip
-import hashlib
 import importlib.util
-import json
 import marshal
 import math
 from collections.abc import Callable, Sequence
@@ -31,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from tam.errors import TamError
-from tam.io import cached_arrays
+from tam.io import cached_arrays, file_tag
 
 
 def _snownlp_dir() -> Path:
@@ -122,9 +120,7 @@ class FastSentiment:
 
         root = _snownlp_dir()
         self._files = (root / "sentiment" / "sentiment.marshal.3", root / "normal" / "stopwords.txt")
-        tag = hashlib.sha1(json.dumps([_CACHE_FORMAT] + [[str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns]
-                                                         for f in self._files]).encode()).hexdigest()
-        arrays = cached_arrays("snownlp-sentiment", tag, self._lookup_arrays)
+        arrays = cached_arrays("snownlp-sentiment", file_tag(_CACHE_FORMAT, *self._files), self._lookup_arrays)
         self.prior, self.unknown = float(arrays["prior"]), float(arrays["unknown"])
         self.lookup = SpanLookup.from_arrays(arrays, self.unknown)
         self.segmenter = SnowSegmenter(root / "seg" / "seg.marshal.3")

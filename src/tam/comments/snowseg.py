@@ -21,7 +21,6 @@ SnowNLP's code is never called; its installed model file is read.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import marshal
 import re
 import unicodedata
@@ -30,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tam.io import cached_arrays
+from tam.io import cached_arrays, file_tag
 
 ZH_RUN = re.compile("([\u4e00-\u9fa5]+)")
 """SnowNLP's definition of a Chinese run (`snownlp.seg.re_zh`)."""
@@ -159,9 +158,7 @@ def _after(a: np.ndarray, last) -> np.ndarray:
 def load_model(model_file: Path) -> dict[str, np.ndarray]:
     """The converted model, with the segmenter's lookup tables (`_lookups`), from the cache when it is there
     (else converted and cached): `tam.io.cached_arrays`, memory-mapped, so the corpus workers share it."""
-    st = model_file.stat()
-    tag = hashlib.sha1(f"{_CACHE_FORMAT}:{unicodedata.unidata_version}:{model_file.resolve()}:{st.st_size}:"
-                       f"{st.st_mtime_ns}".encode()).hexdigest()
+    tag = file_tag(f"{_CACHE_FORMAT}:{unicodedata.unidata_version}", model_file)
     return cached_arrays("snownlp-seg", tag, lambda: _lookups(_convert(model_file)))
 
 
