@@ -37,31 +37,70 @@ def predict(videos: Sequence[str | os.PathLike] = (), model: str | os.PathLike =
     viewer words track (`vocab`: its corpus's vocab.json, default from its config.yaml). `report`: write PNG +
     HTML pages there. Bad files are returned with status "failed" (unless `strict`).
     """
-    import torch
-
-    from tam.encoders.cli_support import pick_device
-    from tam.infer.timeline import pick_method
-    from tam.train.checkpoint import load_model
-
     if not model:
         raise TamError("give the trained model's run directory (model=RUN_DIR)")
-    dev = pick_device(device, os.environ)
-    net, meta = load_model(model, device=dev)
-    method = pick_method(timeline, meta["model"]["fusion"])
-    with tempfile.TemporaryDirectory(prefix="tam-predict-") as tmp:
-        if features:
-            store, items = _open_features(features, [str(v) for v in videos], meta, str(model))
-        else:
-            store, items = _extract(videos, meta, str(model), cache or tmp, weights or {}, audio_pca, dev, batch,
-                                    workers, strict, progress)
-        wm = _word_model(words, vocab, dev, store, meta) if words else None
-        results = _analyse_all(net, meta, store, items, method, torch.device(dev), batch, progress, str(model), wm)
-        if report:
-            from tam.infer.report import write_report
+    predictor = Predictor(model, weights=weights, audio_pca=audio_pca, device=device, words=words, vocab=vocab)
+    return predictor(videos, features=features, cache=cache, timeline=timeline, report=report, progress=progress,
+                     strict=strict, batch=batch, workers=workers, log=log)
 
-            write_report(results, report, progress=progress)
-            log(f"report: {Path(report) / 'index.html'}")
-    return results
+
+class Predictor:
+    """A model loaded once (its encoders and word model built on first use, then kept): `predict` makes one per
+    call, `tam serve` one per server. Calling it predicts a batch exactly as `predict` does."""
+
+    def __init__(self, model: str | os.PathLike, *, weights: dict[str, str] | None = None, audio_pca: str = "",
+                 device: str = "auto", words: str = "", vocab: str = ""):
+        from tam.encoders.cli_support import pick_device
+        from tam.train.checkpoint import load_model
+
+        self.device = pick_device(device, os.environ)
+        self.net, self.meta = load_model(model, device=self.device)
+        self.model, self.weights, self.audio_pca = str(model), weights or {}, audio_pca
+        self.words, self.vocab = words, vocab
+        self._encoders: dict | None = None
+        self._word_model = None
+
+    def encoders(self) -> dict:
+        """The model's encoders (identity-checked against its manifest), built on the first call."""
+        if self._encoders is None:
+            from tam.infer.model_encoders import build_model_encoders, model_manifest
+
+            self._encoders = build_model_encoders(model_manifest(self.meta, self.model),
+                                                  list(self.meta["model"]["modalities"]), self.weights,
+                                                  self.device, self.audio_pca, self.model)
+        return self._encoders
+
+    def __call__(self, videos: Sequence[str | os.PathLike] = (), *, features: str = "", cache: str = "",
+                 timeline: str = "auto", report: str = "", progress: bool = True, strict: bool = False,
+                 batch: int = 8, workers: int = 1, log: Callable[[str], None] = print,
+                 encoders: Callable[[dict], dict] = lambda e: e) -> list[dict]:
+        """Results for `videos` (see `predict`); `encoders` may wrap the built encoders for this call only."""
+        import torch
+
+        from tam.infer.timeline import pick_method
+
+        method = pick_method(timeline, self.meta["model"]["fusion"])
+        with tempfile.TemporaryDirectory(prefix="tam-predict-") as tmp:
+            if features:
+                store, items = _open_features(features, [str(v) for v in videos], self.meta, self.model)
+            else:
+                store, items = _extract(videos, self, cache or tmp, batch, workers, strict, progress, encoders)
+            wm = self._words(store) if self.words else None
+            results = _analyse_all(self.net, self.meta, store, items, method, torch.device(self.device), batch,
+                                   progress, self.model, wm)
+            if report:
+                from tam.infer.report import write_report
+
+                write_report(results, report, progress=progress)
+                log(f"report: {Path(report) / 'index.html'}")
+        return results
+
+    def _words(self, store):
+        if self._word_model is None:
+            from tam.infer.words import load_word_model
+
+            self._word_model = load_word_model(self.words, self.vocab, self.device)
+        return _check_word_model(self._word_model, self.words, store)
 
 
 def _open_features(root: str, ids: list[str], meta: dict, where: str):
@@ -78,30 +117,29 @@ def _open_features(root: str, ids: list[str], meta: dict, where: str):
     return store, [(v, "", error(v)) for v in (ids or sorted(have))]
 
 
-def _extract(videos, meta, where, root, weights, audio_pca, device, batch, workers, strict, progress):
-    """Build the model's encoders (identity-checked), extract into the store at `root`; items (id, path, error)."""
+def _extract(videos, predictor: Predictor, root, batch, workers, strict, progress, wrap):
+    """Extract `videos` into the store at `root` with the predictor's encoders (built on first use, identity-checked;
+    `wrap` may wrap them); items (id, path, error)."""
     from tam.encoders.extract import ExtractOptions, extract, find_videos, open_store
-    from tam.infer.model_encoders import build_model_encoders, model_manifest, segment_policy
+    from tam.infer.model_encoders import model_manifest, segment_policy
 
     if not videos:
         raise TamError("give video files or folders (or features=STORE)")
-    want = model_manifest(meta, where)
-    policy = segment_policy(want.segment, where)
+    want = model_manifest(predictor.meta, predictor.model)
+    policy = segment_policy(want.segment, predictor.model)
     jobs = find_videos([str(v) for v in videos])
-    encoders = build_model_encoders(want, list(meta["model"]["modalities"]), weights, device, audio_pca, where)
+    encoders = wrap(predictor.encoders())
     store = open_store(root, encoders, policy)
     outcomes = extract(jobs, store, encoders, ExtractOptions(policy=policy, batch=16, workers=workers,
                                                              strict=strict), progress=progress)
     return store, [(o.video, str(o.path), o.error if o.status == "failed" else "") for o in outcomes]
 
 
-def _word_model(words: str, vocab: str, device: str, store, meta: dict):
+def _check_word_model(wm, words: str, store):
     """The pre-trained decoder, refused unless its features come from the same encoders as the store's."""
     from tam.features.store import Manifest
     from tam.infer.model_encoders import check_identity
-    from tam.infer.words import load_word_model
 
-    wm = load_word_model(words, vocab, device)
     mods = list(wm.meta["model"]["modalities"])
     check_identity(store.manifest, Manifest.from_json(wm.meta["features"]), mods,
                    f"{words}: the pre-trained decoder vs the features of {store.root}")
