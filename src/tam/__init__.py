@@ -10,9 +10,14 @@ PAPER_DIMS = {"image": 512, "motion": 2048, "audio": 128}
 
 
 def __getattr__(name: str):
-    """Lazy exports (keep `import tam` light): `tam.predict(...)` imports torch only when called for."""
+    """Lazy exports (keep `import tam` light): `tam.predict(...)` and `tam.from_pretrained(...)` import torch only
+    when called for."""
     if name == "predict":
         from tam.infer.pipeline import predict
 
         return predict
+    if name == "from_pretrained":
+        from tam.hub import from_pretrained
+
+        return from_pretrained
     raise AttributeError(f"module 'tam' has no attribute {name!r}")

@@ -27,6 +27,7 @@ COMMANDS = {
     "collect": "collect",
     "pretrain": "pretrain",
     "predict": "predict",
+    "export": "export",
     "experiment": "experiment",
     "tune": "tune",
 }

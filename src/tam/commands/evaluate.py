@@ -4,11 +4,13 @@ HELP = "evaluate a trained run directory on a feature store and labels CSV"
 EXAMPLES = """\
   tam evaluate --run-dir runs/out/ve8-ctm-s01 --store feats/ --labels test.csv
   tam evaluate --run-dir runs/out/tiny --store feats/ --labels labels.csv --split test --out scores.json
+  tam evaluate --model my-lab/ve8-ctm --store feats/ --labels test.csv      # an exported model, by folder or repo id
 """
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--run-dir", required=True, help="a run directory holding best.safetensors + best.json")
+    p.add_argument("--run-dir", "--model", dest="run_dir", required=True,
+                   help="a run directory (best.safetensors + best.json), a `tam export` folder or a Hub repo id")
     p.add_argument("--store", required=True, help="feature store folder")
     p.add_argument("--labels", required=True, help="labels CSV")
     p.add_argument("--split", default="", help="only rows of this split (train/val/test); default all rows")

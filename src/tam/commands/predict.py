@@ -8,13 +8,15 @@ EXAMPLES = """\
   tam predict --features feats/ --model runs/ve8 -o preds/             # every video of an existing store
   tam predict --features feats/ vid1 vid2 --model runs/liris --timeline occlusion
   tam predict a.mp4 --model runs/ft --words runs/pre -o preds/ --report preds/r   # + predicted viewer words
+  tam predict a.mp4 --model my-lab/ve8-ctm --runtime onnx -o preds/   # a `tam export` model by Hub id, onnxruntime
 outputs: OUT/predictions.jsonl (one JSON object per video), OUT/predictions.csv; see docs/predict.md
 """
 
 
 def add_arguments(p) -> None:
     p.add_argument("inputs", nargs="*", help="video files and/or folders (with --features: video ids, default all)")
-    p.add_argument("--model", required=True, help="run directory of `tam train` (best.safetensors + best.json)")
+    p.add_argument("--model", required=True, help="a `tam train` run directory, a `tam export` folder or a Hub repo id "
+                   "(ORG/NAME; with HF_HUB_OFFLINE=1 from the local cache)")
     p.add_argument("-o", "--out", default="predictions", help="output folder (default ./predictions)")
     p.add_argument("--features", default="", help="predict from this feature store instead of decoding videos")
     p.add_argument("--cache", default="", help="feature store for the extracted features (re-runs skip them)")
@@ -27,6 +29,8 @@ def add_arguments(p) -> None:
     p.add_argument("--vocab", default="", help="with --words: the corpus's vocab.json (default: from its config.yaml)")
     p.add_argument("--report", default="", help="write a PNG and an HTML page per video and index.html here")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--runtime", default="torch", choices=["torch", "onnx"],
+                   help="run the fusion + head in PyTorch or onnxruntime (an exported folder's model.onnx)")
     p.add_argument("--batch", type=int, default=8, help="windows per forward pass (default 8)")
     p.add_argument("--workers", type=int, default=1, help="decoding threads (default 1)")
     p.add_argument("--threads", type=int, default=0,
@@ -49,7 +53,7 @@ def run(args) -> int:
     weights = {m: getattr(args, f"{m}_weights") for m in ("image", "motion", "audio") if getattr(args, f"{m}_weights")}
     results = predict(args.inputs, args.model, features=args.features, cache=args.cache, weights=weights,
                       audio_pca=args.audio_pca, device=args.device, timeline=args.timeline, words=args.words,
-                      vocab=args.vocab, report=args.report,
+                      vocab=args.vocab, report=args.report, runtime=args.runtime,
                       progress=not args.no_progress, strict=args.strict, batch=args.batch, workers=args.workers)
     jsonl, table = write_outputs(results, args.out)
     print(summary(results, time.perf_counter() - t0))

@@ -23,23 +23,29 @@ from pathlib import Path
 from tam.errors import TamError
 from tam.io import write_text
 
+RUNTIMES = ("torch", "onnx")
+
 
 def predict(videos: Sequence[str | os.PathLike] = (), model: str | os.PathLike = "", *, features: str = "",
             cache: str = "", weights: dict[str, str] | None = None, audio_pca: str = "", device: str = "auto",
             timeline: str = "auto", words: str = "", vocab: str = "", report: str = "", progress: bool = True,
-            strict: bool = False, batch: int = 8, workers: int = 1, log: Callable[[str], None] = print) -> list[dict]:
-    """Predict the evoked emotion of `videos` (files or folders) with the model in run directory `model`.
+            strict: bool = False, batch: int = 8, workers: int = 1, log: Callable[[str], None] = print,
+            runtime: str = "torch") -> list[dict]:
+    """Predict the evoked emotion of `videos` (files or folders) with `model`: a run directory, an exported model
+    folder or a Hub repo id (`tam.hub.resolve`).
 
     `features`: read an existing feature store instead (then `videos` are ids in it; none = all). `cache`:
     keep extracted features in this store (a re-run skips videos already there); default a temporary one.
     `weights`: modality -> local weights file/folder for the model's encoders. `timeline`: auto | token |
     occlusion (see `tam.infer.timeline`). `words`: a `tam pretrain` run directory whose decoder adds the predicted
     viewer words track (`vocab`: its corpus's vocab.json, default from its config.yaml). `report`: write PNG +
-    HTML pages there. Bad files are returned with status "failed" (unless `strict`).
+    HTML pages there. Bad files are returned with status "failed" (unless `strict`). `runtime`: torch | onnx (the
+    fusion and head through onnxruntime from the folder's model.onnx; the encoders stay PyTorch).
     """
     if not model:
         raise TamError("give the trained model's run directory (model=RUN_DIR)")
-    predictor = Predictor(model, weights=weights, audio_pca=audio_pca, device=device, words=words, vocab=vocab)
+    predictor = Predictor(model, weights=weights, audio_pca=audio_pca, device=device, words=words, vocab=vocab,
+                          runtime=runtime)
     return predictor(videos, features=features, cache=cache, timeline=timeline, report=report, progress=progress,
                      strict=strict, batch=batch, workers=workers, log=log)
 
@@ -49,12 +55,18 @@ class Predictor:
     call, `tam serve` one per server. Calling it predicts a batch exactly as `predict` does."""
 
     def __init__(self, model: str | os.PathLike, *, weights: dict[str, str] | None = None, audio_pca: str = "",
-                 device: str = "auto", words: str = "", vocab: str = ""):
+                 device: str = "auto", words: str = "", vocab: str = "", runtime: str = "torch"):
         from tam.encoders.cli_support import pick_device
         from tam.train.checkpoint import load_model
 
+        if runtime not in RUNTIMES:
+            raise TamError(f"runtime {runtime!r}: choose from {RUNTIMES}")
         self.device = pick_device(device, os.environ)
         self.net, self.meta = load_model(model, device=self.device)
+        if runtime == "onnx":  # the same checked config; the fusion + head from model.onnx
+            from tam.hub.onnx import load_onnx
+
+            self.net = load_onnx(model, self.meta)
         self.model, self.weights, self.audio_pca = str(model), weights or {}, audio_pca
         self.words, self.vocab = words, vocab
         self._encoders: dict | None = None

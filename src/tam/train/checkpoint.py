@@ -232,18 +232,30 @@ def _compare(shell: torch.nn.Module, header: dict, weights: Path, what: Path) ->
             from None
 
 
-def load_model(run_dir: str | Path, name: str = "best", device: str | torch.device = "cpu") -> tuple[AffectModel, dict]:
-    """Rebuild a model from `run_dir/NAME.json` and load its weights strictly (both files checked first)."""
-    run_dir = Path(run_dir)
-    meta_path, weights = run_dir / f"{name}.json", run_dir / f"{name}.safetensors"
+def load_model(source: str | Path, name: str = "best", device: str | torch.device = "cpu") -> tuple[AffectModel, dict]:
+    """Rebuild a model and load its weights strictly (both files checked first) from a run directory
+    (`NAME.json` + `NAME.safetensors`), an exported folder (`config.json` + `model.safetensors`, `tam export`) or a
+    Hugging Face Hub repo id of such a folder (`tam.hub.resolve`; offline: the local cache)."""
+    from tam.hub import config as export
+    from tam.hub.card import check_card
+    from tam.hub.resolve import CARD, CONFIG, WEIGHTS, resolve
+
+    kind, folder = resolve(source, name)
+    meta_path, weights = ((folder / f"{name}.json", folder / f"{name}.safetensors") if kind == "run"
+                          else (folder / CONFIG, folder / WEIGHTS))
     if not meta_path.is_file() or not weights.is_file():
-        raise TamError(f"{run_dir}: no checkpoint {name!r} ({meta_path.name} + {weights.name})")
-    meta = read_json(meta_path)
+        raise TamError(f"{folder}: no model ({meta_path.name} + {weights.name})")
+    meta = read_json(meta_path, "model description")
     cfg = check_model_config(meta, meta_path)
     dims = check_dims(meta, cfg, meta_path)
     outputs = check_head(meta, meta_path)
     check_features(meta, dims, meta_path)
+    if kind == "export":
+        export.check_export(meta, dims, meta_path)
+        check_card(folder / CARD)
     model = build_checked(lambda: build_model(cfg, dims, outputs), weights, device, meta_path)
+    if kind == "export":
+        export.check_stats(model, meta, meta_path)
     return model.eval(), meta
 
 
