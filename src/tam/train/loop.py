@@ -225,13 +225,19 @@ MIN_VAL = 20  # fewer validation videos than this: one video moves accuracy by >
 
 
 def small_validation(cfg: RunConfig, data: Data) -> list[str]:
-    """A warning when the validation split is too small to select an epoch on."""
+    """A warning when the validation split is too small to select an epoch on (none with train.select=last: no
+    epoch is selected)."""
     n = len(data.val)
-    if n >= MIN_VAL:
+    if n >= MIN_VAL or cfg.train.select == "last":
         return []
-    return [f"the validation split has only {n} videos (one video moves accuracy by {100 / n:.0f} points): too few "
-            f"to select an epoch on. Consider train.select=loss (selection on the smoother validation loss), a "
-            f"larger data.val_fraction, or k-fold on the training rows (docs/training.md, Model selection)"]
+    head = f"the validation split has only {n} videos (one video moves accuracy by {100 / n:.0f} points)"
+    if cfg.train.select == "loss":
+        return [f"{head}: even its loss (train.select=loss) is a noisy choice of epoch. Consider a larger "
+                "data.val_fraction, train.select=last (a fixed schedule), or k-fold on the training rows "
+                "(docs/training.md, Model selection)"]
+    return [f"{head}: too few to select an epoch on. Consider train.select=loss (selection on the smoother "
+            "validation loss), a larger data.val_fraction, or k-fold on the training rows (docs/training.md, "
+            "Model selection)"]
 
 
 def diagnose(task: str, rows: list[dict], val_baseline: dict, n_val: int = 0) -> list[str]:
@@ -395,17 +401,13 @@ def _read_metrics(path: Path, before_epoch: int) -> list[dict]:
                        "metrics.csv to start afresh") from None
 
 
-def fit(cfg: RunConfig, run_dir: str | Path, log=print, on_epoch=None, test: bool = True) -> dict:
-    """Train, select on validation, test the best checkpoint once; returns the results dict.
-
-    `on_epoch(epoch, score, row)` is called on the main process after each epoch is saved (score: the validation
-    selection score; row: the metrics.csv row); an exception it raises (e.g. optuna.TrialPruned) ends the run
-    after closing its writers. `test=False` never evaluates the test split (hyper-parameter search).
-    """
+def open_run(cfg: RunConfig, run_dir: str | Path, log=print, data: Data | None = None):
+    """Set up a run (data, model, resume), write its config and manifest and open its writers; returns
+    (run, tb, rows, logged). `data` is given when runs in one process share it (tam.train.multiseed)."""
     d, device = distributed.init(cfg.train.device)
     threads = set_threads(cfg.train.threads, cfg.train.num_workers)
     run_dir = Path(run_dir)
-    data = prepare_data(cfg)
+    data = data or prepare_data(cfg)
     run = Run(cfg, run_dir, d, device, data)
     recorded = run_dir / "features_manifest.json"
     if recorded.is_file():
@@ -414,7 +416,10 @@ def fit(cfg: RunConfig, run_dir: str | Path, log=print, on_epoch=None, test: boo
             raise TamError(f"{run_dir}: this run was made on features of other encoders ({recorded}); "
                            "use a new --run-dir")
     run.resume()
-    tb = None
+    tb, logged = None, small_validation(cfg, data)
+    if d.main and run.start_epoch >= cfg.optim.epochs:
+        log(f"already complete: {run_dir} holds all {cfg.optim.epochs} epochs; its best checkpoint is scored again "
+            "(a new --run-dir, or a larger optim.epochs, trains more)")
     if d.main:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_text(run_dir / "config.yaml", f"# code_version: {code_version()}\n" + dump_config(cfg))
@@ -423,54 +428,83 @@ def fit(cfg: RunConfig, run_dir: str | Path, log=print, on_epoch=None, test: boo
         if data.skipped:
             log(f"skipped {len(data.skipped)} videos without features (listed in {run_dir / 'skipped.csv'})")
         log(f"threads {threads}, loader workers {cfg.train.num_workers}; feature normalisation: {run.norm_source}")
-        for w in small_validation(cfg, data):
+        for w in logged:
             log("warning: " + w)
+        if cfg.train.select == "loss":
+            log("selecting the epoch of the lowest validation loss (train.select=loss): * marks it")
         from torch.utils.tensorboard import SummaryWriter
         tb = SummaryWriter(str(run_dir / "tb"), purge_step=run.start_epoch)
     rows = _read_metrics(run_dir / "metrics.csv", run.start_epoch) if d.main else []
+    return run, tb, rows, logged
+
+
+def stopping(run: Run, epoch: int, log=print) -> bool:
+    """Early stopping before `epoch` (also after a resume); logged on the main process."""
+    if should_stop(epoch, run.best_epoch, run.cfg.train.patience):  # early stopping (also after a resume)
+        if run.d.main:
+            log(f"early stopping: no better validation score in the {run.cfg.train.patience} epochs after epoch "
+                f"{run.best_epoch + 1}")
+        return True
+    return False
+
+
+def end_epoch(run: Run, epoch: int, lr: float, loss: float, tb, rows: list[dict], log=print,
+              on_epoch=None) -> None:
+    """After training epoch `epoch`: evaluate, record (metrics.csv, TensorBoard, last.pt), keep the best model
+    (main process), call `on_epoch`, then share the selection with the other processes."""
+    cfg, data, d, run_dir = run.cfg, run.data, run.d, run.run_dir
+    val, val_pred = run.eval_split(data.val)
+    score = selection_score(cfg.data.task, val)
+    val_loss = video_loss(cfg.data.task, data.val.targets, val_pred, run.mean, run.std)
+    tr = {}
+    if len(run.train_eval):
+        tr, tr_pred = run.eval_split(run.train_eval)
+        tr["eval_loss"] = video_loss(cfg.data.task, run.train_eval.targets, tr_pred, run.mean, run.std)
+    if d.main:
+        row = {"epoch": epoch, "lr": lr, "train_loss": loss, **{f"train_{k}": v for k, v in tr.items()},
+               "val_loss": val_loss, **{f"val_{k}": v for k, v in val.items()}}
+        rows.append(row)
+        for k, v in row.items():
+            if k != "epoch":
+                tb.add_scalar(k, v, epoch)
+        if run.improves(score, val_loss):
+            run.best, run.best_epoch, run.best_loss = score, epoch, val_loss
+            save_model(run_dir, "best", run.eval_model, run.meta(epoch))
+        _write_metrics(run_dir / "metrics.csv", rows)
+        save_state(run_dir / "last.pt", run.state(epoch))
+        shown = {"loss": val_loss, **val} if cfg.train.select == "loss" else val
+        log(f"epoch {epoch + 1:>3}/{cfg.optim.epochs}  loss {loss:.4f}  val {_fmt(shown)}"
+            + ("  *" if run.best_epoch == epoch else ""))
+        if on_epoch is not None:
+            try:
+                on_epoch(epoch, score, row)
+            except BaseException:
+                tb.close()
+                distributed.shutdown(d)
+                raise
+    run.best, run.best_epoch, run.best_loss = distributed.broadcast_object(d, (run.best, run.best_epoch,
+                                                                              run.best_loss))
+    distributed.barrier(d)
+
+
+def fit(cfg: RunConfig, run_dir: str | Path, log=print, on_epoch=None, test: bool = True) -> dict:
+    """Train, select on validation, test the best checkpoint once; returns the results dict.
+
+    `on_epoch(epoch, score, row)` is called on the main process after each epoch is saved (score: the validation
+    selection score; row: the metrics.csv row); an exception it raises (e.g. optuna.TrialPruned) ends the run
+    after closing its writers. `test=False` never evaluates the test split (hyper-parameter search).
+    """
+    run, tb, rows, logged = open_run(cfg, run_dir, log)
     for epoch in range(run.start_epoch, cfg.optim.epochs):
-        if should_stop(epoch, run.best_epoch, cfg.train.patience):  # early stopping (also after a resume)
-            if d.main:
-                log(f"early stopping: no better validation score in the {cfg.train.patience} epochs after epoch "
-                    f"{run.best_epoch + 1}")
+        if stopping(run, epoch, log):
             break
         lr = run.opt.param_groups[0]["lr"]
         loss = run.train_epoch(epoch)
-        val, val_pred = run.eval_split(data.val)
-        score = selection_score(cfg.data.task, val)
-        val_loss = video_loss(cfg.data.task, data.val.targets, val_pred, run.mean, run.std)
-        tr = {}
-        if len(run.train_eval):
-            tr, tr_pred = run.eval_split(run.train_eval)
-            tr["eval_loss"] = video_loss(cfg.data.task, run.train_eval.targets, tr_pred, run.mean, run.std)
-        if d.main:
-            row = {"epoch": epoch, "lr": lr, "train_loss": loss, **{f"train_{k}": v for k, v in tr.items()},
-                   "val_loss": val_loss, **{f"val_{k}": v for k, v in val.items()}}
-            rows.append(row)
-            for k, v in row.items():
-                if k != "epoch":
-                    tb.add_scalar(k, v, epoch)
-            if run.improves(score, val_loss):
-                run.best, run.best_epoch, run.best_loss = score, epoch, val_loss
-                save_model(run_dir, "best", run.eval_model, run.meta(epoch))
-            _write_metrics(run_dir / "metrics.csv", rows)
-            save_state(run_dir / "last.pt", run.state(epoch))
-            log(f"epoch {epoch + 1:>3}/{cfg.optim.epochs}  loss {loss:.4f}  val {_fmt(val)}"
-                + ("  *" if run.best_epoch == epoch else ""))
-            if on_epoch is not None:
-                try:
-                    on_epoch(epoch, score, row)
-                except BaseException:
-                    tb.close()
-                    distributed.shutdown(d)
-                    raise
-        run.best, run.best_epoch, run.best_loss = distributed.broadcast_object(d, (run.best, run.best_epoch,
-                                                                                  run.best_loss))
-        distributed.barrier(d)
-    results = finish(run, score_test=test, rows=rows, log=log)
+        end_epoch(run, epoch, lr, loss, tb, rows, log, on_epoch)
+    results = finish(run, score_test=test, rows=rows, log=log, logged=logged)
     if tb is not None:
         tb.close()
-    distributed.shutdown(d)
+    distributed.shutdown(run.d)
     return results
 
 
@@ -478,10 +512,12 @@ def _fmt(metrics: dict) -> str:
     return "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())
 
 
-def finish(run: Run, score_test: bool = True, rows: list[dict] | None = None, log=print) -> dict:
+def finish(run: Run, score_test: bool = True, rows: list[dict] | None = None, log=print,
+           logged: list[str] | tuple = ()) -> dict:
     """Reload the best checkpoint, evaluate validation and test once, write results.json and results.md.
 
     With `score_test=False` the test split is neither evaluated nor scored by the baseline (results["test"] = {}).
+    Warnings are logged once: those in `logged` were already.
     """
     from safetensors.torch import load_file
 
@@ -500,7 +536,8 @@ def finish(run: Run, score_test: bool = True, rows: list[dict] | None = None, lo
     }
     results.update(diagnostics(run, rows or [], results, score_test))
     for w in results["warnings"]:
-        log("warning: " + w)
+        if w not in logged:
+            log("warning: " + w)
     if cfg.data.task == "classification" and pred is not None:
         results["confusion"] = confusion_matrix(data.test.targets, pred.argmax(1), len(data.labels.classes)).tolist()
     results = _json_safe(results)
@@ -544,8 +581,9 @@ def _num(v) -> float:
         return math.nan
 
 
-def results_table(r: dict) -> str:
-    """Markdown: the model beside the trivial baseline on test, and on validation."""
+def results_table(r: dict, warnings: bool = True) -> str:
+    """Markdown: the model beside the trivial baseline on test, and on validation; then the warnings (`warnings`:
+    `fit` logged them already when the table goes to the terminal)."""
     keys = list(r["test"] or r["val"])
     lines = [f"# Results ({r['task']})", "",
              f"clips: train {r['n']['train']}, val {r['n']['val']}, test {r['n']['test']}, "
@@ -566,7 +604,7 @@ def results_table(r: dict) -> str:
     lines.append(f"| model (val) | {cells(r['val'])} |")
     if lin.get("val"):
         lines.append(f"| {lin['name']} (val) | {cells(lin['val'])} |")
-    lines += [""] + [f"**Warning:** {w}" for w in r.get("warnings", [])]
+    lines += [""] + [f"**Warning:** {w}" for w in (r.get("warnings", []) if warnings else [])]
     if r.get("curves"):
         lines += ["", f"![training and validation curves]({r['curves']})"]
     return "\n".join(lines) + "\n"

@@ -1,0 +1,95 @@
+"""Several seeds trained as one batched computation equal the same runs trained alone (tam.train.multiseed)."""
+
+import csv
+from dataclasses import replace
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from torch.func import vmap
+
+from tam.models.stochastic import SampleRNG
+from tam.train.checkpoint import load_state
+from tam.train.loop import fit
+from tam.train.multiseed import LaneRNG, batch_key, fit_many
+
+
+def _quiet(_):
+    pass
+
+
+def _seeds(cfg, seeds):
+    return [replace(cfg, train=replace(cfg.train, seed=s)).validate() for s in seeds]
+
+
+def _regularised(cfg):
+    """Every random stream on: dropout, stochastic depth, feature noise, crops, token / modality dropout, mixup;
+    plus EMA, gradient clipping and a schedule (each must stay per run inside the batch)."""
+    return replace(cfg, model=replace(cfg.model, dropout=0.1, drop_path=0.1, noise=0.1),
+                   optim=replace(cfg.optim, epochs=3, schedule="cosine", warmup_epochs=0.5, grad_clip=0.5),
+                   train=replace(cfg.train, ema_decay=0.9, linear_baseline=False, train_eval_videos=16),
+                   augment=replace(cfg.augment, crop_min_fraction=0.5, token_dropout=0.1, modality_dropout=0.2,
+                                   mixup_alpha=0.2, label_smoothing=0.1)).validate()
+
+
+def _rows(run_dir):
+    return list(csv.DictReader((run_dir / "metrics.csv").open()))
+
+
+def test_lane_k_draws_run_ks_streams():
+    K, B = 3, 4
+    seeds = torch.arange(K * B) * 7919 + 1
+    rng = LaneRNG(seeds, K, torch.device("cpu"))
+
+    def draw(lane):
+        rng.lane = lane
+        return torch.cat([rng.rand(5), rng.randn(3), rng.rand(2)], dim=1)
+
+    got = vmap(draw, randomness="same")(torch.arange(K))
+    for k in range(K):
+        alone = SampleRNG(seeds[k * B:(k + 1) * B])
+        want = torch.cat([alone.rand(5), alone.randn(3), alone.rand(2)], dim=1)
+        assert torch.equal(got[k], want)
+    assert len(rng) == B
+
+
+@pytest.mark.slow
+def test_batched_seeds_equal_separate_runs(tiny_config, tmp_path):
+    cfgs = _seeds(_regularised(tiny_config), [0, 1, 2])
+    lines = []
+    batched = fit_many(cfgs, [tmp_path / f"batched{k}" for k in range(3)], logs=[lines.append, _quiet, _quiet])
+    assert batched[0]["linear"] == {}  # the linear baseline is off here (it does not depend on the seed)
+    assert any("trained as one batch" in x for x in lines)
+    alone = [fit(c, tmp_path / f"alone{k}", log=_quiet) for k, c in enumerate(cfgs)]
+    for k in range(3):
+        a, b = tmp_path / f"alone{k}", tmp_path / f"batched{k}"
+        assert sorted(p.name for p in a.iterdir()) == sorted(p.name for p in b.iterdir())
+        ra, rb = _rows(a), _rows(b)
+        assert [r.keys() for r in ra] == [r.keys() for r in rb]
+        for x, y in zip(ra, rb, strict=True):  # every per-epoch loss and metric
+            for key in x:
+                assert float(y[key]) == pytest.approx(float(x[key]), rel=1e-4, abs=1e-5), (k, x["epoch"], key)
+        assert batched[k]["best_epoch"] == alone[k]["best_epoch"]
+        assert batched[k]["test"] == pytest.approx(alone[k]["test"], rel=1e-4, abs=1e-5)
+        assert batched[k]["val"] == pytest.approx(alone[k]["val"], rel=1e-4, abs=1e-5)
+        wa, wb = load_file(str(a / "best.safetensors")), load_file(str(b / "best.safetensors"))
+        assert wa.keys() == wb.keys() and all(torch.allclose(wa[n], wb[n], atol=1e-5) for n in wa)
+        sa, sb = load_state(a / "last.pt"), load_state(b / "last.pt")
+        assert torch.equal(sa["rng"], sb["rng"]) and sa["epoch"] == sb["epoch"] and sa["sched"] == sb["sched"]
+        moments = [(x["exp_avg_sq"], y["exp_avg_sq"]) for x, y in zip(sa["opt"]["state"].values(),
+                                                                     sb["opt"]["state"].values(), strict=True)]
+        assert moments and all(torch.allclose(x, y, rtol=1e-3, atol=1e-9) for x, y in moments)
+    # the seeds differ from each other, so the comparison above tells them apart
+    assert len({round(float(_rows(tmp_path / f"alone{k}")[-1]["train_loss"]), 6) for k in range(3)}) == 3
+
+
+def test_other_configs_are_trained_one_after_another(tiny_config, tmp_path):
+    one = replace(tiny_config, optim=replace(tiny_config.optim, epochs=1),
+                  train=replace(tiny_config.train, linear_baseline=False, train_eval_videos=0))
+    other = replace(one, model=replace(one.model, d=8))
+    assert batch_key(one) == batch_key(replace(one, train=replace(one.train, seed=5)))
+    assert batch_key(one) != batch_key(other)
+    lines = []
+    results = fit_many([one, other], [tmp_path / "a", tmp_path / "b"], logs=[lines.append, _quiet])
+    assert "one after another" in lines[0] and not any("one batch" in x for x in lines)
+    assert len(results) == 2 and (tmp_path / "b" / "results.json").is_file()
