@@ -30,6 +30,7 @@ COMMANDS = {
     "export": "export",
     "experiment": "experiment",
     "tune": "tune",
+    "serve": "serve",
 }
 
 
