@@ -16,7 +16,7 @@ from typing import Any, get_args, get_origin, get_type_hints
 import yaml
 
 from tam import MODALITIES
-from tam.errors import TamError
+from tam.errors import TamError, first_line
 
 FUSIONS = ("ctm", "inner", "cross", "concat", "divide", "joint")
 """Fusion strategies: the paper's CTM, its two ablations (Table 2, lower) and three baselines (section 5.3)."""
@@ -48,6 +48,10 @@ class ModelConfig:
     # regularisation, training only (docs/training.md "Regularisation and schedules"; 0 = off = the paper)
     drop_path: float = 0.0  # stochastic depth of the last fusion layer (linear from 0 in the first)
     noise: float = 0.0  # σ of Gaussian noise added to the (normalised) input features
+    # CTM fusions only (ctm, inner, cross), both off = the paper; measured in docs/synthetic.md (a), 2026-12-07:
+    # learned relative-position bias in Eqs. (3)-(4) per (m, n) pair, head and segment offset in [-R, R]; 0 = off
+    rel_bias: int = 0
+    centre: bool = False  # per-video centring: each modality's features minus their mean over the clip's segments
 
 
 @dataclass
@@ -114,6 +118,9 @@ class AugmentConfig:
     """Training-time augmentation and label regularisation; every draw is a function of (seed, epoch, video)."""
 
     crop_min_fraction: float = 1.0  # training crops are T·u segments long, u ~ U[this, 1]; 1 = always T (paper)
+    # a training clip shorter than T starts at a random slot of the T-slot window (leading slots padded and masked),
+    # so that absolute position (P_e) says less about a video; False = slot 0 (the paper)
+    shift: bool = False
     token_dropout: float = 0.0  # each segment of a training clip is masked out with this probability
     modality_dropout: float = 0.0  # each clip loses one random present modality with this probability (never all)
     mixup_alpha: float = 0.0  # mixup between videos, λ ~ Beta(α, α) (kept >= 0.5); 0 = off
@@ -141,6 +148,9 @@ class RunConfig:
             raise TamError(f"model.readout must be one of {READOUTS}, got {m.readout!r}")
         if m.pos_init not in POS_INITS:
             raise TamError(f"model.pos_init must be one of {POS_INITS}, got {m.pos_init!r}")
+        if not 0 <= m.rel_bias <= m.T or ((m.rel_bias or m.centre) and m.fusion not in ("ctm", "inner", "cross")):
+            raise TamError(f"model.rel_bias must be in [0, model.T = {m.T}] and, like model.centre, needs a CTM fusion "
+                           f"(ctm, inner, cross); got {m.rel_bias}, centre {m.centre}, fusion {m.fusion!r}")
         if self.optim.freeze_fusion_epochs < 0 or not 0 < self.optim.layer_decay <= 1:
             raise TamError(f"optim.freeze_fusion_epochs must be >= 0 and optim.layer_decay in (0, 1], got "
                            f"{self.optim.freeze_fusion_epochs}, {self.optim.layer_decay}")
@@ -171,6 +181,8 @@ class RunConfig:
             raise TamError(f"augment.crop_min_fraction must be in (0, 1], got {a.crop_min_fraction}")
         if a.mixup_alpha < 0 or m.noise < 0 or o.warmup_epochs < 0 or t.patience < 0:
             raise TamError("augment.mixup_alpha, model.noise, optim.warmup_epochs and train.patience must be >= 0")
+        if o.epochs < 1 or o.batch_size < 1:
+            raise TamError(f"optim.epochs and optim.batch_size must be at least 1, got {o.epochs}, {o.batch_size}")
         if o.schedule not in ("step", "cosine"):
             raise TamError(f"optim.schedule must be step or cosine, got {o.schedule!r}")
 
@@ -215,22 +227,36 @@ def from_dict(cls: type, data: dict, where: str = "") -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(data) - names
     if unknown:
-        raise TamError(f"config {where or cls.__name__}: unknown keys {sorted(unknown)} (known: {sorted(names)})")
+        what = f"config {where}: unknown keys" if where else "config: unknown sections"
+        raise TamError(f"{what} {sorted(unknown)}{_did_you_mean(sorted(unknown), names)} (known: {sorted(names)})")
     kwargs = {k: _coerce(v, hints[k], f"{where}.{k}".lstrip(".")) for k, v in data.items()}
     return cls(**kwargs)
+
+
+def _did_you_mean(keys: list[str], names: set[str]) -> str:
+    """` (did you mean 'optim'?)` when the first unknown key is close to a known one."""
+    import difflib
+
+    close = difflib.get_close_matches(keys[0], sorted(names), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
     """Apply `section.key=value` strings (value parsed as YAML) to a nested dict."""
     for item in overrides:
         if "=" not in item:
-            raise TamError(f"override {item!r} is not of the form section.key=value")
+            raise TamError(f"--set {item}: write SECTION.KEY=VALUE with no spaces (e.g. model.d=256)")
         key, raw = item.split("=", 1)
         node = data
         parts = key.split(".")
         for p in parts[:-1]:
             node = node.setdefault(p, {})
-        node[parts[-1]] = yaml.safe_load(raw)
+            if not isinstance(node, dict):
+                raise TamError(f"--set {item}: {key.rsplit('.', 1)[0]} is a value, not a section")
+        try:
+            node[parts[-1]] = yaml.safe_load(raw)
+        except yaml.YAMLError as e:
+            raise TamError(f"--set {item}: the value is not valid YAML ({first_line(e)})") from None
     return data
 
 

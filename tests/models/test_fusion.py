@@ -12,6 +12,20 @@ from tam.models.model import build_model
 DIMS = {"image": 12, "motion": 20, "audio": 6}
 
 
+def reference_bias(layer, m: int, n: int, head: int, L: int) -> torch.Tensor:
+    """B^{mn} of one head, entry by entry: b^{mn}[clip(j - i, -R, R)] between segment tokens i, j >= 1, else 0."""
+    B = torch.zeros(L, L)
+    if layer.b_rel is None:
+        return B
+    p = [(int(q), int(k)) for q, k in zip(layer.q_idx, layer.k_idx, strict=True)].index((m, n))
+    b = layer.b_rel[p, head].tolist()
+    R = (len(b) - 1) // 2
+    for i in range(1, L):
+        for j in range(1, L):
+            B[i, j] = b[min(max(j - i, -R), R) + R]
+    return B
+
+
 def reference_ctm(model: CTMFusion, x, valid, present):
     """Eqs. (1)-(6) written out with Python loops over modalities, heads and pairs (no batching tricks)."""
     B, T = valid.shape
@@ -23,7 +37,10 @@ def reference_ctm(model: CTMFusion, x, valid, present):
         tok = torch.cat([torch.ones(1, dtype=torch.bool), valid[b]])
         Z = []
         for i, m in enumerate(mods):  # Eq. (1)
-            X = model.embed.proj[m](x[m][b])
+            xb = x[m][b]
+            if model.centre:  # per-video centring: minus the mean of the valid segments
+                xb = xb - xb[valid[b]].mean(0)
+            X = model.embed.proj[m](xb)
             Z.append(torch.cat([model.embed.X0[i : i + 1], X]) + model.embed.P_e[:L])
         for layer in model.layers:
             d, h = layer.d, layer.h
@@ -34,23 +51,23 @@ def reference_ctm(model: CTMFusion, x, valid, present):
             K = [Zn[i] @ W[i][:, d : 2 * d] for i in range(M)]
             V = [Zn[i] @ W[i][:, 2 * d :] for i in range(M)]
 
-            def attend(q, k, v, keys, h=h, dh=dh):
+            def attend(m, n, keys, h=h, dh=dh, layer=layer, Q=Q, K=K, V=V, L=L):
                 heads = []
                 for j in range(h):  # each head does the equation on its slice
                     s = slice(j * dh, (j + 1) * dh)
-                    scores = q[:, s] @ k[:, s].T / math.sqrt(dh)
+                    scores = Q[m][:, s] @ K[n][:, s].T / math.sqrt(dh) + reference_bias(layer, m, n, j, L)
                     scores = scores.masked_fill(~keys[None, :], float("-inf"))
-                    heads.append(torch.softmax(scores, dim=-1) @ v[:, s])
+                    heads.append(torch.softmax(scores, dim=-1) @ V[n][:, s])
                 return torch.cat(heads, dim=-1)
 
             newZ = []
             for i in range(M):
                 parts = []
                 if layer.attention in ("both", "inner"):
-                    parts.append(attend(Q[i], K[i], V[i], tok))  # Eq. (3)
+                    parts.append(attend(i, i, tok))  # Eq. (3)
                 if layer.attention in ("both", "cross"):
                     others = [n for n in range(M) if n != i and present[b, n]]
-                    C = sum((attend(Q[i], K[n], V[n], tok) for n in others), torch.zeros(L, d))
+                    C = sum((attend(i, n, tok) for n in others), torch.zeros(L, d))
                     parts.append(C / max(1, len(others)))  # Eq. (4)
                 O = torch.cat(parts, dim=-1) @ layer.W_o.weight.T  # Eq. (5)
                 z = Z[i] + O
@@ -86,6 +103,47 @@ def test_fast_path_matches_reference(attention):
     torch.testing.assert_close(fast.f0, ref[:, 0], atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("attention,rel_bias,centre", [("both", 3, False), ("inner", 3, False), ("cross", 3, False),
+                                                      ("both", 20, True), ("cross", 0, True)])
+def test_relative_bias_and_centring_match_the_reference(attention, rel_bias, centre):
+    """The options for sample-efficient timing: the fast path (bias as an additive score term) against the loops,
+    with a random bias (it starts at 0) and R both inside and beyond the clip's offsets."""
+    torch.manual_seed(0)
+    model = CTMFusion(DIMS, d=16, layers=2, heads=4, ffn_mult=2, dropout=0.0, T=8, attention=attention,
+                      rel_bias=rel_bias, centre=centre).eval()
+    with torch.no_grad():
+        for layer in model.layers:
+            if layer.b_rel is not None:
+                layer.b_rel.normal_()
+    x, valid, present = inputs()
+    with torch.no_grad():
+        fast = model(x, valid, present).f
+        ref = reference_ctm(model, x, valid, present)
+        plain = CTMFusion(DIMS, d=16, layers=2, heads=4, ffn_mult=2, dropout=0.0, T=8, attention=attention).eval()
+        plain.load_state_dict(model.state_dict(), strict=False)  # the same weights without the options
+        plain = plain(x, valid, present).f
+    torch.testing.assert_close(fast, ref, atol=1e-5, rtol=1e-5)
+    assert (fast - plain).abs().max() > 1e-3  # the options change the output (a reference that ignores them fails)
+
+
+def test_relative_bias_starts_at_the_papers_scores_and_shifts_with_the_clip():
+    """b = 0 at init gives the paper's CTM exactly; B^{mn} depends on j - i only, never on absolute position."""
+    from tam.models.fusion import offset_bias
+
+    torch.manual_seed(0)
+    paper = CTMFusion(DIMS, d=16, layers=2, heads=4, dropout=0.0, T=8).eval()
+    biased = CTMFusion(DIMS, d=16, layers=2, heads=4, dropout=0.0, T=8, rel_bias=4).eval()
+    biased.load_state_dict(paper.state_dict(), strict=False)
+    x, valid, present = inputs()
+    with torch.no_grad():
+        torch.testing.assert_close(paper(x, valid, present).f, biased(x, valid, present).f)
+    b = torch.arange(2 * 9.0).view(1, 2, 9)  # R = 4, one pair, two heads
+    B = offset_bias(b, 8)
+    assert B.shape == (1, 2, 8, 8) and (B[:, :, 0] == 0).all() and (B[:, :, :, 0] == 0).all()  # X_0: no bias
+    assert B[0, 1, 2, 4] == b[0, 1, 4 + 2] and B[0, 0, 5, 3] == b[0, 0, 4 - 2] and B[0, 0, 1, 7] == b[0, 0, 8]
+    assert torch.equal(B[0, 0, 1:-1, 1:-1], B[0, 0, 2:, 2:])  # Toeplitz: the same offset, the same bias
+
+
 def test_reference_is_sensitive_to_cross_modal_weights():
     """Guard against a reference that agrees trivially: changing W_q of audio changes the image stream's output."""
     torch.manual_seed(0)
@@ -99,10 +157,15 @@ def test_reference_is_sensitive_to_cross_modal_weights():
     torch.testing.assert_close(a[2], b[2])  # video 2 has no audio: unchanged
 
 
-@pytest.mark.parametrize("fusion", FUSIONS)
-def test_padding_and_missing_modality_never_influence_valid_outputs(fusion):
+@pytest.mark.parametrize("fusion,options", [(f, {}) for f in FUSIONS] + [
+    ("ctm", {"rel_bias": 8, "centre": True}), ("cross", {"rel_bias": 2}), ("inner", {"centre": True})])
+def test_padding_and_missing_modality_never_influence_valid_outputs(fusion, options):
     torch.manual_seed(0)
-    model = build_model(ModelConfig(fusion=fusion, d=16, layers=2, heads=4, dropout=0.0, T=8), DIMS, 5).eval()
+    model = build_model(ModelConfig(fusion=fusion, d=16, layers=2, heads=4, dropout=0.0, T=8, **options), DIMS, 5)
+    model.eval()
+    for name, p in model.named_parameters():
+        if name.endswith("b_rel"):
+            p.data.normal_()  # a trained bias, not the zeros it starts at
     x, valid, present = inputs()
     x2 = {m: v.clone() for m, v in x.items()}
     x2["image"][1, 4:] = 1e3 * torch.randn(3, 12)  # garbage in the padded segments of video 1
@@ -136,11 +199,12 @@ def test_missing_modality_equals_model_without_it():
     torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("fusion", FUSIONS)
+@pytest.mark.parametrize("fusion,options", [(f, {}) for f in FUSIONS] + [  # with f^0 the last layer's bias gets none:
+    ("ctm", {"rel_bias": 6, "centre": True, "readout": "mean"})])  # it only moves segment rows, which f^0 never reads
 @pytest.mark.parametrize("outputs", [8, 2])
-def test_every_parameter_gets_a_gradient(fusion, outputs):
+def test_every_parameter_gets_a_gradient(fusion, options, outputs):
     torch.manual_seed(0)
-    model = build_model(ModelConfig(fusion=fusion, d=16, layers=2, heads=4, T=8), DIMS, outputs)
+    model = build_model(ModelConfig(fusion=fusion, d=16, layers=2, heads=4, T=8, **options), DIMS, outputs)
     x, valid, present = inputs()
     present[2, 2] = True
     out = model(x, valid, present)

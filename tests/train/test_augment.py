@@ -78,3 +78,25 @@ def test_regression_mixup_mixes_targets():
     mixed = lam[:, None] * ta + (1 - lam[:, None]) * tb
     got = loss_sum("regression", out, ta, [0.0, 0.0], [1.0, 1.0], 0.0, tb, lam)
     assert got.item() == pytest.approx((mixed ** 2).sum().item() / 2)
+
+
+def test_shift_moves_a_short_clip_within_the_window_and_keeps_its_segments(ds):
+    """augment.shift: a clip of n < T segments starts at slot s in [0, T - n]: s padded slots first (valid False),
+    then the clip unchanged (every offset within it kept); reproducible; a clip of T segments is never moved."""
+    aug = Augment(shift=True, seed=3)
+    moved = set()
+    for i in range(len(ds)):
+        x, _, _, _, _ = item = ds[(i, 0)]
+        n = x["image"].shape[0]
+        sx, _, _, _, ex = aug(ds, item, 0)
+        if n == ds.T:
+            assert "valid" not in ex and torch.equal(sx["image"], x["image"])
+            continue
+        s = sx["image"].shape[0] - n
+        assert 0 <= s <= ds.T - n and ex["valid"].tolist() == [False] * s + [True] * n
+        assert torch.equal(sx["audio"][s:], x["audio"]) and not sx["audio"][:s].any()
+        assert torch.equal(aug(ds, item, 0)[0]["image"], sx["image"])  # a function of (seed, epoch, video)
+        moved.add(s)
+    assert len(moved) > 1  # the slot varies between videos
+    b = collate([aug(ds, ds[(i, 0)], 0) for i in range(4)], pad_to=ds.T)
+    assert b.valid.shape == (4, ds.T)

@@ -78,6 +78,10 @@ def test_a_real_checkpoint_loads(run):
     ({"features": {"encoders": 3}}, "unreadable 'features'"),
     ({"model": []}, "no 'model' section"),
     ({"model__readout": "cls-token"}, "model.readout must be one of"),
+    ({"model__rel_bias": -1}, "model.rel_bias must be in [0, model.T = 4]"),
+    ({"model__rel_bias": 10**6}, "model.rel_bias must be in [0, model.T = 4]"),
+    ({"model__centre": "yes"}, "expected bool"),
+    ({"model__fusion": "concat", "model__centre": True}, "needs a CTM fusion"),
 ])
 def test_broken_descriptions_are_one_line_errors(run, tmp_path, changes, message):
     d = copy_run(run, tmp_path)
@@ -85,6 +89,27 @@ def test_broken_descriptions_are_one_line_errors(run, tmp_path, changes, message
     with pytest.raises(TamError) as e:
         load_model(d)
     one_line(e, str(d / "best.json"), message)
+
+
+def test_a_checkpoint_with_relative_bias_and_centring_loads(run, tmp_path):
+    """The options of issue 21 (model.rel_bias, model.centre) round-trip: the bias table comes back, and a
+    description without them (an older checkpoint) still loads as the paper's CTM."""
+    from tam.models.model import build_model
+    from tam.train.checkpoint import save_model
+
+    d = copy_run(run, tmp_path)
+    meta = json.loads((d / "best.json").read_text())
+    meta["model"].update(rel_bias=3, centre=True)
+    model = build_model(ModelConfig(**meta["model"]), meta["dims"], meta["outputs"])
+    with torch.no_grad():
+        model.fusion.layers[0].b_rel.normal_()
+    save_model(d, "best", model, meta)
+    loaded, _ = load_model(d)
+    assert loaded.fusion.centre and loaded.fusion.layers[0].b_rel.shape == (9, 2, 7)  # M² = 9 pairs, h, 2R+1
+    torch.testing.assert_close(loaded.fusion.layers[0].b_rel, model.fusion.layers[0].b_rel)
+    old = copy_run(run, tmp_path / "old")
+    edit_meta(old / "best.json", model={k: v for k, v in meta["model"].items() if k not in ("rel_bias", "centre")})
+    assert load_model(old)[0].fusion.layers[0].b_rel is None
 
 
 def test_a_width_in_range_but_not_in_the_weights_fails_before_allocating(run, tmp_path):

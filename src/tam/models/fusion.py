@@ -23,6 +23,13 @@ Masks (one convention everywhere: True = valid):
 
 The fast path runs all (query modality, key modality) pairs as one batched scaled-dot-product attention
 call. `attention="inner"` and `"cross"` give the two ablations of Table 2 (O^m = I^m W_o or C^m W_o).
+
+Two options for learning timing from few labelled videos (both off = the paper; docs/synthetic.md, (a)):
+  - `rel_bias` = R > 0: a learned relative-position bias in Eqs. (3)-(4), per (m, n) pair, head and segment
+    offset (T5 / ALiBi style): σ(Q^m K^nᵀ/√d_h + B^{mn}) V^n with B^{mn}_{ij} = b^{mn}[clip(j − i, −R, R)] between
+    segment tokens i, j ≥ 1 and 0 on the rows and columns of X_0. b starts at 0 (the paper's scores).
+  - `centre`: per-video centring before the projections, X^m ← X^m − mean_t X_t^m over the valid segments of the
+    clip, which removes the per-video offset a model can memorise.
 """
 
 from __future__ import annotations
@@ -94,6 +101,23 @@ def token_mask(valid: Tensor) -> Tensor:
     return torch.cat([valid.new_ones(valid.shape[0], 1), valid], dim=1)
 
 
+def centre_clip(x: Tensor, valid: Tensor) -> Tensor:
+    """Per-video centring: x [B, T, D] minus its mean over the valid segments (valid [B, T]); padded rows stay."""
+    w = valid[..., None].to(x.dtype)
+    return x - (x * w).sum(1, keepdim=True) / w.sum(1, keepdim=True).clamp(min=1)
+
+
+def offset_bias(b: Tensor, L: int) -> Tensor:
+    """B [P, h, L, L] from b [P, h, 2R+1]: B_ij = b[clip(j − i, −R, R)] between segment tokens i, j ≥ 1, 0 where
+    i or j is X_0 (token 0)."""
+    R = (b.shape[-1] - 1) // 2
+    t = torch.arange(L, device=b.device)
+    idx = (t[None, :] - t[:, None]).clamp(-R, R) + R  # [L, L] offset bucket of (query i, key j)
+    B = b[:, :, idx]  # [P, h, L, L]
+    seg = (t > 0).to(b.dtype)
+    return B * (seg[:, None] * seg[None, :])
+
+
 class FeedForward(nn.Module):
     """FFN(x) = W_2 GELU(W_1 x), with (per-sample) dropout."""
 
@@ -111,7 +135,7 @@ class CTMLayer(nn.Module):
     stochastic depth on both residual branches (training only)."""
 
     def __init__(self, M: int, d: int, heads: int, ffn_hidden: int, dropout: float, attention: str = "both",
-                 drop_path: float = 0.0):
+                 drop_path: float = 0.0, rel_bias: int = 0):
         super().__init__()
         if attention not in ("both", "inner", "cross"):
             raise ValueError(f"attention must be both, inner or cross, got {attention!r}")
@@ -126,6 +150,8 @@ class CTMLayer(nn.Module):
         q_idx, k_idx = self.pairs(M, attention)
         self.register_buffer("q_idx", torch.tensor(q_idx, dtype=torch.long), persistent=False)
         self.register_buffer("k_idx", torch.tensor(k_idx, dtype=torch.long), persistent=False)
+        # b^{mn}: relative-position bias per pair, head and offset in [−R, R]; None = off (the paper)
+        self.b_rel = nn.Parameter(torch.zeros(len(q_idx), heads, 2 * rel_bias + 1)) if rel_bias else None
 
     @staticmethod
     def pairs(M: int, attention: str) -> tuple[list[int], list[int]]:
@@ -148,7 +174,7 @@ class CTMLayer(nn.Module):
         mask = mask | ~mask.any(-1, keepdim=True)  # an absent key modality: any finite result, weighted 0 below
         A = F.scaled_dot_product_attention(
             Qp.reshape(B * P, h, L, dh), Kp.reshape(B * P, h, L, dh), Vp.reshape(B * P, h, L, dh),
-            attn_mask=mask.reshape(B * P, 1, 1, L))  # σ(Q^m K^nᵀ/√d_h) V^n for every pair
+            attn_mask=self.score_mask(mask, L))  # σ(Q^m K^nᵀ/√d_h + B^{mn}) V^n for every pair
         A = A.reshape(B, P, h, L, dh).transpose(2, 3).reshape(B, P, L, d)  # heads merged
         parts = []
         n_inner = M if self.attention in ("both", "inner") else 0
@@ -159,6 +185,16 @@ class CTMLayer(nn.Module):
         O = self.W_o(torch.cat(parts, dim=-1))  # Eq. (5): O^m = (I^m ⊕ C^m) W_o
         Z = Z + self.drop_path(self.drop(O))
         return Z + self.drop_path(self.ffn(self.norm2(Z)))
+
+    def score_mask(self, mask: Tensor, L: int) -> Tensor:
+        """What the scores get from the key mask [B, P, L]: the bool mask [B·P, 1, 1, L], or with `rel_bias` the
+        additive B^{mn} [B·P, h, L, L] (−inf on masked keys)."""
+        B, P, _ = mask.shape
+        if self.b_rel is None:
+            return mask.reshape(B * P, 1, 1, L)
+        bias = offset_bias(self.b_rel, L)  # [P, h, L, L]
+        bias = bias[None].masked_fill(~mask[:, :, None, None, :], float("-inf"))  # [B, P, h, L, L]
+        return bias.reshape(B * P, self.h, L, L)
 
     def cross_mean(self, A_cross: Tensor, present: Tensor) -> Tensor:
         """Eq. (4)'s 1/(M-1) Σ_{n≠m}: average the cross pairs of each m over the present n ≠ m."""
@@ -176,21 +212,26 @@ class CTMFusion(nn.Module):
     """The paper's fusion module: Eq. (1) embedding, L CTM layers (Eqs. 2-5 + FFN), Eq. (6) average.
 
     Regularisation (training only, all off in the paper): `drop_path` = stochastic depth of the last layer
-    (linear from 0 in the first), `noise` = σ of Gaussian noise on the input features."""
+    (linear from 0 in the first), `noise` = σ of Gaussian noise on the input features. `rel_bias` (max offset R
+    of the relative-position bias) and `centre` (per-video centring): see the module docstring; 0 / False = the
+    paper."""
 
     def __init__(self, dims: dict[str, int], d: int = 768, layers: int = 12, heads: int = 8, ffn_mult: int = 4,
                  dropout: float = 0.1, T: int = 64, attention: str = "both", drop_path: float = 0.0,
-                 noise: float = 0.0, pos_init: str = "sinusoidal"):
+                 noise: float = 0.0, pos_init: str = "sinusoidal", rel_bias: int = 0, centre: bool = False):
         super().__init__()
         self.modalities = list(dims)
         self.d = self.out_dim = d
+        self.centre = centre
         self.embed = ModalityEmbedding(dims, d, T, noise, pos_init)
-        self.layers = nn.ModuleList([CTMLayer(len(dims), d, heads, ffn_mult * d, dropout, attention, p)
+        self.layers = nn.ModuleList([CTMLayer(len(dims), d, heads, ffn_mult * d, dropout, attention, p, rel_bias)
                                      for p in depth_rates(drop_path, layers)])
         self.norm = nn.LayerNorm(d)
 
     def forward(self, x: dict[str, Tensor], valid: Tensor, present: Tensor) -> FusionOutput:
         """x[m] [B, T, D_m], valid [B, T] bool, present [B, M] bool (modality order = self.modalities)."""
+        if self.centre:
+            x = {m: centre_clip(v, valid) for m, v in x.items()}  # X^m − mean_t X_t^m, per video
         Z = self.embed(x)  # Eq. (1): [B, M, T+1, d]
         tok = token_mask(valid)  # [B, T+1]
         key_ok = tok[:, None, :] & present[:, :, None]  # [B, M, T+1]
@@ -211,6 +252,8 @@ def layer_attention(layer: CTMLayer, Z: Tensor, key_ok: Tensor) -> Tensor:
     QKV = torch.einsum("bmld,mde->bmle", layer.norm1(Z), layer.W_qkv)
     Q, K, _ = (t.reshape(B, M, L, h, dh).transpose(2, 3) for t in QKV.chunk(3, dim=-1))  # [B, M, h, L, dh]
     S = torch.einsum("bphqe,bphke->bphqk", Q[:, layer.q_idx], K[:, layer.k_idx]) / math.sqrt(dh)
+    if layer.b_rel is not None:
+        S = S + offset_bias(layer.b_rel, L)  # + B^{mn}
     mask = key_ok[:, layer.k_idx]  # [B, P, L]
     mask = mask | ~mask.any(-1, keepdim=True)
     return S.float().masked_fill(~mask[:, :, None, None, :], float("-inf")).softmax(-1)

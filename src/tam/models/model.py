@@ -47,10 +47,11 @@ def build_fusion(cfg: ModelConfig, dims: dict[str, int]) -> nn.Module:
     dims = {m: dims[m] for m in cfg.modalities}
     kw = dict(d=cfg.d, layers=cfg.layers, heads=cfg.heads, ffn_mult=cfg.ffn_mult, dropout=cfg.dropout, T=cfg.T,
               drop_path=cfg.drop_path, noise=cfg.noise, pos_init=cfg.pos_init)
+    ctm = dict(kw, rel_bias=cfg.rel_bias, centre=cfg.centre)  # the options of the CTM fusions only
     fusions = {
-        "ctm": lambda: CTMFusion(dims, attention="both", **kw),
-        "inner": lambda: CTMFusion(dims, attention="inner", **kw),
-        "cross": lambda: CTMFusion(dims, attention="cross", **kw),
+        "ctm": lambda: CTMFusion(dims, attention="both", **ctm),
+        "inner": lambda: CTMFusion(dims, attention="inner", **ctm),
+        "cross": lambda: CTMFusion(dims, attention="cross", **ctm),
         "concat": lambda: ConcatFusion(dims, divide=False, **kw),
         "divide": lambda: ConcatFusion(dims, divide=True, **kw),
         "joint": lambda: JointFusion(dims, **kw),

@@ -11,6 +11,9 @@ docs/training.md ("Regularisation and schedules").
   - mixup between videos: a partner video j ≠ i (uniform over the training rows), cropped to the clip's
     length, λ ~ Beta(α, α) kept >= 0.5: x = λ x_i + (1 - λ) x_j, present = present_i | present_j; the loss
     mixes the targets (classification: soft targets = mixed cross-entropies; regression: mixed values).
+  - temporal shift: a clip of n < T segments starts at a random slot s in [0, T − n] of the T-slot window (slots
+    before s are padding, `valid` = False), so that the position embedding P_e sees its events at other absolute
+    positions; segment offsets within the clip are unchanged.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ class Augment:
     modality_dropout: float = 0.0
     mixup_alpha: float = 0.0
     seed: int = 0
+    shift: bool = False
 
     def __call__(self, ds, item: tuple, epoch: int) -> tuple:
         x, present, target, i, extras = item
@@ -54,7 +58,18 @@ class Augment:
                 present[drop] = False
                 m = list(x)[drop]
                 x = {**x, m: torch.zeros_like(x[m])}
+        if self.shift and n < ds.T:
+            s = int(np.random.default_rng([self.seed, epoch, i, 4]).integers(ds.T - n + 1))
+            x, extras = self.shifted(x, extras, s)
         return x, present, target, i, extras
+
+    @staticmethod
+    def shifted(x: dict[str, Tensor], extras: dict, s: int) -> tuple[dict[str, Tensor], dict]:
+        """The clip moved s slots later: s leading padded segments (valid = False)."""
+        n = next(iter(x.values())).shape[0]
+        valid = torch.cat([torch.zeros(s, dtype=torch.bool), extras.get("valid", torch.ones(n, dtype=torch.bool))])
+        x = {m: torch.cat([v.new_zeros(s, v.shape[1]), v]) for m, v in x.items()}
+        return x, {**extras, "valid": valid}
 
     def mixup(self, ds, x: dict[str, Tensor], present: Tensor, i: int, rng: np.random.Generator,
               extras: dict) -> tuple[dict[str, Tensor], Tensor]:
@@ -77,9 +92,9 @@ class Augment:
 def build_augment(cfg: RunConfig) -> Augment | None:
     """The clip augmentation of `cfg.augment`, or None when every option is off (the paper)."""
     a = cfg.augment
-    if not (a.token_dropout or a.modality_dropout or a.mixup_alpha):
+    if not (a.token_dropout or a.modality_dropout or a.mixup_alpha or a.shift):
         return None
-    return Augment(a.token_dropout, a.modality_dropout, a.mixup_alpha, cfg.train.seed)
+    return Augment(a.token_dropout, a.modality_dropout, a.mixup_alpha, cfg.train.seed, a.shift)
 
 
 def loss_sum(task: str, out: Tensor, target: Tensor, mean: list[float], std: list[float], smoothing: float = 0.0,
