@@ -39,7 +39,7 @@ def export_config(meta: dict, model: torch.nn.Module, source: dict) -> dict:
 
 def check_export(meta: dict, dims: dict[str, int], path: Path) -> None:
     """The export-only keys: library, format and the normalisation block's types and lengths (before any build)."""
-    if meta.get("library_name") != "tam" or meta.get("format") != FORMAT:
+    if meta.get("library_name") != "tam" or type(meta.get("format")) is not int or meta["format"] != FORMAT:
         raise TamError(f"{path}: not a tam model config (library_name {str(meta.get('library_name'))[:30]!r}, "
                        f"format {str(meta.get('format'))[:10]}; this tam reads format {FORMAT})")
     norm = meta.get("normalization")

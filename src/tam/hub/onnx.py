@@ -176,12 +176,27 @@ class _Head:
         return self
 
 
-def load_onnx(source: str | Path, meta: dict) -> OnnxFusion:
-    """The ONNX fusion of a model folder or repo id (`tam.hub.resolve`); run directories have none."""
+def load_onnx(source: str | Path, meta: dict, model: nn.Module) -> OnnxFusion:
+    """The ONNX fusion of a model folder or repo id (`tam.hub.resolve`; run directories have none), refused unless
+    it gives `model`'s outputs (the PyTorch model of the same folder) on a few padded videos."""
     from tam.hub.resolve import ONNX, resolve
 
     kind, folder = resolve(source)
     if kind == "run":
         raise TamError(f"{folder}: a run directory has no ONNX graph; `tam export {folder} --out DIR --onnx`, then "
                        "predict with --model DIR")
-    return OnnxFusion(folder / ONNX, list(meta["model"]["modalities"]), int(meta["outputs"]))
+    runner = OnnxFusion(folder / ONNX, list(meta["model"]["modalities"]), int(meta["outputs"]))
+    if runner.tokens != has_tokens(model):
+        raise TamError(f"{runner.path}: the graph's outputs {runner.output_names} do not fit {folder / 'config.json'}")
+    device = next(model.parameters()).device
+    try:
+        diff = max_difference(model.cpu(), runner, meta["dims"], int(meta["model"]["T"]), videos=4, batch=2)
+    except Exception as e:  # noqa: BLE001 - onnxruntime's own errors for a graph of other shapes
+        raise TamError(f"{runner.path}: the graph does not run on this model's inputs ({type(e).__name__}: "
+                       f"{first_line(e, 100)})") from None
+    finally:
+        model.to(device)
+    if not diff <= TOLERANCE:
+        raise TamError(f"{runner.path}: the graph differs from model.safetensors by {diff:.3g} (> {TOLERANCE}); it "
+                       "belongs to another model")
+    return runner

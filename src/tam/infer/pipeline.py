@@ -66,7 +66,7 @@ class Predictor:
         if runtime == "onnx":  # the same checked config; the fusion + head from model.onnx
             from tam.hub.onnx import load_onnx
 
-            self.net = load_onnx(model, self.meta)
+            self.net = load_onnx(model, self.meta, self.net)
         self.model, self.weights, self.audio_pca = str(model), weights or {}, audio_pca
         self.words, self.vocab = words, vocab
         self._encoders: dict | None = None

@@ -124,6 +124,8 @@ def check_model_config(meta: dict, path: Path) -> ModelConfig:
         raise TamError(f"{path}: model.d = {cfg.d} is not divisible by model.heads = {cfg.heads}")
     if not 0 <= cfg.dropout < 1:
         raise TamError(f"{path}: model.dropout = {cfg.dropout} is outside [0, 1)")
+    if not (math.isfinite(cfg.noise) and cfg.noise >= 0):
+        raise TamError(f"{path}: model.noise = {cfg.noise} must be a finite σ >= 0")
     mods = cfg.modalities
     if not mods or len(set(mods)) != len(mods) or not all(mods):
         raise TamError(f"{path}: model.modalities must be distinct, non-empty names, got {mods}")
@@ -184,6 +186,9 @@ def check_features(meta: dict, dims: dict[str, int], path: Path) -> None:
         widths = manifest.dims
     except (KeyError, TypeError, ValueError, AttributeError):
         raise TamError(f"{path}: unreadable 'features' (the feature store manifest)") from None
+    if not isinstance(manifest.segment, str):
+        raise TamError(f"{path}: 'features.segment' must be the segment policy's description, got "
+                       f"{str(manifest.segment)[:40]}")
     wrong = {m: (widths.get(m), D) for m, D in dims.items() if widths.get(m) != D}
     if wrong:
         raise TamError(f"{path}: 'features' and 'dims' disagree on feature widths {wrong}")
