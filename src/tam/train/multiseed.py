@@ -28,6 +28,7 @@ import copy
 import json
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -43,6 +44,9 @@ from tam.train.loop import Data, Run, autocast, end_epoch, finish, fit, open_run
 from tam.train.schedule import EMA, build_scheduler
 
 VARY = ("train.seed", "data.labels", "train.init_from")  # what may differ between the runs of one batch
+# tokens per training step (batch_size · M · (T+1)) up to which one vmap step of K runs beats their K own steps on
+# CPU (bench/bench_multiseed.py: ~1.2-1.4x at 272-544 tokens, 0.6-0.8x at 1,088; docs/training.md)
+VMAP_TOKENS = 600
 
 
 def batch_key(cfg: RunConfig) -> str:
@@ -79,15 +83,37 @@ class _Normalised(nn.Module):
         return x
 
 
-def _stack_params(runs: list[Run]) -> nn.Module:
-    """A copy of run 0's model whose parameters are the runs' parameters stacked [K, ...]."""
-    module = copy.deepcopy(runs[0].model)
-    module.norm = _Normalised()
-    for name, p in runs[0].model.named_parameters():
-        mod_name, _, leaf = name.rpartition(".")
-        stacked = torch.stack([r.model.get_parameter(name).detach() for r in runs])
-        setattr(module.get_submodule(mod_name), leaf, nn.Parameter(stacked, requires_grad=p.requires_grad))
-    return module
+class Stacked:
+    """K models of one architecture as one: a copy of the first whose parameters are the K models' stacked
+    [K, ...]; `forward` is a vmap of the model's own forward over them (`functional_call`)."""
+
+    def __init__(self, models: list[nn.Module], device: torch.device):
+        self.K, self.device = len(models), device
+        self.module = copy.deepcopy(models[0])
+        self.module.norm = _Normalised()
+        for name, p in models[0].named_parameters():
+            mod_name, _, leaf = name.rpartition(".")
+            stacked = torch.stack([m.get_parameter(name).detach() for m in models])
+            setattr(self.module.get_submodule(mod_name), leaf, nn.Parameter(stacked, requires_grad=p.requires_grad))
+        self.lanes = torch.arange(self.K, device=device)
+
+    def forward(self, x: dict[str, Tensor], valid: Tensor, present: Tensor, seeds: Tensor) -> Tensor:
+        """x[m] [K, B, T, D_m] (normalised), valid [K, B, T], present [K, B, M], seeds [K·B] -> outputs [K, B, C]."""
+        rng = LaneRNG(seeds, self.K, self.device)
+
+        def one(params, x, valid, present, lane):
+            rng.lane = lane
+            return functional_call(self.module, params, (x, valid, present))
+
+        prev = stochastic.current()
+        stochastic._local.rng = rng  # what `sample_rng` installs, here with the K runs' streams
+        try:
+            with warnings.catch_warnings():  # SDPA has no vmap rule yet: torch loops over K (measured in bench/)
+                warnings.filterwarnings("ignore", message=".*batching rule.*")
+                return vmap(one, randomness="same")(dict(self.module.named_parameters()), x, valid, present,
+                                                    self.lanes)
+        finally:
+            stochastic._local.rng = prev
 
 
 def _stack_state(states: list[dict]) -> dict:
@@ -130,7 +156,8 @@ class Batched:
         self.runs, r0 = runs, runs[0]
         cfg = r0.cfg
         self.K, self.device, self.fine_tuning = len(runs), r0.device, bool(cfg.train.init_from)
-        self.module = _stack_params(runs)
+        self.stacked = Stacked([r.model for r in runs], r0.device)
+        self.module = self.stacked.module
         groups = param_groups(self.module, cfg.optim, cfg.model.layers, fine_tuning=self.fine_tuning)
         self.opt = type(r0.opt)(groups, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
         self.sched = build_scheduler(self.opt, cfg.optim, len(r0.sampler))
@@ -143,23 +170,6 @@ class Batched:
             with torch.no_grad():
                 for name, e in self.ema.module.named_parameters():
                     e.copy_(torch.stack([r.ema.module.get_parameter(name) for r in runs]))
-        self.lanes = torch.arange(self.K, device=self.device)
-
-    def forward(self, x: dict[str, Tensor], valid: Tensor, present: Tensor, seeds: Tensor) -> Tensor:
-        """x[m] [K, B, T, D_m] (normalised), valid [K, B, T], present [K, B, M], seeds [K·B] -> outputs [K, B, C]."""
-        rng = LaneRNG(seeds, self.K, self.device)
-
-        def one(params, x, valid, present, lane):
-            rng.lane = lane
-            return functional_call(self.module, params, (x, valid, present))
-
-        prev = stochastic.current()
-        stochastic._local.rng = rng  # what `sample_rng` installs, here with K runs' streams
-        try:
-            params = dict(self.module.named_parameters())
-            return vmap(one, randomness="same")(params, x, valid, present, self.lanes)
-        finally:
-            stochastic._local.rng = prev
 
     def train_epoch(self, epoch: int) -> list[float]:
         """One epoch of every run; returns each run's training loss (as `Run.train_epoch`)."""
@@ -176,7 +186,7 @@ class Batched:
             bs = [b.to(self.device) for b in bs]
             with autocast(self.device):
                 xs = [r.model.norm(b.x, b.valid) for r, b in zip(runs, bs, strict=True)]  # each run's statistics
-                out = self.forward({m: torch.stack([x[m] for x in xs]) for m in xs[0]},
+                out = self.stacked.forward({m: torch.stack([x[m] for x in xs]) for m in xs[0]},
                                    torch.stack([b.valid for b in bs]), torch.stack([b.present for b in bs]),
                                    torch.cat([b.seed for b in bs]))
             losses = [loss_sum(cfg.data.task, out[k], b.target, r.mean, r.std, cfg.augment.label_smoothing,
@@ -238,44 +248,59 @@ def shared_data(cfgs: list[RunConfig]) -> list[Data]:
     return [cache[json.dumps(to_dict(c)["data"], sort_keys=True)] for c in cfgs]
 
 
-def fit_many(cfgs: list[RunConfig], run_dirs: list[str | Path], logs: list | None = None,
-             test: bool = True) -> list[dict]:
-    """`fit` for each (config, run directory), as one batched computation when the runs allow it (`why_not`),
-    else one after another; returns each run's results. `logs[k]` receives run k's log lines."""
+def fit_many(cfgs: list[RunConfig], run_dirs: list[str | Path], logs: list | None = None, test: bool = True,
+             batched: bool | None = None) -> list[dict]:
+    """`fit` for each (config, run directory) in this process: one vmap step for all when the runs allow it
+    (`why_not`) and `batched` (None: `pays(cfg)`), else each run's own steps in turn; returns each run's results.
+    `logs[k]` receives run k's log lines."""
     logs = logs or [print] * len(cfgs)
     if len(cfgs) < 2 or len({batch_key(c) for c in cfgs}) > 1:
         return _separately(cfgs, run_dirs, logs, test, "one run" if len(cfgs) < 2 else
                            f"their configs differ beyond {', '.join(VARY)}")
-    opened = []
-    for cfg, run_dir, log, data in zip(cfgs, run_dirs, logs, shared_data(cfgs), strict=True):
-        opened.append((*open_run(cfg, run_dir, log, data), torch.get_rng_state()))  # rng: as its `fit` saves it
-    runs = [o[0] for o in opened]
+    opened = [open_run(cfg, run_dir, log, data) + (torch.get_rng_state(),)  # the RNG state its `fit` would save
+              for cfg, run_dir, log, data in zip(cfgs, run_dirs, logs, shared_data(cfgs), strict=True)]
+    runs, rngs = [o[0] for o in opened], [o[4] for o in opened]
     reason = why_not(runs)
     if reason:
         for o in opened:
             if o[1] is not None:
                 o[1].close()
         return _separately(cfgs, run_dirs, logs, test, reason)
-    batched, active = Batched(runs), list(range(len(runs)))
+    step = Batched(runs) if (pays(cfgs[0]) if batched is None else batched) else None
     for log in logs:
-        log(f"trained as one batch with {len(runs) - 1} other run(s) of other seeds (tam.train.multiseed)")
+        log(f"trained in one process with {len(runs) - 1} run(s) of other seeds (tam.train.multiseed), "
+            + ("one vmap step for all" if step else "each run's own steps in turn"))
+    active = list(range(len(runs)))
     for epoch in range(runs[0].start_epoch, runs[0].cfg.optim.epochs):
         active = [k for k in active if not stopping(runs[k], epoch, logs[k])]
         if not active:
             break
-        lr = batched.opt.param_groups[0]["lr"]
-        losses = batched.train_epoch(epoch)
-        batched.sync(active)
+        lrs = [r.opt.param_groups[0]["lr"] for r in runs]
+        losses = step.train_epoch(epoch) if step else {k: _own_epoch(runs[k], epoch, rngs, k) for k in active}
+        if step:
+            step.sync(active)
         for k in active:
-            run, tb, rows, _, rng = opened[k]
-            torch.set_rng_state(rng)
-            end_epoch(run, epoch, lr, losses[k], tb, rows, logs[k])
+            torch.set_rng_state(rngs[k])
+            end_epoch(runs[k], epoch, lrs[k], losses[k], opened[k][1], opened[k][2], logs[k])
     results = []
     for (run, tb, rows, logged, _), log in zip(opened, logs, strict=True):
         results.append(finish(run, score_test=test, rows=rows, log=log, logged=logged))
         if tb is not None:
             tb.close()
     return results
+
+
+def pays(cfg: RunConfig) -> bool:
+    """Whether one vmap step is faster than the K runs' own steps: on CPU only for small steps (bench_multiseed)."""
+    return cfg.optim.batch_size * len(cfg.model.modalities) * (cfg.model.T + 1) <= VMAP_TOKENS
+
+
+def _own_epoch(run: Run, epoch: int, rngs: list[Tensor], k: int) -> float:
+    """Run k's own epoch, under its own global RNG state (as in its own process)."""
+    torch.set_rng_state(rngs[k])
+    loss = run.train_epoch(epoch)
+    rngs[k] = torch.get_rng_state()
+    return loss
 
 
 def _separately(cfgs, run_dirs, logs, test: bool, reason: str) -> list[dict]:
@@ -292,7 +317,8 @@ def _file_log(run_dir: Path):
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m tam.train.multiseed GROUP.json`: the runs of a group file, each logging to its run_dir/log.txt."""
+    """`python -m tam.train.multiseed GROUP.json`: {"runs": [{"config", "overrides", "run_dir"}, ...], "batched":
+    true | false | null}; each run logs to its run_dir/log.txt."""
     from tam.config import load_config
     from tam.errors import TamError
     from tam.io import read_json
@@ -300,11 +326,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         group = read_json(Path(argv[0]), "run group")
-        cfgs = [load_config(g["config"], g["overrides"]) for g in group]
-        dirs = [Path(g["run_dir"]) for g in group]
+        cfgs = [load_config(g["config"], g["overrides"]) for g in group["runs"]]
+        dirs = [Path(g["run_dir"]) for g in group["runs"]]
         for d in dirs:
             d.mkdir(parents=True, exist_ok=True)
-        fit_many(cfgs, dirs, [_file_log(d) for d in dirs])
+        fit_many(cfgs, dirs, [_file_log(d) for d in dirs], batched=group.get("batched"))
     except TamError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
