@@ -85,13 +85,12 @@ class Server:
 
 
 def wait_done(client, job_id: str, timeout: float = 60.0) -> dict:
-    """Poll a job until it is finished (done, failed or interrupted)."""
+    """Follow a job (long polls of up to 10 s) until it is finished: done, failed or interrupted."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        job = client.get(f"/v1/jobs/{job_id}").json()
+        job = client.get(f"/v1/jobs/{job_id}", params={"wait": min(10.0, max(0.0, end - time.monotonic()))}).json()
         if job["state"] in ("done", "failed", "interrupted"):
             return job
-        time.sleep(0.1)
     raise TimeoutError(f"job {job_id} not finished after {timeout} s")
 
 
@@ -197,3 +196,15 @@ def wait():
 def serving():
     """`Server(model, state, *options)`: a `tam serve` child process (see the class)."""
     return Server
+
+
+@pytest.fixture(scope="session")
+def load_test():
+    """`load(url, specs, clients, deadline_s=300)`: see its docstring."""
+    return load
+
+
+@pytest.fixture(scope="session")
+def realdata_root() -> Path:
+    """../shared/realdata/video (it may be absent: callers fall back to rendered videos)."""
+    return REALDATA

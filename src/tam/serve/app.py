@@ -32,12 +32,34 @@ def create_app(options: ServeOptions, predictor) -> FastAPI:
         app.include_router(r)
     app.add_exception_handler(Refused, _refused)
     app.add_exception_handler(QueueFull, _refused)
+    if not svc.tokens:
+        _without_auth(app)
     if options.cors:
         from fastapi.middleware.cors import CORSMiddleware
 
         app.add_middleware(CORSMiddleware, allow_origins=list(options.cors), allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "Content-Type"])
     return app
+
+
+def _without_auth(app: FastAPI) -> None:
+    """Without --token-file the schema names no security scheme and no 401/403 for tokens: it describes the app as
+    it runs (403 stays where a server path outside the allowed folder gets it)."""
+    build = app.openapi
+
+    def openapi() -> dict:
+        if not app.openapi_schema:
+            spec = build()
+            spec.get("components", {}).pop("securitySchemes", None)
+            for path, ops in spec["paths"].items():
+                for method, op in ops.items():
+                    op.pop("security", None)
+                    op["responses"].pop("401", None)
+                    if (path, method) != ("/v1/jobs", "post"):
+                        op["responses"].pop("403", None)
+        return app.openapi_schema
+
+    app.openapi = openapi
 
 
 async def _refused(request: Request, exc: Exception) -> JSONResponse:

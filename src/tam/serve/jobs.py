@@ -4,7 +4,7 @@
     STATE/jobs/<id>/input/<name>    the uploaded video (server-path jobs have none)
     STATE/jobs/<id>/danmaku/<name>  its danmaku file, when one came
     STATE/jobs/<id>/result.json     the prediction: one line of `tam predict`'s predictions.jsonl
-    STATE/jobs/<id>/report.html     the video's HTML report page (tam.infer.report)
+    STATE/jobs/<id>/report.html     the video's HTML report page (tam.infer.report), made on first request
 
 States: queued -> running -> done | failed. A record found queued or running when the server starts was cut off
 by a stop (or kill -9): it is marked `interrupted` and never re-run (submit it again). Results are written
@@ -14,6 +14,7 @@ before the record says done, so a finished job is always served whole after a re
 from __future__ import annotations
 
 import json
+import logging
 import queue
 import re
 import shutil
@@ -30,6 +31,7 @@ from tam.io import write_json
 STATES = ("queued", "running", "done", "failed", "interrupted")
 FINISHED = frozenset({"done", "failed", "interrupted"})
 JOB_ID = r"^[0-9a-f]{32}$"
+log = logging.getLogger("tam.serve")
 
 
 @dataclass
@@ -178,5 +180,6 @@ class Runner:
             t0 = time.monotonic()
             try:
                 self.work(job)
-            finally:
-                self._seconds = self._seconds[-19:] + [time.monotonic() - t0]
+            except Exception:  # the state folder failing under it (disk full): logged; the worker goes on
+                log.exception("job %s: its record could not be written", job.id)
+            self._seconds = self._seconds[-19:] + [time.monotonic() - t0]

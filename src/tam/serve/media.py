@@ -54,9 +54,11 @@ def probe(path: Path, name: str, need_video: bool, segment_s: float) -> int:
     try:
         with open_media(path) as container:
             video, audio = pick_video_stream(container), pick_audio_stream(container)
-            seconds = (container.duration or 0) / 1e6
+            seconds, kind = (container.duration or 0) / 1e6, container.format.name
     except TamError as e:
         raise Refused(415, str(e).replace(str(path), name)) from None
+    if kind == "image2" or kind.endswith("_pipe"):  # PNG, JPEG, BMP, ...: FFmpeg reads them as one-frame videos
+        raise Refused(415, f"{name}: an image ({kind}), not a video")
     if need_video and video is None:
         raise Refused(415, f"{name}: no video stream (the model needs video)")
     if video is None and audio is None:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel
 
 from tam.serve.deps import ServiceDep, authorised, errors
 from tam.serve.intake import receive
-from tam.serve.jobs import JOB_ID, STATES, Job
+from tam.serve.jobs import FINISHED, JOB_ID, STATES, Job
 from tam.serve.service import Service
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], dependencies=[Depends(authorised)],
@@ -64,8 +66,14 @@ def _job(job_id: str, svc: Service) -> Job:
 
 
 @router.get("/{job_id}", response_model=JobView, responses=errors(404, 422), summary="A job's state and progress")
-def status(job_id: JobId, svc: ServiceDep) -> dict:
-    return _job(job_id, svc).public()
+async def status(job_id: JobId, svc: ServiceDep,
+                 wait: Annotated[float, Query(ge=0, le=60, description="answer once the job is finished, or after "
+                                                                        "this many seconds (long polling)")] = 0):
+    job = _job(job_id, svc)
+    end = time.monotonic() + wait
+    while job.state not in FINISHED and time.monotonic() < end:
+        await asyncio.sleep(0.02)
+    return job.public()
 
 
 def _finished(job_id: str, svc: Service) -> Job:
