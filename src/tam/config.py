@@ -260,13 +260,23 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     return data
 
 
+def read_yaml_mapping(path: str | os.PathLike, what: str) -> dict:
+    """A YAML file holding a mapping (`{}` when empty); a missing, undecodable or non-mapping file is one line."""
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except OSError as e:
+        raise TamError(f"{path}: cannot read {what} ({e.strerror or type(e).__name__})") from None
+    except (UnicodeDecodeError, yaml.YAMLError) as e:
+        raise TamError(f"{path}: not a YAML {what} ({e.__class__.__name__}: {first_line(e)})") from None
+    if not isinstance(data, dict):
+        raise TamError(f"{path}: a {what} is a mapping of sections (model:, data:, ...), got {type(data).__name__}")
+    return data
+
+
 def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> RunConfig:
     data: dict = {}
     if path is not None:
-        try:
-            data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as e:
-            raise TamError(f"{path}: cannot read config ({e.__class__.__name__}: {str(e).splitlines()[0]})") from None
+        data = read_yaml_mapping(path, "config")
     data = apply_overrides(data, overrides or [])
     return from_dict(RunConfig, data).validate()
 

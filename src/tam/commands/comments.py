@@ -14,6 +14,13 @@ EXAMPLES = """\
 """
 
 
+PAIR_EXAMPLES = """\
+  tam comments pair --corpus corpus/ --store feats/                       # counts; unpaired ids of each side
+  tam comments pair --corpus corpus/ --store feats/ --write-id-map ids.csv  # bili/1176840.mp4 <- 1176840.xml
+  tam pretrain run --corpus corpus/ --store feats/ --id-map ids.csv --run-dir runs/pre
+"""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="comments_command", metavar="SUBCOMMAND", required=True)
     p = sub.add_parser("prepare", help="parse, segment, score, filter and mask comments into Parquet tables",
@@ -38,6 +45,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="comments kept per video and source; the rest are dropped and counted")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(_comments_run=_prepare)
+    p = sub.add_parser("pair", help="how many corpus videos have features in a store, with unpaired ids of each side",
+                       description="Pair a comment corpus with a feature store by video id (the corpus id is the "
+                       "comment file's name, the store id the video file's), as `tam pretrain run` will.",
+                       epilog="examples:\n" + PAIR_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--corpus", required=True, help="corpus folder from `tam comments prepare`")
+    p.add_argument("--store", required=True, help="feature store of the corpus videos (`tam extract`)")
+    p.add_argument("--id-map", default="", help="CSV comments_id,video_id for ids that differ")
+    p.add_argument("--write-id-map", default="",
+                   help="write the suggested map (corpus id = last part of a store id) to this CSV")
+    p.set_defaults(_comments_run=_pair)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,3 +71,23 @@ def _prepare(args: argparse.Namespace) -> int:
     print(format_summary(stats))
     print(f"wrote {args.out}/comments.parquet, segments.parquet, vocab.json, stats.json")
     return 1 if stats["sources_failed"] and not stats["comments_written"] else 0
+
+
+def _pair(args: argparse.Namespace) -> int:
+    import csv
+    import io
+
+    from tam.comments.pairs import pairing, pairing_text, read_id_map
+    from tam.features.store import FeatureStore
+    from tam.io import write_text
+
+    given = read_id_map(args.id_map) if args.id_map else {}
+    report = pairing(args.corpus, FeatureStore.open(args.store), given)
+    print(pairing_text(report, args.corpus, args.store, args.id_map))
+    if args.write_id_map:
+        rows = {**given, **report["suggested_map"]}
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\n").writerows([("comments_id", "video_id"), *rows.items()])
+        write_text(args.write_id_map, buf.getvalue())
+        print(f"wrote {args.write_id_map} ({len(rows)} ids); pass it as --id-map")
+    return 0 if report["paired"]["train"] else 1

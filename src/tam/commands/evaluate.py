@@ -19,15 +19,13 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    import json
-
-    from tam.eval.evaluate import evaluate_run
+    from tam.eval.evaluate import evaluate_run, format_metrics
     from tam.io import write_json
     from tam.train.threads import set_threads
 
     set_threads(args.threads)
     metrics = evaluate_run(args.run_dir, args.store, args.labels, args.split or None)
-    print(json.dumps(metrics, indent=2))
+    print(format_metrics(metrics, args.run_dir, args.split or None))
     if args.out:
         write_json(args.out, metrics)
     return 0

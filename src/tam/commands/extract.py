@@ -56,6 +56,8 @@ def run(args) -> int:
     set_threads(args.threads, args.workers)
     if not args.inputs and not args.list:
         raise TamError("give video files, folders or --list FILE")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise TamError(f"{args.out}: a file, not a feature store folder (-o/--out)")
     index, count = parse_shard(args.shard, os.environ)
     jobs = shard_jobs(find_videos(args.inputs, args.list, args.root, args.keep_extension), index, count)
     device = pick_device(args.device, os.environ)

@@ -49,6 +49,8 @@ def run(args) -> int:
     set_threads(args.threads, args.workers)
     if not args.inputs and not args.features:
         raise TamError("give video files or folders, or --features STORE")
+    if args.features and args.inputs:
+        _check_ids(args.features, args.inputs)
     t0 = time.perf_counter()
     weights = {m: getattr(args, f"{m}_weights") for m in ("image", "motion", "audio") if getattr(args, f"{m}_weights")}
     results = predict(args.inputs, args.model, features=args.features, cache=args.cache, weights=weights,
@@ -59,3 +61,14 @@ def run(args) -> int:
     print(summary(results, time.perf_counter() - t0))
     print(f"wrote {jsonl} and {table}")
     return 1 if any(r["status"] != "ok" for r in results) else 0
+
+
+def _check_ids(store_path: str, ids: list[str]) -> None:
+    """With --features, ids none of which is in the store are a typo, not a batch of failures."""
+    from tam.errors import TamError
+    from tam.features.store import FeatureStore
+
+    store = FeatureStore.open(store_path)
+    if not any(store.has(v) for v in ids):
+        raise TamError(f"{store_path}: none of the videos {', '.join(ids[:3])} is in the store (its ids e.g. "
+                       f"{', '.join(store.videos()[:3]) or 'none'}; `tam store {store_path} --list` lists them)")

@@ -26,6 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML (sections model/decoder/data/loss/optim/train); defaults = the paper's")
     p.add_argument("--store", help="feature store of the corpus videos (overrides data.store)")
     p.add_argument("--corpus", help="corpus folder from `tam comments prepare` (overrides data.corpus)")
+    p.add_argument("--id-map", help="CSV comments_id,video_id pairing corpus ids with store ids (data.id_map)")
     p.add_argument("--run-dir", required=True, help="output folder (resumed if it holds last.pt)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
     p.add_argument("--threads", type=int, help="torch CPU threads (train.threads; default 0 = auto)")
@@ -52,6 +53,7 @@ def _run(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     overrides += [f"data.store={args.store}"] if args.store else []
     overrides += [f"data.corpus={args.corpus}"] if args.corpus else []
+    overrides += [f"data.id_map={args.id_map}"] if args.id_map else []
     overrides += [f"train.threads={args.threads}"] if args.threads is not None else []
     pretrain(load_pretrain_config(args.config, overrides), args.run_dir)
     return 0

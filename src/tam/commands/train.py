@@ -37,5 +37,5 @@ def run(args) -> int:
     from tam.train.distributed import Dist
     if Dist().main:
         from tam.train.loop import results_table
-        print(results_table(results))
+        print(results_table(results, warnings=False))  # fit printed each warning once
     return 0

@@ -55,5 +55,5 @@ def run(args) -> int:
     if args.final:
         from tam.train.loop import results_table
 
-        print(results_table(final_run(args.study_dir)))
+        print(results_table(final_run(args.study_dir), warnings=False))  # fit printed them
     return 0

@@ -22,6 +22,7 @@ import hashlib
 import json
 import multiprocessing as mp
 import re
+import shutil
 import time
 import zlib
 from collections import Counter
@@ -562,7 +563,23 @@ def _stats(summaries: list[dict], segs, duplicates: list[str], vocab_size: int, 
             "segments_selected": {"negative": int(pc.sum(pc.equal(segs["polarity"], "negative")).as_py() or 0),
                                   "positive": int(pc.sum(pc.equal(segs["polarity"], "positive")).as_py() or 0),
                                   "per_polarity_requested": n},
-            "filters": stage, "comments_written": n_written, "vocab_size": vocab_size}
+            "filters": stage, "comments_written": n_written, "vocab_size": vocab_size,
+            "warnings": _warnings(sel, n_written, vocab_size)}
+
+def _warnings(sel, n_written: int, vocab_size: int) -> list[str]:
+    """What makes a corpus useless for pre-training: no comment kept, or none in the training split."""
+    import pyarrow.compute as pc
+
+    if not n_written:
+        return ["no comment passed the filters: nothing to pre-train on (see the counts above: lexicon, "
+                "lengths, characters)"]
+    if vocab_size > len(SPECIAL_TOKENS):
+        return []
+    held = len(pc.unique(sel["video"])) if sel.num_rows else 0
+    return [f"the vocabulary holds only the {len(SPECIAL_TOKENS)} special tokens: every selected segment "
+            f"({sel.num_rows}, from {held} video(s)) is in the held-out split, so pre-training would learn nothing; "
+            "add videos, raise --n or lower --test-fraction"]
+
 
 
 # ---------------------------------------------------------------- driver
@@ -631,10 +648,17 @@ def prepare_corpus(inputs: Sequence[str | Path], out_dir: str | Path, lexicon: s
     sources = discover(inputs)
     if not sources:
         raise TamError(f"no danmaku files found in {', '.join(map(str, inputs))}")
+    _check_lexicon(lexicon)
     settings = CorpusSettings(str(Path(lexicon).resolve()), scorer, masking, seed, durations,
                               filters or FilterSettings(), limits or ReadLimits())
     Durations(durations)  # fail early on a bad durations source
-    summaries, t_lexicon = _run_sources(sources, settings, lexicon, out, workers, progress)
+    fresh = not out.exists()
+    try:
+        summaries, t_lexicon = _run_sources(sources, settings, lexicon, out, workers, progress)
+    except TamError:
+        if fresh and not any((out / "parts").glob("*.json")):  # e.g. an unreadable lexicon: leave nothing behind
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     t2 = time.perf_counter()
     stats = finalize(out, summaries, n_per_polarity, test_fraction, seed)
     stats["seconds_by_step"] = {"lexicon": round(t_lexicon, 2), "videos": round(t2 - t0 - t_lexicon, 2),
@@ -643,6 +667,15 @@ def prepare_corpus(inputs: Sequence[str | Path], out_dir: str | Path, lexicon: s
     stats["seconds"] = round(time.perf_counter() - t0, 2)
     write_json(out / "stats.json", stats)
     return stats
+
+
+def _check_lexicon(path: str) -> None:
+    """Refuse a missing lexicon, or one of an unknown type, before anything is written."""
+    file = Path(path)
+    if not file.is_file():
+        raise TamError(f"{path}: lexicon file not found (--lexicon: the DUTIR .xlsx/.csv or a .txt word list)")
+    if file.suffix.lower() not in (".xlsx", ".csv", ".txt"):
+        raise TamError(f"{path}: unknown lexicon type {file.suffix!r} (expected .xlsx, .csv or .txt)")
 
 
 def _run_sources(sources: list[Source], settings: CorpusSettings, lexicon: str, out: Path, workers: int,
@@ -794,4 +827,5 @@ def format_summary(stats: dict) -> str:
     width = max(len(r[0]) for r in rows)
     lines = [f"{a.ljust(width)}  {b}" for a, b in rows]
     lines += [f"failed: {f}" for f in stats["sources_failed"]]
+    lines += [f"warning: {w}" for w in stats.get("warnings", [])]
     return "\n".join(lines)

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from tam.comments.process import MASK, SPECIAL_TOKENS
-from tam.errors import TamError
+from tam.errors import TamError, first_line
 from tam.features.store import FeatureStore
 
 MASK_ID = SPECIAL_TOKENS.index(MASK)
@@ -133,17 +133,23 @@ def _sort_comments(segs, comments):
     return videos.to_pylist(), order, key, time[order]
 
 
-def build_pairs(corpus: str | Path, store: FeatureStore, T: int, max_len: int = 32) -> TscPairs:
-    """Pair every selected corpus segment with its video's feature rows; see the module docstring."""
+def build_pairs(corpus: str | Path, store: FeatureStore, T: int, max_len: int = 32,
+                id_map: dict[str, str] | None = None) -> TscPairs:
+    """Pair every selected corpus segment with its video's feature rows; see the module docstring.
+
+    `id_map` (`read_id_map`) names the store video of a corpus video whose id differs; others pair by equal ids.
+    The pairs' `videos` are store ids."""
     import pyarrow.compute as pc
 
     segs, comments, vocab = read_corpus(corpus)
     videos, order, key, time = _sort_comments(segs, comments)
+    id_map = id_map or {}
     tokens, tok_off = _flat(pc.take(comments["masked_ids"], order))
     targets, tgt_off = _flat(pc.take(comments["target_ids"], order))
     _check_masks(tokens, tok_off, tgt_off, corpus)
     vid_index = {v: i for i, v in enumerate(videos)}
-    times_of = {v: np.array(store.read(v).times) for v in videos if store.has(v)}  # one read per video
+    times_of = {v: np.array(store.read(id_map.get(v, v)).times) for v in videos
+                if store.has(id_map.get(v, v))}  # one read per video
     skipped: dict[str, int] = {}
     clips, pieces = [], []  # (video index, row0, rows, train), per clip the comment indices and rows
     for v, idx, start, end, split in zip(*(segs[c].to_pylist() for c in ("video", "index", "start", "end", "split"))):
@@ -168,9 +174,102 @@ def build_pairs(corpus: str | Path, store: FeatureStore, T: int, max_len: int = 
                 continue
             clips.append((vid_index[v], r0 + bounds[c], bounds[c + 1] - bounds[c], split == "train"))
             pieces.append((lo + sel, rows[sel] - bounds[c]))
-    pairs = _assemble(videos, clips, pieces, tokens, tok_off, targets, tgt_off, max_len, skipped)
+    pairs = _assemble([id_map.get(v, v) for v in videos], clips, pieces, tokens, tok_off, targets, tgt_off, max_len,
+                      skipped)
     pairs.vocab_size = len(vocab)
     return pairs
+
+
+# ---------------------------------------------------------------- which corpus videos have features
+
+def read_id_map(path: str | Path) -> dict[str, str]:
+    """A CSV `comments_id,video_id`: the feature-store id of each corpus video whose id differs."""
+    import csv
+
+    path = Path(path)
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as f:
+            reader = csv.DictReader(f)
+            if not {"comments_id", "video_id"} <= set(reader.fieldnames or []):
+                raise TamError(f"{path}: an id map needs the header comments_id,video_id "
+                               f"(got {','.join(reader.fieldnames or []) or 'an empty file'})")
+            rows = [((r["comments_id"] or "").strip(), (r["video_id"] or "").strip()) for r in reader]
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise TamError(f"{path}: cannot read the id map ({type(e).__name__}: {first_line(e)})") from None
+    out: dict[str, str] = {}
+    for n, (c, v) in enumerate(rows, 2):
+        if not c or not v or out.get(c, v) != v:
+            raise TamError(f"{path}: line {n}: need one non-empty video_id per comments_id (got {c!r} -> {v!r})")
+        out[c] = v
+    return out
+
+
+def corpus_segments(corpus: str | Path) -> dict[str, list]:
+    """The corpus's selected segments as columns video, split, start, end."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    path = Path(corpus) / "segments.parquet"
+    if not path.is_file():
+        raise TamError(f"{path}: missing (make the corpus with `tam comments prepare`)")
+    try:
+        t = pq.read_table(path, columns=["video", "split", "start", "end", "selected"])
+    except (OSError, ValueError, KeyError) as e:
+        raise TamError(f"{path}: unreadable corpus table ({first_line(e)})") from None
+    return t.filter(pc.field("selected")).select(["video", "split", "start", "end"]).to_pydict()
+
+
+def pairing(corpus: str | Path, store: FeatureStore, id_map: dict[str, str] | None = None) -> dict:
+    """How many corpus videos have features (per split), how many selected segments fall inside their features'
+    time span, unpaired examples from each side, and the map that pairing a corpus id with the store id whose last
+    path part (without extension) equals it would give."""
+    id_map = id_map or {}
+    segs = corpus_segments(corpus)
+    have = set(store.videos())
+    by_split: dict[str, set] = {"train": set(), "held-out": set()}
+    for v, split in zip(segs["video"], segs["split"]):
+        by_split["train" if split == "train" else "held-out"].add(v)
+    paired = {k: sum(id_map.get(v, v) in have for v in vs) for k, vs in by_split.items()}
+    wanted = {id_map.get(v, v) for vs in by_split.values() for v in vs} & have
+    ends = {v: float(np.asarray(store.read(v).times)[:, 1].max()) for v in wanted}
+    inside = sum(ends.get(id_map.get(v, v), -1.0) > start for v, start in zip(segs["video"], segs["start"]))
+    late = sum(id_map.get(v, v) in ends for v in segs["video"]) - inside
+    lonely = sorted({v for vs in by_split.values() for v in vs if id_map.get(v, v) not in have})
+    stems: dict[str, list[str]] = {}
+    for s in sorted(have - wanted):
+        stems.setdefault(Path(s).stem, []).append(s)
+    suggested = {v: stems[v][0] for v in lonely if len(stems.get(v, [])) == 1}
+    return {"corpus": {k: len(v) for k, v in by_split.items()}, "paired": paired, "store_videos": len(have),
+            "segments": len(segs["video"]), "segments_inside": int(inside), "segments_late": int(late),
+            "corpus_only": lonely,
+            "store_only": sorted(have - wanted), "suggested_map": suggested}
+
+
+def pairing_text(r: dict, corpus: str, store: str, id_map: str = "", examples: int = 5) -> str:
+    """The pairing report as lines: counts, then examples from each side when some corpus videos are unpaired."""
+    def few(ids: list[str]) -> str:
+        return ", ".join(ids[:examples]) + (f" (+{len(ids) - examples} more)" if len(ids) > examples else "")
+
+    c, p = r["corpus"], r["paired"]
+    lines = [f"corpus {corpus}: {c['train'] + c['held-out']} videos with selected segments "
+             f"(train {c['train']}, held-out {c['held-out']}); store {store}: {r['store_videos']} videos; "
+             f"id map: {id_map or 'none (equal ids pair)'}",
+             f"paired: train {p['train']} of {c['train']}, held-out {p['held-out']} of {c['held-out']} videos; "
+             f"{r['segments_inside']} of {r['segments']} selected segments start inside their video's features"]
+    if r["segments_late"]:
+        lines.append(f"{r['segments_late']} selected segments start after their video's features end: are the "
+                     "comments of a longer video (a wrong pairing), or were the features cut short?")
+    if r["corpus_only"]:
+        lines += [f"corpus ids without features: {few(r['corpus_only'])}",
+                  f"store ids without comments:  {few(r['store_only']) or 'none'}"]
+        if r["suggested_map"]:
+            lines.append(f"{len(r['suggested_map'])} corpus id(s) equal the last part of a store id (e.g. "
+                         + ", ".join(f"{a} -> {b}" for a, b in list(r["suggested_map"].items())[:3])
+                         + "): --write-id-map FILE writes them as an id map")
+        else:
+            lines.append("ids pair when equal: name the comment files as the videos (the corpus id is the comment "
+                         "file's name), or map them with a CSV comments_id,video_id passed as --id-map")
+    return "\n".join(lines)
 
 
 def _check_masks(tokens: np.ndarray, tok_off: np.ndarray, tgt_off: np.ndarray, corpus) -> None:

@@ -90,7 +90,19 @@ def find_videos(inputs: list[str], list_file: str = "", root: str = "", keep_ext
             raise TamError(f"video id {j.video!r} given by both {seen[j.video]} and {j.path}; "
                            "rename one or pass --keep-extension")
         seen[j.video] = j.path
+    _check_found(names, jobs)
     return sorted({j.video: j for j in jobs}.values(), key=lambda j: j.video)
+
+def _check_found(names: list[str], jobs: list[Job]) -> None:
+    """Refuse inputs that name no video file at all (a typo, an empty folder) before a store is created; a missing
+    file among real ones stays a failed job of the summary."""
+    if not names or any(j.path.is_file() for j in jobs):
+        return
+    if not jobs:
+        raise TamError(f"{', '.join(names[:3])}: no video files ({' '.join(sorted(VIDEO_EXTENSIONS))}) found")
+    raise TamError(f"{', '.join(str(j.path) for j in jobs[:3])}: no such file{'s' if len(jobs) > 1 else ''} "
+                   "(no video to read)")
+
 
 
 def _file_id(path: Path, root: str, keep_extension: bool) -> str:

@@ -56,25 +56,25 @@ _VIDEOMAE = ("16 frames per segment (which ones: the store's segment policy); "
 _AST = ("16 kHz mono; Kaldi log-mel fbank 128 bands 20-8000 Hz, 25 ms window, 10 ms hop; the segment's "
         "frames zero-padded to the model's max_length (1024), normalised (x + 4.2677393) / (2 * 4.5689974); "
         "pooled output")
-_HF_WHERE = "a folder saved by transformers or the hub id {} (pass --{}-weights FOLDER_OR_ID)"
+_HF_WHERE = "pass --{1}-weights FOLDER (saved by transformers' save_pretrained) or the hub id {0} while online"
 _R3D_WHERE = ("download {} from the 3D-ResNets-PyTorch model links "
               "(https://github.com/kenshohara/3D-ResNets-PyTorch#pre-trained-models) and pass --motion-weights FILE")
 _R3D_OLD_WHERE = ("download {} from the old-models release of 3D-ResNets-PyTorch (the CVPR2018 branch's pre-trained "
                   "models, https://github.com/kenshohara/3D-ResNets-PyTorch/tree/CVPR2018#pre-trained-models; "
                   "linked as the old models from the main README) and pass --motion-weights FILE")
 _VGGISH_URL = "https://github.com/harritaylor/torchvggish/releases/download/v0.1/vggish-10086976.pth"
-_VGGISH_WHERE = ("vggish-10086976.pth from https://github.com/harritaylor/torchvggish/releases "
-                 "(pass --audio-weights FILE)")
+_VGGISH_WHERE = ("download vggish-10086976.pth from https://github.com/harritaylor/torchvggish/releases and pass "
+                 "--audio-weights FILE")
 _IMG = {"resample": "bicubic", "offset": "floor"}
 _R3D_PIX = {"size": 112, "resample": "bilinear", "offset": "round"}
 
 ENCODERS: dict[str, EncoderChoice] = {
     # image (one frame per segment)
     "clip-vit-b32": EncoderChoice("image", 512, "clip", "vit-b32", _CLIP, "openai/clip-vit-base-patch32",
-                                  "a folder saved by transformers or the hub id openai/clip-vit-base-patch32",
+                                  _HF_WHERE.format("openai/clip-vit-base-patch32", "image"),
                                   size=224, **_IMG),
     "clip-vit-l14": EncoderChoice("image", 768, "clip", "vit-l14", _CLIP, "openai/clip-vit-large-patch14",
-                                  "a folder saved by transformers or the hub id openai/clip-vit-large-patch14",
+                                  _HF_WHERE.format("openai/clip-vit-large-patch14", "image"),
                                   size=224, **_IMG),
     "clip-tiny": EncoderChoice("image", 512, "clip", "tiny", _CLIP, pretrained=False, size=224, **_IMG),
     # motion (16 frames per segment)
@@ -195,19 +195,19 @@ def _hf_folder(source: str, what: str, where: str):
     """A local `save_pretrained` folder as is; a hub id through the Hugging Face cache (downloaded when online)."""
     from pathlib import Path
 
-    from tam.errors import TamError
+    from tam.encoders.weights import hub_problem, weights_error
 
     path = Path(source).expanduser()
     if path.is_dir():
         return path
-    if path.exists() or source.count("/") != 1:
-        raise TamError(f"{what}: {source} is neither a model folder nor a hub id; {where}")
+    if path.exists() or source.count("/") != 1 or source.startswith((".", "~")) or source.endswith("/"):
+        raise weights_error(what, f"{source} is neither a model folder nor a hub id", where)
     from huggingface_hub import snapshot_download
 
     try:
         return Path(snapshot_download(source, allow_patterns=["*.json", "*.safetensors"]))
     except Exception as e:  # offline, unknown repo, network: many types
-        raise TamError(f"{what}: cannot get {source} from the hub ({type(e).__name__}); {where}") from None
+        raise weights_error(what, hub_problem(source, e), where) from None
 
 
 def _build_r3d(name, choice, weights, random_init, pca, quantize):
@@ -234,7 +234,8 @@ def _build_vggish(name, choice, weights, random_init, pca, quantize):
         load_strict(model, audio.load_vggish_state(path), path, "VGGish")
         digest = sha256_of(path)
     if pca:
-        pca_path = resolve_file(pca, "VGGish PCA", "vggish_pca_params-970ea276.pth from the torchvggish releases")
+        pca_path = resolve_file(pca, "VGGish PCA", "download vggish_pca_params-970ea276.pth from the torchvggish "
+                                                   "releases and pass --audio-pca FILE")
         post = audio.load_pca(pca_path, quantize)
         digest += "+pca:" + sha256_of(pca_path)
     return model, digest, post

@@ -28,13 +28,28 @@ def sha256_of(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+RANDOM_INIT_HINT = "or pass --random-init for tests and demos (the features are then NOT real)"
+
+
+def weights_error(what: str, problem: str, where: str) -> TamError:
+    """One line: which encoder, what went wrong, where to get its weights, and --random-init as the last resort."""
+    return TamError(f"{what}: {problem}; {where}, {RANDOM_INIT_HINT}")
+
+
+def hub_problem(source: str, e: Exception) -> str:
+    """Why a hub id could not be fetched, in words (offline without a cached copy is the common case)."""
+    if type(e).__name__ == "LocalEntryNotFoundError":
+        return f"{source} is not in the local Hugging Face cache and the hub cannot be reached (offline)"
+    return f"cannot get {source} from the hub ({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''})"
+
+
 def resolve_file(spec: str, what: str, where: str) -> Path:
     """A local checkpoint file for `spec` (a path, or an http(s) URL downloaded once into the torch hub cache).
 
     `what` names the encoder and `where` says where to get its weights, for the error message.
     """
     if not spec:
-        raise TamError(f"{what}: no weights given; {where} (or pass --random-init for tests and demos)")
+        raise weights_error(what, "no weights given", where)
     path = Path(spec).expanduser()
     if path.is_file():
         return path
@@ -47,9 +62,9 @@ def resolve_file(spec: str, what: str, where: str) -> Path:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 torch.hub.download_url_to_file(spec, str(target), progress=False)
             except Exception as e:  # network errors come in many types
-                raise TamError(f"{what}: cannot download {spec} ({type(e).__name__}: {e}); {where}") from None
+                raise weights_error(what, f"cannot download {spec} ({type(e).__name__}: {e})", where) from None
         return target
-    raise TamError(f"{what}: weights {spec} not found; {where}")
+    raise weights_error(what, f"weights {spec} not found", where)
 
 
 def load_torch_state(path: str | os.PathLike) -> dict:

@@ -208,6 +208,7 @@ def video_page(r: dict, png: bytes, thumbs: list[tuple[float, str]]) -> str:
         parts.append(f"<h2>Prediction</h2><p>valence {r['valence']:+.3f}, arousal {r['arousal']:+.3f}</p>")
     png_uri = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
     parts += [f"<h2>Timeline ({e(r['timeline']['method'])}, {e(r['timeline']['unit'])})</h2>",
+              f"<p class=\"note\">{e(timeline_note(r))}</p>",
               f"<img alt=\"timeline plot\" src=\"{png_uri}\" style=\"max-width:100%\">",
               "<div class=\"legend\" id=\"legend\"></div><div class=\"strip\" id=\"strip\"></div><div id=\"detail\">"
               "</div>"]
@@ -224,6 +225,27 @@ def video_page(r: dict, png: bytes, thumbs: list[tuple[float, str]]) -> str:
     script = (f"<script type=\"application/json\" id=\"data\">{data}</script>\n"
               f"<script>{_SCRIPT % json.dumps(COLOURS)}</script>\n")
     return _page(f"tam predict: {r['video']}", "\n".join(parts), script)
+
+
+def timeline_note(r: dict) -> str:
+    """How the headline and the timeline differ, and, when their top classes disagree, that this is expected."""
+    tl = r["timeline"]
+    if tl["method"] == "occlusion":
+        how = ("The timeline is the change in the prediction when each segment is removed (occlusion): above 0 the "
+               "segment pushes the video towards that class")
+    else:
+        how = ("The timeline applies the same head to each segment's token alone; it is not calibrated against the "
+               "video-level prediction, so read where a curve rises and falls, not its level against the headline")
+    note = ("The headline is the prediction for the whole video (the model's video token, averaged over windows "
+            f"of segments). {how} (docs/predict.md, \"The affect timeline\").")
+    if "label" in r and tl["method"] != "occlusion":
+        names = list(tl["values"])
+        wins = np.bincount(np.argmax(np.array([tl["values"][k] for k in names]), axis=0), minlength=len(names))
+        top = names[int(wins.argmax())]
+        if top != r["label"]:
+            note += (f" Here {top} is the highest curve at {wins.max()} of {wins.sum()} segments while the video is "
+                     f"predicted {r['label']}: the two readouts answer different questions, not a contradiction.")
+    return note
 
 
 def index_page(results: list[dict]) -> str:

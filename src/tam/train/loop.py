@@ -65,6 +65,9 @@ class Data:
 
 def prepare_data(cfg: RunConfig) -> Data:
     """Open the store, read labels, drop (and list) videos without features, carve validation."""
+    for key, option in (("store", "--store FOLDER"), ("labels", "--labels CSV")):
+        if not getattr(cfg.data, key):
+            raise TamError(f"no {key} given: pass {option} (or set data.{key} in --config)")
     store = FeatureStore.open(cfg.data.store)
     missing = [m for m in cfg.model.modalities if m not in store.manifest.dims]
     if missing:
@@ -79,6 +82,8 @@ def prepare_data(cfg: RunConfig) -> Data:
     have = set(store.videos())
     keep = [i for i, v in enumerate(labels.videos) if v in have]
     skipped = [v for v in labels.videos if v not in have]
+    if not keep:
+        raise TamError(no_overlap(cfg.data.labels, labels.videos, cfg.data.store, have))
     labels = carve_validation(labels.take(keep), cfg.data.val_fraction, cfg.data.split_seed)
     parts = {s: labels.subset(s) for s in ("train", "val", "test")}
     for s in ("train", "val"):
@@ -86,6 +91,13 @@ def prepare_data(cfg: RunConfig) -> Data:
             raise TamError(f"{cfg.data.labels}: the {s} split is empty after skipping {len(skipped)} videos "
                            "without features")
     return Data(store, labels, skipped, parts["train"], parts["val"], parts["test"])
+
+
+def no_overlap(labels_path: str, videos: list[str], store_path: str, have: set[str]) -> str:
+    """No labelled video has features: say so with example ids from each side."""
+    return (f"{labels_path}: none of its {len(videos)} videos has features in {store_path} (labels e.g. "
+            f"{', '.join(videos[:3])}; store e.g. {', '.join(sorted(have)[:3]) or 'none'}): the video column must "
+            f"hold the store's ids (`tam store {store_path} --list`)")
 
 
 def target_stats(train: Labels) -> tuple[list[float], list[float]]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,8 +25,9 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from tam.comments.pairs import PretrainDataset, TscPairs, build_pairs, pretrain_collate
-from tam.config import ModelConfig, OptimConfig, TrainConfig, apply_overrides, from_dict, to_dict
+from tam.comments.pairs import PretrainDataset, TscPairs, build_pairs, pairing, pretrain_collate, read_id_map
+from tam.comments.process import SPECIAL_TOKENS
+from tam.config import ModelConfig, OptimConfig, TrainConfig, apply_overrides, from_dict, read_yaml_mapping, to_dict
 from tam.errors import TamError, first_line
 from tam.features.clips import GlobalBatchSampler
 from tam.features.normalize import compute_stats
@@ -56,6 +58,9 @@ class PretrainDataConfig:
     store: str = ""  # feature store holding the corpus videos
     corpus: str = ""  # folder made by `tam comments prepare` (segments.parquet, comments.parquet, vocab.json)
     comments_per_clip: int = 64  # comments drawn per clip per training step (all of them at evaluation)
+    # CSV comments_id,video_id: the store id of each corpus video named otherwise ("" = equal ids pair);
+    # `tam comments pair` reports the pairing (docs/pretraining.md)
+    id_map: str = ""
     # feature normalisation with the statistics of the training clips (see RunConfig's data.normalize); saved in
     # pretrained.safetensors (`norm.*`), and fine-tuning from it uses them
     normalize: str = "zscore"
@@ -96,14 +101,7 @@ class PretrainConfig:
 
 def load_pretrain_config(path: str | None = None, overrides: list[str] | None = None) -> PretrainConfig:
     """Read a pre-training YAML (sections model/decoder/data/loss/optim/train) with `section.key=value` overrides."""
-    import yaml
-
-    data: dict = {}
-    if path:
-        try:
-            data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as e:
-            raise TamError(f"{path}: cannot read config ({e.__class__.__name__})") from None
+    data = read_yaml_mapping(path, "config") if path else {}
     return from_dict(PretrainConfig, apply_overrides(data, overrides or [])).validate()
 
 
@@ -116,10 +114,15 @@ class PretrainRun:
         missing = [m for m in cfg.model.modalities if m not in self.store.manifest.dims]
         if missing:
             raise TamError(f"{cfg.data.store}: the store has no {missing} features")
-        self.pairs = build_pairs(cfg.data.corpus, self.store, cfg.model.T, cfg.decoder.max_len)
+        id_map = read_id_map(cfg.data.id_map) if cfg.data.id_map else None
+        self.pairs = build_pairs(cfg.data.corpus, self.store, cfg.model.T, cfg.decoder.max_len, id_map)
+        if self.pairs.vocab_size <= len(SPECIAL_TOKENS):
+            raise TamError(f"{cfg.data.corpus}/vocab.json: only the special tokens (no training comment): nothing to "
+                           "pre-train on; rebuild the corpus with more videos, a larger --n or a smaller "
+                           "--test-fraction")
         self.train_clips, self.test_clips = self.pairs.split(True), self.pairs.split(False)
         if not len(self.train_clips):
-            raise TamError(f"{cfg.data.corpus}: no training clip has features in {cfg.data.store}")
+            raise TamError(_unpaired(cfg.data.corpus, self.store, id_map))
         torch.manual_seed(cfg.train.seed)
         self.model = build_pretrain_model(cfg, self.store.manifest.dims, self.pairs.vocab_size).to(device)
         self.model.norm.set_stats(self.norm_stats(), cfg.data.normalize, cfg.data.normalize_clip)
@@ -206,6 +209,17 @@ class PretrainRun:
                 "stage": "tsc-pretraining"}
 
 
+def _unpaired(corpus: str, store: FeatureStore, id_map: dict | None) -> str:
+    """Why no training clip has features, with example ids from each side."""
+    r = pairing(corpus, store, id_map)
+    if r["paired"]["train"]:
+        return f"{corpus}: no training clip has comments inside the features' time span of {store.root}"
+    few = [", ".join(x[:3]) or "none" for x in (r["corpus_only"], r["store_only"])]
+    return (f"{corpus}: no training clip has features in {store.root} (corpus ids e.g. {few[0]}; store ids e.g. "
+            f"{few[1]}); pair them with --id-map CSV (comments_id,video_id); `tam comments pair --corpus {corpus} "
+            f"--store {store.root}` shows the pairing")
+
+
 def build_pretrain_model(cfg: PretrainConfig, dims: dict[str, int], vocab_size: int) -> TscPretrainModel:
     """The fusion module of `cfg.model` and a decoder of `cfg.decoder` at width model.d."""
     dc = cfg.decoder
@@ -276,7 +290,12 @@ def pretrain(cfg: PretrainConfig, run_dir: str | Path, log=print) -> dict:
     run_dir = Path(run_dir)
     if (run_dir / "results.json").is_file() and (run_dir / "pretrained.json").is_file():
         import json
-        return json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
+        results = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
+        if os.environ.get("RANK", "0") == "0":
+            log(f"already complete: {run_dir} holds a finished pre-training (pretrained.safetensors); its results "
+                "(a new --run-dir trains again):")
+            log(results_table(results))
+        return results
     d, device = distributed.init(cfg.train.device)
     set_threads(cfg.train.threads, cfg.train.num_workers)
     run = PretrainRun(cfg, run_dir, d, device)
@@ -307,7 +326,7 @@ def finish(run: PretrainRun, seconds: float) -> dict:
     results = {"heldout": heldout, "baseline": frequency_baseline(run.pairs, run.train_clips, run.test_clips),
                "clips": {"train": len(run.train_clips), "heldout": len(run.test_clips)},
                "comments": run.pairs.n_comments, "skipped": run.pairs.skipped, "train_seconds": seconds,
-               "final": run.rows[-1] if run.rows else {}}
+               "final": run.rows[-1] if run.rows else {}, "random_init_features": run.store.manifest.random_init}
     if run.d.main:
         save_model(run.run_dir, "pretrained", run.model, run.meta())
         write_query(run.run_dir / "pretrained.safetensors", readout_query(run.model, run.pairs, run.train_clips))
@@ -327,6 +346,9 @@ def results_table(r: dict) -> str:
            f"(train clips {r['clips']['train']}; skipped {r['skipped'] or 'none'})",
            "| task | held-out | baseline | baseline is |", "|---|---:|---:|---|"]
     out += [f"| {n} | {v:.3f} | {bv:.3f} | {what} |" for n, v, bv, what in rows]
+    if r.get("random_init_features"):
+        out += ["", "**Features come from randomly initialised encoders: the pre-trained weights are for tests and "
+                "demos only, not real results.**"]
     return "\n".join(out)
 
 
@@ -348,6 +370,8 @@ def collect_table(number: int, root: str | Path, paper: bool = True) -> str:
     import json
 
     head, rows = TABLES[number]
+    if not Path(root).is_dir():
+        raise TamError(f"{root}: no such folder (--runs: the folder holding <row>/<ve8|yf6>/.../results.json)")
     out = [f"| {head} | VE-8 | YF-6 |" + (" VE-8 (paper) | YF-6 (paper) |" if paper else ""),
            "|---|---:|---:|" + ("---:|---:|" if paper else "")]
     for key, label, ref in rows:
