@@ -131,6 +131,7 @@ class OnnxFusion:
             raise TamError(f"{path}: larger than {MAX_ONNX_BYTES} bytes; refusing it")
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
+        opts.intra_op_num_threads = torch.get_num_threads()  # as many as PyTorch (`--threads`, set_threads)
         try:
             self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         except Exception as e:  # noqa: BLE001 - onnxruntime raises its own types for corrupt graphs

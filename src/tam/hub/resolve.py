@@ -57,7 +57,7 @@ def hub_folder(repo_id: str) -> Path:
     except Exception as e:  # noqa: BLE001 - huggingface_hub raises many types (network, validation, cache)
         where = f"the local cache {cache} (HF_HUB_OFFLINE=1)" if off else f"the Hub or the cache {cache}"
         raise TamError(f"{repo_id}: not a local folder, and not found in {where} ({type(e).__name__}: "
-                       f"{first_line(e, 100)})") from None
+                       f"{first_line(e, 160)})") from None
     if not (folder / CONFIG).is_file():
         raise TamError(f"{folder}: the repo {repo_id} has no {CONFIG}; it is not a `tam export` model folder")
     return folder
