@@ -140,3 +140,48 @@ def test_run_folders_started_from_other_settings_are_refused_and_left_out(tmp_pa
     labels.write_text(labels.read_text().replace(",train", ",test", 1))  # the same file name, other labels
     with pytest.raises(TamError, match="differs in labels_sha256"):
         check_stale(load_grid(path))
+
+
+def _run_files(run_dir):
+    return sorted(p.name for p in run_dir.iterdir() if p.name != "log.txt")
+
+
+@pytest.mark.slow
+def test_seeds_of_a_cell_train_in_one_process_with_the_same_run_folders(tmp_path, tiny_world):
+    import json
+
+    axes = {"fusion": ["ctm"], "seed": [0, 1]}
+    grouped = write_grid(tmp_path / "a.yaml", tiny_world, tmp_path / "a", axes)
+    alone = write_grid(tmp_path / "b.yaml", tiny_world, tmp_path / "b", axes, extra={"batch": 1})
+    for g in (grouped, alone):
+        r = tam("experiment", "run", str(g), "--jobs", "1", cwd=tmp_path)
+        assert r.returncode == 0 and "2 run(s) done" in r.stdout, r.stdout + r.stderr
+    assert [p.name for p in (tmp_path / "a" / "groups").iterdir()] == ["fusion-ctm__seeds-0+1"]
+    assert not (tmp_path / "b" / "groups").exists()
+    for seed in (0, 1):
+        a, b = (tmp_path / x / "runs" / f"fusion-ctm__seed-{seed}" for x in "ab")
+        assert _run_files(a) == _run_files(b)
+        assert "one vmap step for all" in (a / "log.txt").read_text()
+        assert (a / "log.txt").read_text().startswith("tam train ")  # its own command: it reproduces the run alone
+        ra, rb = (json.loads((x / "results.json").read_text()) for x in (a, b))
+        assert ra["best_epoch"] == rb["best_epoch"] and ra["test"] == pytest.approx(rb["test"], rel=1e-4, abs=1e-5)
+        assert ra["config"] == rb["config"]
+        ma, mb = ((x / "metrics.csv").read_text().splitlines() for x in (a, b))
+        assert ma[0] == mb[0] and len(ma) == len(mb) == 3
+        for x, y in zip(ma[1:], mb[1:], strict=True):
+            assert [float(v) for v in x.split(",")] == pytest.approx([float(v) for v in y.split(",")], rel=1e-4,
+                                                                     abs=1e-5)
+
+
+def test_seed_groups_and_the_batch_key(tmp_path, tiny_world):
+    from tam.experiment.grid import load_grid, seed_groups
+
+    grid = load_grid(write_grid(tmp_path / "g.yaml", tiny_world, tmp_path / "out", AXES, extra={"batch": 3}))
+    groups = seed_groups(grid.runs, grid.batch)
+    assert [[r.name for r in g] for g in groups][:2] == [["fusion-ctm__labelled-20__seed-0",
+                                                          "fusion-ctm__labelled-20__seed-1"],
+                                                         ["fusion-ctm__labelled-40__seed-0",
+                                                          "fusion-ctm__labelled-40__seed-1"]]
+    assert len(groups) == 4 and [len(g) for g in seed_groups(grid.runs, 1)] == [1] * 8
+    with pytest.raises(TamError, match="batch must be a positive whole number"):
+        load_grid(write_grid(tmp_path / "h.yaml", tiny_world, tmp_path / "out", AXES, extra={"batch": 0}))

@@ -46,7 +46,10 @@ from tam.errors import TamError
 
 SHORTHANDS = {"fusion": "model.fusion", "modalities": "model.modalities", "seed": "train.seed"}
 SPECIAL = ("labelled", "pretrained")
-KNOWN_KEYS = {"name", "out", "world", "config", "set", "metric", "axes", "pretrain", "claims", "jobs", "tables"}
+KNOWN_KEYS = {"name", "out", "world", "config", "set", "metric", "axes", "pretrain", "claims", "jobs", "tables",
+              "batch"}
+# the overrides in which the runs of one seed group may differ (tam.train.multiseed.VARY checks it again)
+SEED_VARYING = ("train.seed=", "data.labels=", "train.init_from=")
 
 
 @dataclass
@@ -103,6 +106,7 @@ class Grid:
     pretrain_steps: list[PretrainStep] = field(default_factory=list)
     jobs: int = 2
     tables: list[str] = field(default_factory=list)  # extra tables: the axis whose values are the columns
+    batch: int = 5  # runs that differ only in seed trained in one process, at most this many (1: one per run)
 
 
 def _value_text(v: Any) -> str:
@@ -171,7 +175,8 @@ def load_grid(path: str | Path) -> Grid:
     _check_same_data(path, runs)
     claims = [_check_claim(path, c, axes) for c in data.get("claims") or []]
     return Grid(path, str(data.get("name", path.stem)), out, str(data.get("metric", "accuracy")), axes, runs,
-                claims, world, list(steps.values()), int(data.get("jobs", 2)), _check_tables(path, data, axes))
+                claims, world, list(steps.values()), int(data.get("jobs", 2)), _check_tables(path, data, axes),
+                _positive(path, "batch", data.get("batch", 5)))
 
 
 def _make_run(path: Path, data: dict, values: dict, base_set: dict, pre: dict, out: Path, steps: dict) -> Run:
@@ -257,6 +262,28 @@ def _check_same_data(path: Path, runs: list[Run]) -> None:
         if len(seen) > 1:
             raise TamError(f"{path}: the runs disagree on the {what}: {seen}; a grid compares arms on one "
                            "dataset and one feature store (make one grid per dataset)")
+
+
+def _positive(path: Path, key: str, v) -> int:
+    if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+        raise TamError(f"{path}: {key} must be a positive whole number, got {v!r}")
+    return v
+
+
+def seed_groups(runs: list[Run], size: int) -> list[list[Run]]:
+    """The runs in groups that differ only in seed (the same values of the other axes, the same overrides but
+    `SEED_VARYING`), at most `size` runs each, in the grid's order: each group trains in one process
+    (tam.train.multiseed)."""
+    open_: dict[tuple, list[Run]] = {}
+    groups: list[list[Run]] = []
+    for r in runs:
+        cell = json.dumps({k: v for k, v in r.values.items() if SHORTHANDS.get(k, k) != "train.seed"}, sort_keys=True)
+        key = (r.config, cell, tuple(o for o in r.overrides if not o.startswith(SEED_VARYING)))
+        if key not in open_ or len(open_[key]) >= size:
+            open_[key] = []
+            groups.append(open_[key])
+        open_[key].append(r)
+    return groups
 
 
 def _check_tables(path: Path, data: dict, axes: dict) -> list[str]:

@@ -25,7 +25,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from tam.errors import TamError
-from tam.experiment.grid import Grid, PretrainStep, Run, subsample_labels
+from tam.experiment.grid import Grid, PretrainStep, Run, seed_groups, subsample_labels
 from tam.io import read_json, write_json, write_text
 
 
@@ -161,15 +161,19 @@ _LIVE: set[subprocess.Popen] = set()  # the run processes of this runner, stoppe
 _STOPPING = threading.Event()
 
 
-def _execute(argv: list[str], run_dir: Path, threads: int) -> str | None:
-    """Run `python -m tam ARGV` with its output in run_dir/log.txt; None on success, else the error text."""
+def _execute(argv: list[str], run_dir: Path, threads: int, tied: bool = False) -> str | None:
+    """Run `python -m tam ARGV` with its output in run_dir/log.txt; None on success, else the error text. `tied`:
+    the process dies with the one that started it (a Ray worker: `tam.engines.TIED`)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     log = run_dir / "log.txt"
     with log.open("a", encoding="utf-8") as f:
         f.write("$ tam " + " ".join(argv) + "\n")
         f.flush()
-        proc = subprocess.Popen([sys.executable, "-m", "tam", *argv], stdout=f, stderr=subprocess.STDOUT, env=env,
+        from tam.engines import TIED
+
+        cmd = [sys.executable, *(("-c", TIED) if tied else ("-m", "tam")), *argv]
+        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env,
                                 stdin=subprocess.DEVNULL)
         _LIVE.add(proc)
         rc = proc.wait()
@@ -195,21 +199,27 @@ def _stop(*_) -> None:
     raise KeyboardInterrupt
 
 
-def _pool(jobs: list[tuple[str, list[str], Path]], n_jobs: int, threads: int, desc: str, summary: Summary) -> None:
+def _record(summary: Summary, bar, name: str, err: str | None) -> None:
+    if err is None:
+        summary.done.append(name)
+    else:
+        summary.failed[name] = err
+        tqdm.write(f"failed: {name}: {err}")
+    bar.update(1)
+    bar.set_postfix(failed=len(summary.failed))
+
+
+def _pool(jobs: list[tuple[str, list[str], Path]], n_jobs: int, threads: int, desc: str, summary: Summary,
+          engine: str = "local", address: str = "") -> None:
     if not jobs:
         return
+    if engine == "ray":
+        return _on_ray(jobs, threads, desc, summary, address)
     with ThreadPoolExecutor(max_workers=max(1, n_jobs)) as pool, tqdm(total=len(jobs), desc=desc) as bar:
         futures = {pool.submit(_execute, argv, d, threads): name for name, argv, d in jobs}
         try:
             for fut in as_completed(futures):
-                name, err = futures[fut], fut.result()
-                if err is None:
-                    summary.done.append(name)
-                else:
-                    summary.failed[name] = err
-                    tqdm.write(f"failed: {name}: {err}")
-                bar.update(1)
-                bar.set_postfix(failed=len(summary.failed))
+                _record(summary, bar, futures[fut], fut.result())
         except BaseException:  # interrupted or terminated: stop the runs (each resumes from its last.pt next time)
             _STOPPING.set()
             for f in futures:
@@ -219,9 +229,33 @@ def _pool(jobs: list[tuple[str, list[str], Path]], n_jobs: int, threads: int, de
             raise
 
 
-def run_grid(grid: Grid, jobs: int, threads: int = 1) -> Summary:
-    """Pre-training steps, then the runs, `jobs` processes at a time; finished work is skipped (folders started
-    from other settings are refused, `check_stale`)."""
+def _on_ray(jobs: list[tuple[str, list[str], Path]], threads: int, desc: str, summary: Summary, address: str) -> None:
+    """Each job a Ray task (`tam.engines.ray_engine`) with the CPUs and GPU its config declares (`resources`); a
+    task whose worker or node died is run again (it resumes from its last.pt)."""
+    from tam.engines import ray_engine
+
+    ray_engine.connect(address)
+    items = [(argv, d, threads, True) for _, argv, d in jobs]
+    with tqdm(total=len(jobs), desc=desc) as bar:
+        for i, err in ray_engine.map_tasks(_execute, items, lambda i: resources(jobs[i][2])):
+            if isinstance(err, ray_engine.Failure):
+                err = f"ray: {err.message}"
+                write_text(jobs[i][2] / "error.txt", err + "\n")
+            _record(summary, bar, jobs[i][0], err)
+
+
+def resources(run_dir: Path) -> dict:
+    """What a run or pre-training step asks of a Ray cluster: `train.threads` CPUs, and one GPU when its
+    `train.device` is CUDA (from the resolved config in its grid.json)."""
+    train = read_json(run_dir / "grid.json", "run record").get("config", {}).get("train", {})
+    gpu = str(train.get("device", "cpu")).startswith("cuda")
+    return {"num_cpus": max(1, int(train.get("threads") or 1)), "num_gpus": 1 if gpu else 0}
+
+
+def run_grid(grid: Grid, jobs: int, threads: int = 1, engine: str = "local", address: str = "") -> Summary:
+    """Pre-training steps, then the runs, `jobs` processes at a time (`engine` "ray": as Ray tasks on the cluster
+    at `address`, as many at a time as it has room for); finished work is skipped (folders started from other
+    settings are refused, `check_stale`)."""
     prepare(grid)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _stop)
@@ -230,7 +264,8 @@ def run_grid(grid: Grid, jobs: int, threads: int = 1) -> Summary:
     summary.skipped += [str(s.run_dir) for s in grid.pretrain_steps if finished(s)]
     for x in [*steps, *(r for r in grid.runs if not finished(r))]:
         write_json(x.run_dir / "grid.json", fingerprint(grid, x))
-    _pool([(str(s.run_dir), s.argv(), s.run_dir) for s in steps], jobs, threads, "pre-training", summary)
+    _pool([(str(s.run_dir), s.argv(), s.run_dir) for s in steps], jobs, threads, "pre-training", summary, engine,
+          address)
     todo = []
     for r in grid.runs:
         if finished(r):
@@ -240,9 +275,49 @@ def run_grid(grid: Grid, jobs: int, threads: int = 1) -> Summary:
             write_text(r.run_dir / "error.txt", msg + "\n")
             summary.failed[r.name] = msg
         else:
-            todo.append((r.name, r.argv(), r.run_dir))
-    _pool(todo, jobs, threads, "runs", summary)
+            todo.append(r)
+    groups = seed_groups(todo, grid.batch if engine == "local" else 1)
+    _pool([_group_job(grid, g) for g in groups], jobs, threads, "runs", summary, engine, address)
+    again = _expand(summary, [g for g in groups if len(g) > 1])
+    _pool([(r.name, r.argv(), r.run_dir) for r in again], jobs, threads, "runs again alone", summary, engine, address)
     return summary
+
+
+def _group_name(runs: list[Run]) -> str:
+    cell = [part for part in runs[0].name.split("__") if not part.startswith("seed-")]
+    return "__".join([*cell, "seeds-" + "+".join(str(r.seed) for r in runs)])
+
+
+def _group_job(grid: Grid, runs: list[Run]) -> tuple[str, list[str], Path]:
+    """A job of `_pool`: one run as `tam train`, or a seed group as one `tam train --group` process
+    (tam.train.multiseed) whose file and output go to OUT/groups/<name>/; each run still logs to its own log.txt,
+    which starts with its own `tam train` command (it reproduces the run alone)."""
+    if len(runs) == 1:
+        return runs[0].name, runs[0].argv(), runs[0].run_dir
+    group_dir = grid.out / "groups" / _group_name(runs)
+    write_json(group_dir / "group.json", {"runs": [{"config": r.config, "overrides": r.overrides,
+                                                    "run_dir": str(r.run_dir)} for r in runs], "batched": None})
+    for r in runs:
+        r.run_dir.mkdir(parents=True, exist_ok=True)
+        with (r.run_dir / "log.txt").open("a", encoding="utf-8") as f:
+            f.write(f"{r.command()}\n(trained in one process with its seed group: {group_dir / 'log.txt'})\n")
+    return _group_name(runs), ["train", "--group", str(group_dir / "group.json")], group_dir
+
+
+def _expand(summary: Summary, groups: list[list[Run]]) -> list[Run]:
+    """The summary per run, not per seed group; returns the runs of failed groups, to be run again one by one
+    (each resumes from the last epoch its group saved; a failure is then its own)."""
+    again = []
+    for runs in groups:
+        name = _group_name(runs)
+        if name in summary.done:
+            summary.done.remove(name)
+            summary.done += [r.name for r in runs]
+            for r in runs:
+                (r.run_dir / "error.txt").unlink(missing_ok=True)
+        elif summary.failed.pop(name, None) is not None:
+            again += runs
+    return again
 
 
 def list_commands(grid: Grid, prefix: str = "tam") -> list[str]:

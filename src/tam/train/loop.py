@@ -63,12 +63,13 @@ class Data:
     test: Labels
 
 
-def prepare_data(cfg: RunConfig) -> Data:
-    """Open the store, read labels, drop (and list) videos without features, carve validation."""
+def prepare_data(cfg: RunConfig, store: FeatureStore | None = None) -> Data:
+    """Open the store (or use `store`, opened from cfg.data.store), read labels, drop (and list) videos without
+    features, carve validation."""
     for key, option in (("store", "--store FOLDER"), ("labels", "--labels CSV")):
         if not getattr(cfg.data, key):
             raise TamError(f"no {key} given: pass {option} (or set data.{key} in --config)")
-    store = FeatureStore.open(cfg.data.store)
+    store = store or FeatureStore.open(cfg.data.store)
     missing = [m for m in cfg.model.modalities if m not in store.manifest.dims]
     if missing:
         raise TamError(f"{cfg.data.store}: the store has no {missing} features (it has {sorted(store.manifest.dims)})")

@@ -36,6 +36,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
 from tam.config import RunConfig, to_dict
+from tam.features.store import FeatureStore
 from tam.models import stochastic
 from tam.models.stochastic import SampleRNG
 from tam.train.augment import loss_sum
@@ -239,12 +240,16 @@ class Batched:
 
 
 def shared_data(cfgs: list[RunConfig]) -> list[Data]:
-    """Each config's Data, prepared once per distinct data section (runs of one labels file share it)."""
+    """Each config's Data, prepared once per distinct data section, over one open feature store per store folder
+    (its memory maps are shared: K stores of thousands of videos would exhaust the open-file limit)."""
+    stores: dict[str, FeatureStore] = {}
     cache: dict[str, Data] = {}
     for c in cfgs:
         key = json.dumps(to_dict(c)["data"], sort_keys=True)
         if key not in cache:
-            cache[key] = prepare_data(c)
+            if c.data.store not in stores:
+                stores[c.data.store] = FeatureStore.open(c.data.store)
+            cache[key] = prepare_data(c, stores[c.data.store])
     return [cache[json.dumps(to_dict(c)["data"], sort_keys=True)] for c in cfgs]
 
 
