@@ -51,6 +51,7 @@ class ModelConfig:
     # CTM fusions only (ctm, inner, cross), both off = the paper; measured in docs/synthetic.md (a), 2026-12-07:
     # learned relative-position bias in Eqs. (3)-(4) per (m, n) pair, head and segment offset in [-R, R]; 0 = off
     rel_bias: int = 0
+    rel_bias_scale: float = 1.0  # the bias is stored as b / this: Adam moves it this many times faster (lr-limited)
     centre: bool = False  # per-video centring: each modality's features minus their mean over the clip's segments
 
 
@@ -148,9 +149,11 @@ class RunConfig:
             raise TamError(f"model.readout must be one of {READOUTS}, got {m.readout!r}")
         if m.pos_init not in POS_INITS:
             raise TamError(f"model.pos_init must be one of {POS_INITS}, got {m.pos_init!r}")
-        if not 0 <= m.rel_bias <= m.T or ((m.rel_bias or m.centre) and m.fusion not in ("ctm", "inner", "cross")):
-            raise TamError(f"model.rel_bias must be in [0, model.T = {m.T}] and, like model.centre, needs a CTM fusion "
-                           f"(ctm, inner, cross); got {m.rel_bias}, centre {m.centre}, fusion {m.fusion!r}")
+        ctm_only = (m.rel_bias or m.centre) and m.fusion not in ("ctm", "inner", "cross")
+        if not 0 <= m.rel_bias <= m.T or not 0 < m.rel_bias_scale <= 1000 or ctm_only:
+            raise TamError(f"model.rel_bias must be in [0, model.T = {m.T}], model.rel_bias_scale in (0, 1000], and "
+                           f"like model.centre they need a CTM fusion (ctm, inner, cross); got {m.rel_bias}, "
+                           f"{m.rel_bias_scale}, centre {m.centre}, fusion {m.fusion!r}")
         if self.optim.freeze_fusion_epochs < 0 or not 0 < self.optim.layer_decay <= 1:
             raise TamError(f"optim.freeze_fusion_epochs must be >= 0 and optim.layer_decay in (0, 1], got "
                            f"{self.optim.freeze_fusion_epochs}, {self.optim.layer_decay}")

@@ -18,7 +18,7 @@ def reference_bias(layer, m: int, n: int, head: int, L: int) -> torch.Tensor:
     if layer.b_rel is None:
         return B
     p = [(int(q), int(k)) for q, k in zip(layer.q_idx, layer.k_idx, strict=True)].index((m, n))
-    b = layer.b_rel[p, head].tolist()
+    b = (layer.rel_scale * layer.b_rel[p, head]).tolist()
     R = (len(b) - 1) // 2
     for i in range(1, L):
         for j in range(1, L):
@@ -110,7 +110,7 @@ def test_relative_bias_and_centring_match_the_reference(attention, rel_bias, cen
     with a random bias (it starts at 0) and R both inside and beyond the clip's offsets."""
     torch.manual_seed(0)
     model = CTMFusion(DIMS, d=16, layers=2, heads=4, ffn_mult=2, dropout=0.0, T=8, attention=attention,
-                      rel_bias=rel_bias, centre=centre).eval()
+                      rel_bias=rel_bias, centre=centre, rel_bias_scale=2.5).eval()
     with torch.no_grad():
         for layer in model.layers:
             if layer.b_rel is not None:

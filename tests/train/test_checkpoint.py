@@ -80,8 +80,9 @@ def test_a_real_checkpoint_loads(run):
     ({"model__readout": "cls-token"}, "model.readout must be one of"),
     ({"model__rel_bias": -1}, "model.rel_bias must be in [0, model.T = 4]"),
     ({"model__rel_bias": 10**6}, "model.rel_bias must be in [0, model.T = 4]"),
+    ({"model__rel_bias_scale": 0.0}, "model.rel_bias_scale in (0, 1000]"),
     ({"model__centre": "yes"}, "expected bool"),
-    ({"model__fusion": "concat", "model__centre": True}, "needs a CTM fusion"),
+    ({"model__fusion": "concat", "model__centre": True}, "need a CTM fusion"),
 ])
 def test_broken_descriptions_are_one_line_errors(run, tmp_path, changes, message):
     d = copy_run(run, tmp_path)

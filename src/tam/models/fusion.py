@@ -21,13 +21,17 @@ Masks (one convention everywhere: True = valid):
   - `present` [B, M]: a modality missing from a video (no audio track) is False; its tokens are never
     keys, Eq. (4) averages over the *present* other modalities, Eq. (6) over the present modalities.
 
-The fast path runs all (query modality, key modality) pairs as one batched scaled-dot-product attention
-call. `attention="inner"` and `"cross"` give the two ablations of Table 2 (O^m = I^m W_o or C^m W_o).
+The fast path groups the (query modality m, key modality n) pairs by key shift s, n = m + s (mod M): s = 0 are
+the M pairs of Eq. (3), s > 0 those of Eq. (4). Each group is one batched scaled-dot-product attention call
+over the keys and values rolled s places along the modality axis (a copy whose backward is a copy; a per-pair
+gather's backward is a scatter-add that cost more than the attention itself at the paper's size).
+`attention="inner"` and `"cross"` give the two ablations of Table 2 (O^m = I^m W_o or C^m W_o).
 
 Two options for learning timing from few labelled videos (both off = the paper; docs/synthetic.md, (a)):
   - `rel_bias` = R > 0: a learned relative-position bias in Eqs. (3)-(4), per (m, n) pair, head and segment
     offset (T5 / ALiBi style): σ(Q^m K^nᵀ/√d_h + B^{mn}) V^n with B^{mn}_{ij} = b^{mn}[clip(j − i, −R, R)] between
-    segment tokens i, j ≥ 1 and 0 on the rows and columns of X_0. b starts at 0 (the paper's scores).
+    segment tokens i, j ≥ 1 and 0 on the rows and columns of X_0. b starts at 0 (the paper's scores);
+    `rel_bias_scale` s stores b as s · b_rel, so that Adam moves it s times faster than the other weights.
   - `centre`: per-video centring before the projections, X^m ← X^m − mean_t X_t^m over the valid segments of the
     clip, which removes the per-video offset a model can memorise.
 """
@@ -135,7 +139,7 @@ class CTMLayer(nn.Module):
     stochastic depth on both residual branches (training only)."""
 
     def __init__(self, M: int, d: int, heads: int, ffn_hidden: int, dropout: float, attention: str = "both",
-                 drop_path: float = 0.0, rel_bias: int = 0):
+                 drop_path: float = 0.0, rel_bias: int = 0, rel_bias_scale: float = 1.0):
         super().__init__()
         if attention not in ("both", "inner", "cross"):
             raise ValueError(f"attention must be both, inner or cross, got {attention!r}")
@@ -150,8 +154,14 @@ class CTMLayer(nn.Module):
         q_idx, k_idx = self.pairs(M, attention)
         self.register_buffer("q_idx", torch.tensor(q_idx, dtype=torch.long), persistent=False)
         self.register_buffer("k_idx", torch.tensor(k_idx, dtype=torch.long), persistent=False)
+        # key shifts s (n = m + s mod M) the forward runs, and the index in `pairs` of each (m, m + s): [S, M]
+        self.shifts = [s for s in range(M) if attention == "both" or (s == 0) == (attention == "inner")]
+        pair = {qk: p for p, qk in enumerate(zip(q_idx, k_idx, strict=True))}
+        self.register_buffer("shift_pair", torch.tensor([[pair[m, (m + s) % M] for m in range(M)] for s in self.shifts],
+                                                        dtype=torch.long).view(len(self.shifts), M), persistent=False)
         # b^{mn}: relative-position bias per pair, head and offset in [−R, R]; None = off (the paper)
         self.b_rel = nn.Parameter(torch.zeros(len(q_idx), heads, 2 * rel_bias + 1)) if rel_bias else None
+        self.rel_scale = rel_bias_scale  # b^{mn} = rel_scale · b_rel: with Adam, b moves rel_scale × lr per step
 
     @staticmethod
     def pairs(M: int, attention: str) -> tuple[list[int], list[int]]:
@@ -167,45 +177,47 @@ class CTMLayer(nn.Module):
         h, dh = self.h, d // self.h
         QKV = torch.einsum("bmld,mde->bmle", self.norm1(Z), self.W_qkv)  # Eq. (2), all modalities at once
         Q, K, V = (t.reshape(B, M, L, h, dh).transpose(2, 3) for t in QKV.chunk(3, dim=-1))  # [B, M, h, L, dh]
-        P = self.q_idx.numel()
-        # all (m, n) pairs in one attention call: queries of m against keys/values of n
-        Qp, Kp, Vp = Q[:, self.q_idx], K[:, self.k_idx], V[:, self.k_idx]  # [B, P, h, L, dh]
-        mask = key_ok[:, self.k_idx]  # [B, P, L]
-        mask = mask | ~mask.any(-1, keepdim=True)  # an absent key modality: any finite result, weighted 0 below
-        A = F.scaled_dot_product_attention(
-            Qp.reshape(B * P, h, L, dh), Kp.reshape(B * P, h, L, dh), Vp.reshape(B * P, h, L, dh),
-            attn_mask=self.score_mask(mask, L))  # σ(Q^m K^nᵀ/√d_h + B^{mn}) V^n for every pair
-        A = A.reshape(B, P, h, L, dh).transpose(2, 3).reshape(B, P, L, d)  # heads merged
+        mask = key_ok | ~key_ok.any(-1, keepdim=True)  # an absent key modality: any finite result, weighted 0 below
+        q = Q.reshape(B * M, h, L, dh)
+        A = [self.attend(q, K, V, mask, i) for i in range(len(self.shifts))]  # pairs (m, m + s): [B, M, h, L, dh]
         parts = []
-        n_inner = M if self.attention in ("both", "inner") else 0
-        if n_inner:
-            parts.append(A[:, :M])  # Eq. (3): I^m [B, M, L, d]
+        if self.attention in ("both", "inner"):
+            parts.append(A[0])  # Eq. (3): I^m
         if self.attention in ("both", "cross"):
-            parts.append(self.cross_mean(A[:, n_inner:], present))  # Eq. (4): C^m [B, M, L, d]
-        O = self.W_o(torch.cat(parts, dim=-1))  # Eq. (5): O^m = (I^m ⊕ C^m) W_o
+            parts.append(self.cross_mean(A[1:] if self.attention == "both" else A, present, Q))  # Eq. (4): C^m
+        IC = torch.stack(parts, dim=2).permute(0, 1, 4, 2, 3, 5).reshape(B, M, L, -1)  # I^m ⊕ C^m, heads merged
+        O = self.W_o(IC)  # Eq. (5): O^m = (I^m ⊕ C^m) W_o
         Z = Z + self.drop_path(self.drop(O))
         return Z + self.drop_path(self.ffn(self.norm2(Z)))
 
-    def score_mask(self, mask: Tensor, L: int) -> Tensor:
-        """What the scores get from the key mask [B, P, L]: the bool mask [B·P, 1, 1, L], or with `rel_bias` the
-        additive B^{mn} [B·P, h, L, L] (−inf on masked keys)."""
-        B, P, _ = mask.shape
+    def attend(self, q: Tensor, K: Tensor, V: Tensor, mask: Tensor, i: int) -> Tensor:
+        """σ(Q^m K^nᵀ/√d_h + B^{mn}) V^n for the M pairs n = m + s (mod M), s = shifts[i]: q [B·M, h, L, dh] (Q^m),
+        K, V [B, M, h, L, dh], key mask [B, M, L] -> [B, M, h, L, dh]."""
+        B, M, h, L, dh = K.shape
+        s = self.shifts[i]
+        K, V, mask = (t.roll(-s, dims=1) for t in (K, V, mask)) if s else (K, V, mask)  # row m holds n = m + s
+        A = F.scaled_dot_product_attention(q, K.reshape(B * M, h, L, dh), V.reshape(B * M, h, L, dh),
+                                           attn_mask=self.score_mask(mask, self.shift_pair[i]))
+        return A.view(B, M, h, L, dh)
+
+    def score_mask(self, mask: Tensor, pairs: Tensor) -> Tensor:
+        """What the scores of the pairs `pairs` [P] get from their key mask [B, P, L]: the bool mask [B·P, 1, 1, L], or
+        with `rel_bias` the additive B^{mn} [B·P, h, L, L] (−inf on masked keys)."""
+        B, P, L = mask.shape
         if self.b_rel is None:
             return mask.reshape(B * P, 1, 1, L)
-        bias = offset_bias(self.b_rel, L)  # [P, h, L, L]
+        bias = offset_bias(self.rel_scale * self.b_rel[pairs], L)  # [P, h, L, L]
         bias = bias[None].masked_fill(~mask[:, :, None, None, :], float("-inf"))  # [B, P, h, L, L]
         return bias.reshape(B * P, self.h, L, L)
 
-    def cross_mean(self, A_cross: Tensor, present: Tensor) -> Tensor:
-        """Eq. (4)'s 1/(M-1) Σ_{n≠m}: average the cross pairs of each m over the present n ≠ m."""
-        B, _, L, d = A_cross.shape
-        M = self.M
-        if M == 1:
-            return A_cross.new_zeros(B, 1, L, d)
-        k = self.k_idx[M if self.attention == "both" else 0:].view(M, M - 1)  # key modality of each cross pair
-        w = present[:, k].to(A_cross.dtype)  # [B, M, M-1]: 1 where the other modality n is present
-        w = w / w.sum(-1, keepdim=True).clamp(min=1)
-        return torch.einsum("bmp,bmpld->bmld", w, A_cross.view(B, M, M - 1, L, d))
+    def cross_mean(self, A_cross: list[Tensor], present: Tensor, Q: Tensor) -> Tensor:
+        """Eq. (4)'s 1/(M-1) Σ_{n≠m}: the cross pairs of each m (A_cross[s - 1]: n = m + s, [B, M, h, L, dh]) averaged
+        over the present n ≠ m; zeros like Q when M = 1."""
+        if not A_cross:
+            return torch.zeros_like(Q)
+        w = torch.stack([present.roll(-s, dims=1) for s in range(1, self.M)], dim=-1).to(Q.dtype)  # [B, M, M-1]
+        w = w / w.sum(-1, keepdim=True).clamp(min=1)  # 1/(number of present n ≠ m) where n = m + s is present
+        return sum(w[:, :, s, None, None, None] * a for s, a in enumerate(A_cross))
 
 
 class CTMFusion(nn.Module):
@@ -218,13 +230,15 @@ class CTMFusion(nn.Module):
 
     def __init__(self, dims: dict[str, int], d: int = 768, layers: int = 12, heads: int = 8, ffn_mult: int = 4,
                  dropout: float = 0.1, T: int = 64, attention: str = "both", drop_path: float = 0.0,
-                 noise: float = 0.0, pos_init: str = "sinusoidal", rel_bias: int = 0, centre: bool = False):
+                 noise: float = 0.0, pos_init: str = "sinusoidal", rel_bias: int = 0, centre: bool = False,
+                 rel_bias_scale: float = 1.0):
         super().__init__()
         self.modalities = list(dims)
         self.d = self.out_dim = d
         self.centre = centre
         self.embed = ModalityEmbedding(dims, d, T, noise, pos_init)
-        self.layers = nn.ModuleList([CTMLayer(len(dims), d, heads, ffn_mult * d, dropout, attention, p, rel_bias)
+        self.layers = nn.ModuleList([CTMLayer(len(dims), d, heads, ffn_mult * d, dropout, attention, p, rel_bias,
+                                              rel_bias_scale)
                                      for p in depth_rates(drop_path, layers)])
         self.norm = nn.LayerNorm(d)
 
@@ -253,7 +267,7 @@ def layer_attention(layer: CTMLayer, Z: Tensor, key_ok: Tensor) -> Tensor:
     Q, K, _ = (t.reshape(B, M, L, h, dh).transpose(2, 3) for t in QKV.chunk(3, dim=-1))  # [B, M, h, L, dh]
     S = torch.einsum("bphqe,bphke->bphqk", Q[:, layer.q_idx], K[:, layer.k_idx]) / math.sqrt(dh)
     if layer.b_rel is not None:
-        S = S + offset_bias(layer.b_rel, L)  # + B^{mn}
+        S = S + offset_bias(layer.rel_scale * layer.b_rel, L)  # + B^{mn}
     mask = key_ok[:, layer.k_idx]  # [B, P, L]
     mask = mask | ~mask.any(-1, keepdim=True)
     return S.float().masked_fill(~mask[:, :, None, None, :], float("-inf")).softmax(-1)
