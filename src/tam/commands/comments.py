@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 
 from tam.comments.formats import ReadLimits
+from tam.engines import add_engine_arguments
 
 HELP = "Time-sync comment corpus: `tam comments prepare` builds it from danmaku files."
 EXAMPLES = """\
   tam comments prepare danmaku/ --lexicon 情感词汇本体.xlsx --out corpus/
   tam comments prepare a.xml b.json pb/123/ --lexicon words.txt --durations durations.csv --n 500 --out corpus/
   tam comments prepare danmaku/ --lexicon lex.csv --durations videos/ --masking random20 --workers 2 --out corpus/
+  tam comments prepare /shared/danmaku/ --lexicon lex.xlsx --out /shared/corpus/ --engine ray   # docs/scaling.md
 """
 
 
@@ -44,6 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--max-comments", type=int, default=ReadLimits.max_comments,
                    help="comments kept per video and source; the rest are dropped and counted")
     p.add_argument("--no-progress", action="store_true")
+    add_engine_arguments(p)
     p.set_defaults(_comments_run=_prepare)
     p = sub.add_parser("pair", help="how many corpus videos have features in a store, with unpaired ids of each side",
                        description="Pair a comment corpus with a feature store by video id (the corpus id is the "
@@ -67,7 +70,8 @@ def _prepare(args: argparse.Namespace) -> int:
     stats = prepare_corpus(args.inputs, args.out, args.lexicon, n_per_polarity=args.n, durations=args.durations,
                            scorer=args.scorer, masking=args.masking, workers=args.workers,
                            test_fraction=args.test_fraction, seed=args.seed, progress=not args.no_progress,
-                           limits=ReadLimits(args.max_file_mb, args.max_comment_chars, args.max_comments))
+                           limits=ReadLimits(args.max_file_mb, args.max_comment_chars, args.max_comments),
+                           engine=args.engine, address=args.address)
     print(format_summary(stats))
     print(f"wrote {args.out}/comments.parquet, segments.parquet, vocab.json, stats.json")
     return 1 if stats["sources_failed"] and not stats["comments_written"] else 0

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 
+from tam.engines import add_engine_arguments
+
 HELP = "a grid of runs (fusion x modalities x pre-training x labelled videos x seed ...): run, list, collect"
 EXAMPLES = """\
   tam experiment run configs/experiments/timing.yaml --jobs 2     # world, then the runs; re-run resumes
   tam experiment list configs/experiments/timing.yaml > jobs.sh   # one command per run, for any scheduler
+  tam experiment run grid.yaml --engine ray --address HEAD:6379   # each run a Ray task (docs/scaling.md)
   tam experiment collect configs/experiments/timing.yaml          # curves, tables, claims (YES/NO), report
 See docs/experiments.md for the grid format."""
 
@@ -23,6 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         if name == "run":
             p.add_argument("--jobs", type=int, default=0, help="parallel runs (default: the grid's `jobs`, else 2); "
                            "each uses train.threads torch threads (the runner sets 1 unless the grid sets it)")
+            add_engine_arguments(p)
         if name == "list":
             p.add_argument("--prefix", default="tam", help="how to call tam in the commands (e.g. 'python -m tam')")
         if name == "collect":
@@ -39,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
 def _run(grid, args) -> int:
     from tam.experiment.run import run_grid
 
-    s = run_grid(grid, args.jobs or grid.jobs)
+    s = run_grid(grid, args.jobs or grid.jobs, engine=args.engine, address=args.address)
     print(f"{len(s.done)} run(s) done, {len(s.skipped)} already finished (skipped), {len(s.failed)} failed")
     for name, err in s.failed.items():
         print(f"  failed: {name}: {err}")

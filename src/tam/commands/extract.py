@@ -1,5 +1,7 @@
 """`tam extract`: decode videos and write image / motion / audio features into a feature store."""
 
+from tam.engines import add_engine_arguments
+
 HELP = "extract image (CLIP), motion (3D ResNet) and audio (VGGish) features from video files into a store"
 EXAMPLES = """\
   tam extract videos/ -o feats/ --image-weights clip-vit-base-patch32/ --motion-weights r3d50_K_200ep.pth \\
@@ -8,6 +10,7 @@ EXAMPLES = """\
   tam extract --list files.txt --root videos/ -o feats/ --shard 0/4   # one of 4 processes, one store
   tam extract videos/ -o feats/ --motion resnext101 --motion-weights resnext-101-kinetics.pth --fps 25
   tam extract ./-odd\\ name.mp4 -o feats/ --strict                  # names starting with '-': prefix ./
+  tam extract /shared/videos/ -o /shared/feats/ --engine ray --actor-gpus 0.5   # docs/scaling.md
 encoders (see docs/extraction.md): image clip-vit-b32 (512) | clip-vit-l14 (768);
   motion r3d50 | r3d101 | resnext101 (2048) | videomae-base (768); audio vggish (128) | ast-audioset (768);
   --tiny: clip-tiny, r3d-tiny (random init only)
@@ -41,6 +44,37 @@ def add_arguments(p) -> None:
     p.add_argument("--shard", default="", help="i/n: take every n-th video from the i-th (torchrun: RANK)")
     p.add_argument("--strict", action="store_true", help="stop at the first bad file")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_engine_arguments(p)
+    p.add_argument("--actors", type=int, default=0,
+                   help="with --engine ray: encoder actors (default: as many as the cluster's GPUs or CPUs hold)")
+    p.add_argument("--actor-cpus", type=float, default=1,
+                   help="with --engine ray: CPUs per actor (its encoding and --workers decoding threads; default 1)")
+    p.add_argument("--actor-gpus", type=float, default=None,
+                   help="with --engine ray: GPUs per actor (default 1 where the cluster has GPUs; 0.5: two share one)")
+
+
+def _encoders_here(args) -> dict:
+    """The encoders of `args`, built where this runs (a Ray actor: its GPU when it has one, its torch threads)."""
+    import os
+
+    from tam.encoders.cli_support import build_encoders, pick_device
+    from tam.train.threads import set_threads
+
+    set_threads(args.threads or 1)
+    return build_encoders(args, pick_device(args.device, os.environ))
+
+
+def _on_ray(args, jobs, options):
+    import sys
+    from functools import partial
+
+    from tam.encoders.extract import extract_on_ray
+
+    if args.random_init or args.tiny:
+        print("WARNING: --random-init: the features written are NOT real (tests and demos only)", file=sys.stderr)
+    print(f"{len(jobs)} video(s) -> {args.out}  [{options.policy.describe()}; Ray engine]")
+    return extract_on_ray(jobs, args.out, partial(_encoders_here, args), options, args.actors, args.actor_gpus,
+                          args.actor_cpus, args.address, progress=not args.no_progress)
 
 
 def run(args) -> int:
@@ -60,12 +94,16 @@ def run(args) -> int:
         raise TamError(f"{args.out}: a file, not a feature store folder (-o/--out)")
     index, count = parse_shard(args.shard, os.environ)
     jobs = shard_jobs(find_videos(args.inputs, args.list, args.root, args.keep_extension), index, count)
+    policy = SegmentPolicy(fps=args.fps, native=args.native_rate, motion=args.motion_frames)
+    options = ExtractOptions(policy=policy, batch=args.batch, workers=args.workers, strict=args.strict)
+    if args.engine == "ray":
+        outcomes, text = _on_ray(args, jobs, options)
+        print(text)
+        return 1 if any(o.status == "failed" for o in outcomes) else 0
     device = pick_device(args.device, os.environ)
     encoders = build_encoders(args, device)
     if any(e.record.random_init for e in encoders.values()):
         print("WARNING: --random-init: the features written are NOT real (tests and demos only)", file=sys.stderr)
-    policy = SegmentPolicy(fps=args.fps, native=args.native_rate, motion=args.motion_frames)
-    options = ExtractOptions(policy=policy, batch=args.batch, workers=args.workers, strict=args.strict)
     print(f"{len(jobs)} video(s) -> {args.out}  [{policy.describe()}; "
           + ", ".join(f"{m}: {e.name}" for m, e in encoders.items()) + f"; {device}]")
     outcomes, text = run_extraction(jobs, args.out, encoders, options, progress=not args.no_progress)

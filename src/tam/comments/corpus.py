@@ -163,6 +163,16 @@ def _pool_task(sources: list[Source], lexicon_file: str) -> list[dict]:
     return process_sources(sources)
 
 
+def process_group(settings: CorpusSettings, out_dir: str, lexicon_file: str, sources: list[Source]) -> list[dict]:
+    """`process_sources` for one group (`_groups`) in any process (the engines map it: `tam.engines`): the worker
+    context is set up on the process's first group of these settings."""
+    if _CTX.get("key") != (settings, out_dir):
+        _CTX.clear()
+        _init_worker(settings, out_dir)
+        _CTX["key"] = (settings, out_dir)
+    return _pool_task(sources, lexicon_file)
+
+
 def part_key(source: Source) -> str:
     """A file-name-safe unique key for a source."""
     stem = re.sub(r"[^\w.-]", "_", source.paths[0].stem)[:60]
@@ -566,6 +576,7 @@ def _stats(summaries: list[dict], segs, duplicates: list[str], vocab_size: int, 
             "filters": stage, "comments_written": n_written, "vocab_size": vocab_size,
             "warnings": _warnings(sel, n_written, vocab_size)}
 
+
 def _warnings(sel, n_written: int, vocab_size: int) -> list[str]:
     """What makes a corpus useless for pre-training: no comment kept, or none in the training split."""
     import pyarrow.compute as pc
@@ -579,7 +590,6 @@ def _warnings(sel, n_written: int, vocab_size: int) -> list[str]:
     return [f"the vocabulary holds only the {len(SPECIAL_TOKENS)} special tokens: every selected segment "
             f"({sel.num_rows}, from {held} video(s)) is in the held-out split, so pre-training would learn nothing; "
             "add videos, raise --n or lower --test-fraction"]
-
 
 
 # ---------------------------------------------------------------- driver
@@ -635,11 +645,13 @@ def _read_lexicon_tables(path: Path) -> tuple[dict[str, tuple[str, str]], dict[s
 def prepare_corpus(inputs: Sequence[str | Path], out_dir: str | Path, lexicon: str, n_per_polarity: int = 8000,
                    durations: str = "", scorer: str = "fast", masking: str = "emotion", workers: int = 2,
                    test_fraction: float = 0.2, seed: int = 0, filters: FilterSettings | None = None,
-                   progress: bool = True, limits: ReadLimits | None = None) -> dict:
+                   progress: bool = True, limits: ReadLimits | None = None, engine: str = "local",
+                   address: str = "") -> dict:
     """Build the corpus in `out_dir` (see the module docstring); return the stats report (also in stats.json).
 
     `limits` caps file and comment sizes (`ReadLimits`); what they cut is counted in `comments_skipped`
-    (`too_long`, `over_limit`) and `sources_failed` (files over the size limit)."""
+    (`too_long`, `over_limit`) and `sources_failed` (files over the size limit). `engine` "ray" runs the
+    per-source work on the Ray cluster at `address` (`tam.engines`; `workers` is then unused): the same files."""
     _refuse_in_spawned_child()
     if masking not in MASKINGS:
         raise TamError(f"unknown masking {masking!r} (choose from {sorted(MASKINGS)})")
@@ -654,7 +666,7 @@ def prepare_corpus(inputs: Sequence[str | Path], out_dir: str | Path, lexicon: s
     Durations(durations)  # fail early on a bad durations source
     fresh = not out.exists()
     try:
-        summaries, t_lexicon = _run_sources(sources, settings, lexicon, out, workers, progress)
+        summaries, t_lexicon = _run_sources(sources, settings, lexicon, out, workers, progress, engine, address)
     except TamError:
         if fresh and not any((out / "parts").glob("*.json")):  # e.g. an unreadable lexicon: leave nothing behind
             shutil.rmtree(out, ignore_errors=True)
@@ -679,7 +691,7 @@ def _check_lexicon(path: str) -> None:
 
 
 def _run_sources(sources: list[Source], settings: CorpusSettings, lexicon: str, out: Path, workers: int,
-                 progress: bool) -> tuple[list[dict], float]:
+                 progress: bool, engine: str = "local", address: str = "") -> tuple[list[dict], float]:
     """Pass 1 over every source; returns the summaries and the seconds spent loading the lexicon.
 
     With workers, the pool starts first, so that the workers' imports overlap the parent's lexicon load."""
@@ -706,7 +718,9 @@ def _run_sources(sources: list[Source], settings: CorpusSettings, lexicon: str, 
             bar.update(1)
 
     try:
-        if workers <= 1:
+        if engine == "ray":
+            collect(_on_ray(sources, settings, out, address, load_lexicon))
+        elif workers <= 1:
             table, pos = load_lexicon()
             _init_worker(settings, str(out), preload_jieba=False)
             _CTX.update(lexicon=table, tokenizer=LexiconTokenizer(pos, _tokenizer_edits(pos)), lexicon_file=None)
@@ -742,11 +756,7 @@ def _in_pool(sources: list[Source], settings: CorpusSettings, out: Path, workers
     try:
         for _ in range(workers):
             submit(_warm)
-        stat = hashlib.sha1(json.dumps([_lexicon_stat(settings), PARTS_FORMAT, "table+pos+edits"]).encode())
-        lexicon_file = out / "parts" / f"lexicon-{settings.digest()}-{stat.hexdigest()[:8]}.json"
-        if not lexicon_file.is_file():  # else: a re-run reuses the lexicon read by the last one
-            table, pos = load_lexicon()
-            write_json(lexicon_file, {"table": table, "pos": pos, "edits": _tokenizer_edits(pos)})
+        lexicon_file = _lexicon_file(settings, out, load_lexicon)
         futures = [submit(_pool_task, group, str(lexicon_file)) for group in _groups(sources)]
         for f in as_completed(futures):
             yield from f.result()
@@ -758,6 +768,32 @@ def _in_pool(sources: list[Source], settings: CorpusSettings, out: Path, workers
                        "free memory, then re-run to resume (sources done so far are kept), or use workers=1") from None
     finally:
         _stop(pool)
+
+
+def _lexicon_file(settings: CorpusSettings, out: Path, load_lexicon: Callable) -> Path:
+    """The lexicon tables and tokeniser edits as the workers read them: written once into `out/parts` (a re-run
+    reuses the lexicon read by the last one)."""
+    stat = hashlib.sha1(json.dumps([_lexicon_stat(settings), PARTS_FORMAT, "table+pos+edits"]).encode())
+    lexicon_file = out / "parts" / f"lexicon-{settings.digest()}-{stat.hexdigest()[:8]}.json"
+    if not lexicon_file.is_file():
+        table, pos = load_lexicon()
+        write_json(lexicon_file, {"table": table, "pos": pos, "edits": _tokenizer_edits(pos)})
+    return lexicon_file
+
+
+def _on_ray(sources: list[Source], settings: CorpusSettings, out: Path, address: str,
+            load_lexicon: Callable) -> Iterable[dict]:
+    """`process_group` over `_groups(sources)` as Ray tasks (`tam.engines.ray_engine`); a group that failed on
+    every try gives one failed summary per source."""
+    from tam.engines import ray_engine
+
+    ray_engine.connect(address)
+    groups, lexicon_file = _groups(sources), str(_lexicon_file(settings, out, load_lexicon))
+    items = [(settings, str(out), lexicon_file, g) for g in groups]
+    for i, result in ray_engine.map_tasks(process_group, items):
+        if isinstance(result, ray_engine.Failure):
+            result = [_failed(s, part_key(s), TamError(f"{s.name}: {result.message}")) for s in groups[i]]
+        yield from result
 
 
 def _groups(sources: list[Source]) -> list[list[Source]]:

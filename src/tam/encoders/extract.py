@@ -93,6 +93,7 @@ def find_videos(inputs: list[str], list_file: str = "", root: str = "", keep_ext
     _check_found(names, jobs)
     return sorted({j.video: j for j in jobs}.values(), key=lambda j: j.video)
 
+
 def _check_found(names: list[str], jobs: list[Job]) -> None:
     """Refuse inputs that name no video file at all (a typo, an empty folder) before a store is created; a missing
     file among real ones stays a failed job of the summary."""
@@ -102,7 +103,6 @@ def _check_found(names: list[str], jobs: list[Job]) -> None:
         raise TamError(f"{', '.join(names[:3])}: no video files ({' '.join(sorted(VIDEO_EXTENSIONS))}) found")
     raise TamError(f"{', '.join(str(j.path) for j in jobs[:3])}: no such file{'s' if len(jobs) > 1 else ''} "
                    "(no video to read)")
-
 
 
 def _file_id(path: Path, root: str, keep_extension: bool) -> str:
@@ -478,3 +478,55 @@ def run_extraction(jobs: list[Job], store_root: str, encoders: dict[str, FrozenE
     t0 = time.perf_counter()
     outcomes = extract(jobs, store, encoders, options, progress=progress, stats=stats)
     return outcomes, summary(outcomes, time.perf_counter() - t0, store.manifest)
+
+
+# ---- on a Ray cluster (`tam.engines`) ---------------------------------------------------------------
+class Extractor:
+    """A long-lived extraction process (a Ray actor): `build()` gives the encoders once (on the actor's GPU when it
+    has one); each `run(jobs)` is `extract` on a few videos: the same decoding threads, batches, atomic per-video
+    entries and skipping of videos already in the store as the local job."""
+
+    def __init__(self, build: Callable[[], dict[str, FrozenEncoder]], store_root: str, options: ExtractOptions):
+        self.encoders, self.options = build(), options
+        self.store = open_store(store_root, self.encoders, options.policy)
+
+    def run(self, jobs: list[Job]) -> list[Outcome]:
+        return extract(jobs, self.store, self.encoders, self.options, progress=False)
+
+
+def extract_on_ray(jobs: list[Job], store_root: str, build: Callable[[], dict[str, FrozenEncoder]],
+                   options: ExtractOptions, actors: int = 0, gpus: float | None = None, cpus: float = 1,
+                   address: str = "", progress: bool = True) -> tuple[list[Outcome], str]:
+    """`Extractor`s on the Ray cluster at `address`, fed groups of `GROUP_VIDEOS` videos; returns the outcomes (in
+    job order) and the summary. Each actor takes `cpus` CPUs (its encoding and decoding threads) and `gpus` GPUs
+    (None: one where the cluster has GPUs; 0.5: two actors share one); `actors` 0: as many as fit. A group
+    whose actor kept dying is reported failed, video by video; its finished videos stay in the store."""
+    from tqdm import tqdm
+
+    from tam.engines import ray_engine
+
+    ray_engine.connect(address)
+    fits, resources = ray_engine.fit(cpus, gpus)
+    if options.decode_threads <= 0:  # the actor's own CPUs, not the node's (`decode_threads`)
+        options = ExtractOptions(**{**vars(options), "decode_threads": 1})
+    t0 = time.perf_counter()
+    groups = [jobs[i:i + GROUP_VIDEOS] for i in range(0, len(jobs), GROUP_VIDEOS)]
+    outcomes: list[Outcome | None] = [None] * len(jobs)
+    with tqdm(total=len(jobs), unit="video", disable=not progress, dynamic_ncols=True) as bar:
+        for g, result in ray_engine.map_actors(Extractor, (build, store_root, options), groups, actors or fits,
+                                                         resources):
+            if isinstance(result, ray_engine.Failure):
+                result = [Outcome(j.video, j.path, "failed", error=f"{j.path}: {result.message}") for j in groups[g]]
+            for k, o in enumerate(result):
+                outcomes[g * GROUP_VIDEOS + k] = o
+                if o.status == "failed":
+                    bar.write(f"skipped: {o.error}")
+                for note in o.notes:
+                    bar.write(f"note: {o.path}: {note}")
+            bar.update(len(result))
+    manifest = FeatureStore.open(store_root).manifest
+    return outcomes, summary(outcomes, time.perf_counter() - t0, manifest)
+
+
+GROUP_VIDEOS = 4
+"""Videos sent to an actor at a time: its encoders batch segments across them, as the local job does."""
