@@ -49,7 +49,7 @@ class Server:
         self.log = log or state.with_name(state.name + ".log")
         self.proc = subprocess.Popen(cmd, stdout=self.log.open("wb"), stderr=subprocess.STDOUT)
 
-    def wait_ready(self, timeout: float = 60.0) -> Server:
+    def wait_ready(self, timeout: float = 180.0) -> Server:
         import httpx
 
         end = time.monotonic() + timeout
@@ -168,14 +168,27 @@ def world(tmp_path_factory) -> dict:
 
 
 @pytest.fixture(scope="session")
-def server(world, tmp_path_factory):
-    """The main server: 2 workers, a queue of 64, server paths allowed under the world's folder."""
-    s = Server(world["ctm"], tmp_path_factory.mktemp("main") / "state", "--workers", "2", "--queue", "64",
-               "--allow-folder", str(world["root"]))
+def servers(world, tmp_path_factory) -> dict:
+    """Both servers of the suite, started together (their start-ups overlap):
+    main: 2 workers, a queue of 64, server paths allowed under the world's folder;
+    guarded: bearer tokens, 1 worker, a queue of 1, a 1 MB upload cap (test_limits kills and restarts it)."""
+    root = tmp_path_factory.mktemp("servers")
+    tokens = root / "tokens.txt"
+    tokens.write_text("# operators\nsecret-1\n\nsecret-2\n")
+    guarded = ("--token-file", str(tokens), "--workers", "1", "--queue", "1", "--max-upload-mb", "1")
+    box = {"main": Server(world["ctm"], root / "main", "--workers", "2", "--queue", "64",
+                          "--allow-folder", str(world["root"])),
+           "guarded": Server(world["ctm"], root / "guarded", *guarded), "guarded_options": guarded}
     try:
-        yield s.wait_ready()
+        yield box
     finally:
-        s.stop()
+        for key in ("main", "guarded"):
+            box[key].stop()
+
+
+@pytest.fixture(scope="session")
+def server(servers) -> Server:
+    return servers["main"].wait_ready()
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """Limits of a real server: bearer tokens, the upload cap, the bounded queue, kill -9 and restart, the time limit.
 
-One server (1 worker, a queue of 1, a 1 MB cap, tokens) for the whole module, killed with SIGKILL by the restart
-test and started again on the same state folder."""
+The suite's guarded server (1 worker, a queue of 1, a 1 MB cap, tokens), killed with SIGKILL by the restart test and
+started again on the same state folder."""
 
 from __future__ import annotations
 
@@ -15,14 +15,10 @@ TOKEN = "secret-2"
 
 
 @pytest.fixture(scope="module")
-def guarded(world, tmp_path_factory, serving):
-    root = tmp_path_factory.mktemp("guarded")
-    tokens = root / "tokens.txt"
-    tokens.write_text("# operators\nsecret-1\n\nsecret-2\n")
-    options = ("--token-file", str(tokens), "--workers", "1", "--queue", "1", "--max-upload-mb", "1")
-    box = {"server": serving(world["ctm"], root / "state", *options).wait_ready(), "options": options}
-    yield box
-    box["server"].stop()
+def guarded(servers) -> dict:
+    """{"server": the guarded server (replaced by the restart test), "options": its options}."""
+    servers["guarded"].wait_ready()
+    return {"server": servers["guarded"], "options": servers["guarded_options"], "box": servers}
 
 
 @pytest.fixture
@@ -96,8 +92,9 @@ def test_kill_9_then_restart_serves_finished_and_reports_interrupted(guarded, au
         cut.append(authed.post("/v1/jobs", files={"video": (f"cut{i}.mp4", data, "video/mp4")}).json()["id"])
     old = guarded["server"]
     old.kill()
-    new = guarded["server"] = serving(world["ctm"], old.state, *guarded["options"], "--time-limit", "0.001",
-                                     log=old.log.with_suffix(".2.log")).wait_ready()
+    new = serving(world["ctm"], old.state, *guarded["options"], "--time-limit", "0.001",
+                  log=old.log.with_suffix(".2.log"))
+    guarded["server"] = guarded["box"]["guarded"] = new.wait_ready()
     with httpx.Client(base_url=new.url, timeout=60, headers=authed.headers) as c:
         assert c.get(f"/v1/jobs/{first['id']}/result").json() == before
         assert c.get(f"/v1/jobs/{first['id']}").json()["state"] == "done"

@@ -182,7 +182,8 @@ def model_card(model: str) -> str:
     if not card.is_file():
         return ""
     text = card.read_text(encoding="utf-8", errors="replace")
-    text = text.split("\n---", 2)[2] if text.startswith("---") and text.count("\n---") >= 2 else text  # front matter
+    end = text.find("\n---", 3) if text.startswith("---") else -1
+    text = text[end + 4:] if end >= 0 else text  # after the YAML front matter
     paras = [p.strip() for p in text.split("\n\n") if p.strip() and not p.lstrip().startswith("#")]
     return paras[0][:2000] if paras else ""
 
