@@ -44,6 +44,7 @@ class ServeOptions:
             raise TamError(f"{self.token_file}: no such token file")
         if self.allow_folder and not Path(self.allow_folder).is_dir():
             raise TamError(f"{self.allow_folder}: no such folder (--allow-folder)")
+        self.tokens()
         return self
 
     @property
