@@ -75,3 +75,25 @@ def test_runner_queue_is_bounded_and_every_job_runs_once(tmp_path):
     for t in runner.threads:
         t.join(10)
     assert sorted(ran) == sorted(j.id for j in jobs[:3]) and runner.retry_after() >= 1
+
+
+def test_a_started_service_expires_old_jobs_at_start_and_then_as_they_age(tmp_path):
+    from tam.serve.options import ServeOptions
+    from tam.serve.service import Service
+
+    store = JobStore(tmp_path)
+    old, recent = store.new(), store.new()
+    old.state, old.finished = "done", time.time() - 3600
+    recent.state, recent.finished = "done", time.time()
+    for job in (old, recent):
+        store.add(job)
+    svc = Service(ServeOptions(model="unused", state=tmp_path, expire_hours=2.0 / 3600), predictor=None)
+    svc.start()
+    try:
+        assert svc.store.get(old.id) is None and svc.store.get(recent.id) is not None  # at start: 2 s old at most
+        end = time.monotonic() + 10
+        while svc.store.get(recent.id) is not None and time.monotonic() < end:
+            time.sleep(0.05)
+        assert svc.store.get(recent.id) is None and not (tmp_path / "jobs" / recent.id).exists()
+    finally:
+        svc.stop()
