@@ -78,8 +78,10 @@ CASES = {  # name: (mutation, the file the message must name)
     "card with broken YAML": (_write(CARD, "---\nlibrary_name: [tam\n---\n# card\n"), CARD),
     "card without front matter": (_write(CARD, "# a hand-written card\n"), CARD),
     "card of another library": (_write(CARD, "---\nlibrary_name: timm\n---\n"), CARD),
-    "card of 2 MB": (_write(CARD, "---\nlibrary_name: tam\n---\n" + "x" * (2 << 20)), CARD),
+    "front matter of 2 MB": (_write(CARD, "---\nlibrary_name: tam\npad: " + "x" * (2 << 20) + "\n---\n"), CARD),
     "card missing": (_write(CARD, None), CARD),
+    "YAML alias bomb": (_write(CARD, "---\na0: &a0 [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]\n" for i in range(1, 12)) + "---\n"), CARD),
     "weights missing": (_write(WEIGHTS, None), WEIGHTS),
     "config missing": (_write(CONFIG, None), CONFIG),
 }

@@ -20,21 +20,23 @@ DIMS = {"image": 512, "motion": 2048, "audio": 128}  # the paper's feature width
 @pytest.mark.slow
 @pytest.mark.parametrize("fusion", FUSIONS)
 def test_every_fusion_exports_within_tolerance(fusion, tmp_path):
-    from tam.hub.onnx import OnnxFusion, example, export_onnx, max_difference
+    """The export's own check (100 videos, padded, last modality missing in every third) and another shape."""
+    from tam.hub.onnx import OnnxFusion, example, export_onnx
     from tam.models.model import build_model
 
     torch.manual_seed(0)
-    cfg = ModelConfig(fusion=fusion, d=32, layers=2, heads=4, T=12, dropout=0.1)
+    cfg = ModelConfig(fusion=fusion, d=16, layers=2, heads=2, T=8, dropout=0.1)
     model = build_model(cfg, DIMS, 8).eval()
     model.norm.set_stats({m: (np.full(D, 0.5), np.full(D, 2.0)) for m, D in DIMS.items()}, "log1p", 3.0)
     entry = export_onnx(model, DIMS, tmp_path / "model.onnx", cfg.T)
+    assert entry["max_abs_diff"] <= 1e-4
     runner = OnnxFusion(tmp_path / "model.onnx", list(DIMS), 8)
-    diff = max_difference(model, runner, DIMS, cfg.T, videos=100)
-    assert diff <= 1e-4 and entry["max_abs_diff"] <= 1e-4
-    *xs, valid, present = example(DIMS, 6, 5, seed=7)  # another number of segments than at export
+    *xs, valid, present = example(DIMS, 6, 5, seed=7)  # another batch size and number of segments than at export
     assert not present.all() and not valid.all()  # padding and a missing audio track are exercised
-    got = runner(dict(zip(DIMS, xs)), valid, present)
-    assert got.shape == (6, 8) and torch.allclose(got, model(dict(zip(DIMS, xs)), valid, present), atol=1e-4)
+    x = dict(zip(DIMS, xs))
+    got, want = runner(x, valid, present), model(x, valid, present)
+    assert got.shape == (6, 8) and (got - want).abs().max() <= 1e-4
+    assert runner.tokens == (fusion in ("ctm", "inner", "cross"))
 
 
 def test_predict_runtime_onnx_matches_torch_on_stored_features(world, exported):
