@@ -38,10 +38,16 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    import uvicorn
+    from tam.errors import TamError
 
+    try:
+        import uvicorn
+
+        from tam.serve.app import create_app
+    except ImportError as e:
+        raise TamError(f"tam serve needs the `serve` extra ({e.name} is missing): pip install 'tam-affect[serve]'") \
+            from None
     from tam.infer.pipeline import Predictor
-    from tam.serve.app import create_app
     from tam.serve.options import ServeOptions
     from tam.train.threads import set_threads
 
