@@ -249,3 +249,18 @@ def test_a_worker_that_cannot_be_started_fails_in_one_line(tmp_path, monkeypatch
         prepare_corpus(files, tmp_path / "out", str(lex), workers=2, progress=False)
     assert "\n" not in str(e.value) and "worker process died" in str(e.value)
     assert not mp.active_children()
+
+
+def test_a_corpus_with_no_training_comment_is_warned_about(tmp_path, capsys):
+    """Every kept comment held out -> a vocabulary of the special tokens only: warned in the summary and stats.json;
+    with training comments, no warning."""
+    from tam.comments.corpus import format_summary
+
+    files, lex = _inputs(tmp_path, 2)
+    held = prepare_corpus(files, tmp_path / "held", str(lex), workers=1, progress=False, test_fraction=1.0)
+    assert held["vocab_size"] == 4 and held["comments_written"] > 0
+    assert len(held["warnings"]) == 1 and "only the 4 special tokens" in held["warnings"][0]
+    assert json.loads((tmp_path / "held" / "stats.json").read_text())["warnings"] == held["warnings"]
+    assert format_summary(held).count("warning: the vocabulary holds only") == 1
+    kept = prepare_corpus(files, tmp_path / "kept", str(lex), workers=1, progress=False, test_fraction=0.0)
+    assert kept["vocab_size"] > 4 and kept["warnings"] == [] and "warning" not in format_summary(kept)

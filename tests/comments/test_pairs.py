@@ -136,3 +136,69 @@ def test_chunks_without_comments_are_skipped(world):
     assert len(p) == 5 and p.clip_train.tolist() == [True] * 4 + [False]
     assert p.clip_row0[-1] == 0 and p.clip_rows[-1] == 2 and p.segment[-1] == 0
     assert p.split(False).tolist() == [4]
+
+
+# ---------------------------------------------------------------- pairing by id map; the pairing report
+
+def _renamed(world, tmp_path, new_id: str) -> FeatureStore:
+    """The world's store with video "a" filed under another id, as `tam extract` names a file in a folder."""
+    store, _ = world
+    copy = FeatureStore.create(tmp_path / "renamed", store.manifest)
+    v = store.read("a")
+    copy.write(new_id, {m: np.array(v.features[m]) for m in DIMS}, np.array(v.times))
+    return copy
+
+
+def test_id_map_pairs_a_corpus_with_a_store_named_otherwise(world, tmp_path):
+    _, corpus = world
+    store = _renamed(world, tmp_path, "show/a.mp4")
+    assert len(build_pairs(corpus, store, T=2, max_len=4)) == 0  # ids differ: nothing pairs
+    p = build_pairs(corpus, store, T=2, max_len=4, id_map={"a": "show/a.mp4"})
+    assert p.videos[0] == "show/a.mp4" and p.clip_row0.tolist() == [0, 2, 2, 4]  # as test_build_pairs_by_hand
+    ds = PretrainDataset(store, p, np.arange(len(p)), list(DIMS))
+    assert ds[(0, 0)][0]["image"].shape == (2, DIMS["image"])  # the dataset reads the store id
+
+
+def test_pairing_report_counts_and_shows_ids_from_each_side(world, tmp_path):
+    from tam.comments.pairs import pairing, pairing_text
+
+    _, corpus = world
+    store = _renamed(world, tmp_path, "show/a.mp4")
+    r = pairing(corpus, store)
+    assert r["corpus"] == {"train": 2, "held-out": 0} and r["paired"] == {"train": 0, "held-out": 0}
+    assert r["corpus_only"] == ["a", "b"] and r["store_only"] == ["show/a.mp4"]
+    assert r["suggested_map"] == {"a": "show/a.mp4"}  # the last path part without extension equals the corpus id
+    text = pairing_text(r, "corpus", "feats")
+    assert "corpus ids without features: a, b" in text and "store ids without comments:  show/a.mp4" in text
+    r = pairing(corpus, store, {"a": "show/a.mp4"})
+    assert r["paired"] == {"train": 1, "held-out": 0} and r["segments_inside"] == 2 and r["segments_late"] == 0
+
+
+def test_read_id_map(tmp_path):
+    from tam.comments.pairs import read_id_map
+
+    f = tmp_path / "ids.csv"
+    f.write_text("comments_id,video_id\n1176840,bili/1176840\n 527533 , show/ep01 \n")
+    assert read_id_map(f) == {"1176840": "bili/1176840", "527533": "show/ep01"}
+    for text, message in [("video,label\nx,y\n", "needs the header comments_id,video_id"),
+                          ("comments_id,video_id\n1,a\n1,b\n", "line 3"), ("comments_id,video_id\n1,\n", "line 2")]:
+        f.write_text(text)
+        with pytest.raises(TamError, match=message):
+            read_id_map(f)
+    with pytest.raises(TamError, match="cannot read the id map"):
+        read_id_map(tmp_path / "nope.csv")
+
+
+def test_cli_pair_writes_the_suggested_map_and_then_pairs(world, tmp_path, capsys):
+    from tam.cli import main
+
+    _, corpus = world
+    store = _renamed(world, tmp_path, "show/a.mp4")
+    ids = tmp_path / "ids.csv"
+    args = ["comments", "pair", "--corpus", str(corpus), "--store", str(store.root)]
+    assert main(args + ["--write-id-map", str(ids)]) == 1  # no training video pairs yet
+    out = capsys.readouterr().out
+    assert "paired: train 0 of 2" in out and "a -> show/a.mp4" in out
+    assert ids.read_text() == "comments_id,video_id\na,show/a.mp4\n"
+    assert main(args + ["--id-map", str(ids)]) == 0
+    assert "paired: train 1 of 2, held-out 0 of 0 videos" in capsys.readouterr().out

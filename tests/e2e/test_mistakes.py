@@ -19,7 +19,8 @@ ROWS = ((1, "我今天很开心"), (50, "我真的好难过呀"), (90, "我很�
 
 # name: (argv, substrings stderr must hold, paths that must not exist afterwards). Placeholders: {tmp} a fresh
 # folder per case, {store} {labels} a synthetic world, {run} a trained run, {cstore} {corpus} a comment world
-# (other ids than {store}), {old_store} {old_corpus} files of an older format, {files} small bad inputs.
+# (other ids than {store}), {old_store} {old_corpus} files of an older format, {empty_corpus} a corpus without
+# training comments, {files} small bad inputs.
 CASES = {
     # tam train
     "train: store missing": (["train", "--store", "{tmp}/nope", "--labels", "{labels}", "--run-dir", "{tmp}/r"],
@@ -128,6 +129,10 @@ CASES = {
     "pretrain: corpus of an older format": (["pretrain", "run", "--store", "{cstore}", "--corpus", "{old_corpus}",
                                              "--run-dir", "{tmp}/pre"], ["{old_corpus}", "unreadable corpus"],
                                             ["{tmp}/pre"]),
+    "pretrain: corpus without training comments": (["pretrain", "run", "--store", "{cstore}", "--corpus",
+                                                    "{empty_corpus}", "--run-dir", "{tmp}/pre"],
+                                                   ["vocab.json", "only the special tokens", "--test-fraction"],
+                                                   ["{tmp}/pre"]),
     "pretrain: corpus missing": (["pretrain", "run", "--store", "{cstore}", "--corpus", "{tmp}/nope", "--run-dir",
                                   "{tmp}/pre"], ["segments.parquet", "tam comments prepare"], ["{tmp}/pre"]),
     "pretrain: config not YAML": (["pretrain", "run", "--config", "{files}/binary.csv", "--run-dir", "{tmp}/pre"],
@@ -186,6 +191,10 @@ def places(tiny_world, tmp_path_factory):
     shutil.copytree(corpus, old_corpus)
     segs = pq.read_table(old_corpus / "segments.parquet")
     pq.write_table(segs.drop_columns(["selected"]), old_corpus / "segments.parquet")
+    empty_corpus = root / "empty_corpus"  # every comment held out: the vocabulary is the special tokens alone
+    shutil.copytree(corpus, empty_corpus)
+    vocab = json.loads((empty_corpus / "vocab.json").read_text())
+    (empty_corpus / "vocab.json").write_text(json.dumps({**vocab, "tokens": vocab["tokens"][:4]}))
     files = root / "files"
     (files / "empty").mkdir(parents=True)
     (files / "danmaku").mkdir()
@@ -198,7 +207,7 @@ def places(tiny_world, tmp_path_factory):
     (files / "other.csv").write_text("video,label,split\nnot_a_video,scene0_up,test\n")
     (files / "clip.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42")  # named like a video: checks come before decoding
     return {"store": store, "labels": labels, "run": root / "run", "cstore": cstore, "corpus": corpus,
-            "old_store": old_store, "old_corpus": old_corpus, "files": files}
+            "old_store": old_store, "old_corpus": old_corpus, "empty_corpus": empty_corpus, "files": files}
 
 
 @pytest.mark.parametrize("case", list(CASES))

@@ -103,6 +103,21 @@ def test_predict_model_subprocess_one_stderr_line(trained, tmp_path, case):
     assert not (tmp_path / "out").exists()
 
 
+def test_evaluate_cli_prints_readable_metrics_and_whether_features_are_real(trained, tmp_path, capsys):
+    from tam.eval.evaluate import format_metrics
+
+    store, labels, run = trained
+    out = tmp_path / "m.json"
+    assert main(["evaluate", "--run-dir", str(run), "--store", str(store), "--labels", str(labels), "--split", "test",
+                 "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    saved = json.loads(out.read_text())
+    assert saved["random_init_features"] is False and "{" not in text
+    assert f"on split test: {saved['n']} videos scored" in text and "not real" not in text
+    assert f"accuracy         {saved['metrics']['accuracy']:.4f}" in text
+    assert "not real results" in format_metrics({**saved, "random_init_features": True}, str(run), "test")
+
+
 def test_evaluate_names_a_damaged_entry_up_front(trained, tmp_path):
     store, labels, run = trained
     copy = tmp_path / "store"

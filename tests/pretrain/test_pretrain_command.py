@@ -36,6 +36,29 @@ def test_cli_bad_corpus_is_one_line(tmp_path, capsys, tiny_world):
     assert err.startswith("error: ") and "segments.parquet" in err and len(err.splitlines()) == 1
 
 
+def test_cli_says_random_init_once_and_that_a_finished_run_is_complete(tmp_path, capsys):
+    from tam.demo.worlds.features import WorldSpec
+    from tam.demo.worlds.pretrain import CommentWorldSpec, make_comment_world
+
+    store, corpus = make_comment_world(tmp_path / "w", WorldSpec(min_segments=3, max_segments=8),
+                                       CommentWorldSpec(n_videos=8))
+    manifest = json.loads((store / "manifest.json").read_text())
+    manifest["encoders"]["image"]["random_init"] = True  # as `tam extract --random-init` writes it
+    (store / "manifest.json").write_text(json.dumps(manifest))
+    sets = ["model.d=8", "model.layers=1", "model.heads=2", "model.T=8", "decoder.layers=1", "decoder.heads=2",
+            "optim.epochs=1", "train.num_workers=0", "train.progress=false", "train.device=cpu"]
+    argv = ["pretrain", "run", "--store", str(store), "--corpus", str(corpus), "--run-dir", str(tmp_path / "pre"),
+            "--threads", "1"] + [x for s in sets for x in ("--set", s)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.count("randomly initialised encoders") == 1 and "EWP top-1" in out
+    assert (tmp_path / "pre" / "results.md").read_text().count("randomly initialised encoders") == 1
+    assert json.loads((tmp_path / "pre" / "results.json").read_text())["random_init_features"] is True
+    assert main(argv) == 0
+    again = capsys.readouterr().out
+    assert "already complete" in again and "EWP top-1" in again and again.count("randomly initialised") == 1
+
+
 def test_collect_table(tmp_path):
     for row, ds, split, acc in [("none", "ve8", "split01", 0.5), ("none", "ve8", "split02", 0.6),
                                 ("w1t1", "yf6", "public", 0.7)]:

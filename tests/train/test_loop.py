@@ -104,10 +104,22 @@ def test_bad_labels_name_the_file(tiny_config, tmp_path, row, message):
 
 def test_empty_training_split_fails(tiny_config, tmp_path):
     labels = tmp_path / "labels.csv"
-    labels.write_text("video,label,split\nghost,scene0_up,train\n")
+    real = FeatureStore.open(tiny_config.data.store).videos()[0]
+    labels.write_text(f"video,label,split\nghost,scene0_up,train\n{real},scene0_up,test\n")
     cfg = replace(tiny_config, data=replace(tiny_config.data, labels=str(labels)))
     with pytest.raises(TamError, match="train split is empty"):
         fit(cfg, tmp_path / "run", log=lambda s: None)
+
+
+def test_labels_of_other_videos_show_ids_from_each_side(tiny_config, tmp_path):
+    labels = tmp_path / "labels.csv"
+    labels.write_text("video,label,split\nclips/ghost.mp4,scene0_up,train\n")
+    cfg = replace(tiny_config, data=replace(tiny_config.data, labels=str(labels)))
+    with pytest.raises(TamError, match="none of its 1 videos has features") as e:
+        fit(cfg, tmp_path / "run", log=lambda s: None)
+    first = FeatureStore.open(tiny_config.data.store).videos()[0]
+    assert "labels e.g. clips/ghost.mp4" in str(e.value) and f"store e.g. {first}" in str(e.value)
+    assert not (tmp_path / "run").exists()
 
 
 def test_regression_task(tiny_world, tiny_config, tmp_path):
@@ -242,6 +254,31 @@ def test_select_on_validation_loss_warns_about_a_tiny_validation_split(tiny_conf
     # evaluate applies the normalisation saved in the checkpoint: the same test metrics as the run
     ev = evaluate_run(str(tmp_path / "run"), cfg.data.store, cfg.data.labels, "test")
     assert ev["metrics"]["accuracy"] == pytest.approx(r["test"]["accuracy"])
+
+
+def test_cli_warns_once_shows_what_it_selects_on_and_says_a_finished_run_is_complete(tiny_world, tmp_path, capsys):
+    """Terminal: each warning once, never advice already taken; results.md: once; re-run: 'already complete'."""
+    from tam.cli import main
+
+    store, labels = tiny_world
+    argv = ["train", "--store", str(store), "--labels", str(labels), "--run-dir", str(tmp_path / "run"), "--threads",
+            "1"] + [x for s in ("model.d=16", "model.layers=1", "model.heads=2", "model.T=8", "optim.epochs=2",
+                                "train.num_workers=0", "train.progress=false", "train.select=loss",
+                                "train.device=cpu", "train.linear_baseline=false", "train.train_eval_videos=0")
+                     for x in ("--set", s)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.count("validation split has only 10 videos") == 1, out
+    assert "Consider train.select=loss" not in out and "train.select=last" in out  # loss is already selected on
+    epochs = [line for line in out.splitlines() if line.startswith("epoch")]
+    assert len(epochs) == 2 and all("val loss " in line for line in epochs)  # the number the * is chosen on
+    r = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert "*" in epochs[r["best_epoch"]]
+    assert (tmp_path / "run" / "results.md").read_text().count("validation split has only 10 videos") == 1
+    assert main(argv) == 0
+    again = capsys.readouterr().out
+    assert "already complete" in again and not any(line.startswith("epoch") for line in again.splitlines())
+    assert again.count("validation split has only 10 videos") == 1
 
 
 def test_memorisation_is_diagnosed_from_the_curves():
