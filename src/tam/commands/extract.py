@@ -79,7 +79,6 @@ def _on_ray(args, jobs, options):
 
 def run(args) -> int:
     import os
-    import sys
 
     from tam.encoders.cli_support import build_encoders, parse_shard, pick_device
     from tam.encoders.extract import ExtractOptions, find_videos, run_extraction, shard_jobs
@@ -101,9 +100,7 @@ def run(args) -> int:
         print(text)
         return 1 if any(o.status == "failed" for o in outcomes) else 0
     device = pick_device(args.device, os.environ)
-    encoders = build_encoders(args, device)
-    if any(e.record.random_init for e in encoders.values()):
-        print("WARNING: --random-init: the features written are NOT real (tests and demos only)", file=sys.stderr)
+    encoders = build_encoders(args, device)  # random-init: the summary says once that the features are NOT real
     print(f"{len(jobs)} video(s) -> {args.out}  [{policy.describe()}; "
           + ", ".join(f"{m}: {e.name}" for m, e in encoders.items()) + f"; {device}]")
     outcomes, text = run_extraction(jobs, args.out, encoders, options, progress=not args.no_progress)
