@@ -8,10 +8,11 @@ import torch
 from safetensors.torch import load_file
 from torch.func import vmap
 
+from tam.errors import TamError
 from tam.models.stochastic import SampleRNG
 from tam.train.checkpoint import load_state
 from tam.train.loop import fit
-from tam.train.multiseed import LaneRNG, batch_key, fit_many, pays
+from tam.train.multiseed import LaneRNG, batch_key, fit_many, pays, read_group
 
 
 def _quiet(_):
@@ -108,3 +109,12 @@ def test_own_steps_in_one_process_equal_separate_runs_exactly(tiny_config, tmp_p
         assert together[k]["test"] == alone["test"] and together[k]["best_epoch"] == alone["best_epoch"]
         assert torch.equal(load_state(tmp_path / f"one{k}" / "last.pt")["rng"],
                            load_state(tmp_path / f"alone{k}" / "last.pt")["rng"])
+
+
+@pytest.mark.parametrize("text", ['{"runs": 3}', '{"runs": [{"config": null, "overrides": "x", "run_dir": "r"}]}',
+                                  '{"runs": [{"config": null, "overrides": [], "run_dir": "r"}], "batched": "yes"}'])
+def test_a_malformed_group_file_is_one_line_naming_it(tmp_path, text):
+    path = tmp_path / "group.json"
+    path.write_text(text)
+    with pytest.raises(TamError, match=r"group\.json: a run group is"):
+        read_group(path)

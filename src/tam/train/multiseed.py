@@ -36,6 +36,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
 from tam.config import RunConfig, to_dict
+from tam.errors import TamError
 from tam.features.store import FeatureStore
 from tam.models import stochastic
 from tam.models.stochastic import SampleRNG
@@ -321,21 +322,32 @@ def _file_log(run_dir: Path):
     return log
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`python -m tam.train.multiseed GROUP.json`: {"runs": [{"config", "overrides", "run_dir"}, ...], "batched":
-    true | false | null}; each run logs to its run_dir/log.txt."""
+def read_group(path: Path) -> tuple[list[RunConfig], list[Path], bool | None]:
+    """A group file: {"runs": [{"config": path or null, "overrides": [...], "run_dir": ...}, ...], "batched": true |
+    false | null}; a malformed one is a one-line TamError naming it."""
     from tam.config import load_config
-    from tam.errors import TamError
     from tam.io import read_json
 
+    group = read_json(path, "run group")
+    runs = group.get("runs")
+    ok = isinstance(runs, list) and runs and all(
+        isinstance(r, dict) and isinstance(r.get("overrides"), list) and isinstance(r.get("run_dir"), str)
+        and isinstance(r.get("config"), str | None) for r in runs)
+    if not ok or group.get("batched") not in (True, False, None):
+        raise TamError(f"{path}: a run group is {{\"runs\": [{{\"config\", \"overrides\", \"run_dir\"}}, ...], "
+                       "\"batched\": true | false | null}")
+    return ([load_config(r["config"], r["overrides"]) for r in runs], [Path(r["run_dir"]) for r in runs],
+            group.get("batched"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m tam.train.multiseed GROUP.json` (also `tam train --group`): each run logs to its run_dir/log.txt."""
     argv = sys.argv[1:] if argv is None else argv
     try:
-        group = read_json(Path(argv[0]), "run group")
-        cfgs = [load_config(g["config"], g["overrides"]) for g in group["runs"]]
-        dirs = [Path(g["run_dir"]) for g in group["runs"]]
+        cfgs, dirs, batched = read_group(Path(argv[0]))
         for d in dirs:
             d.mkdir(parents=True, exist_ok=True)
-        fit_many(cfgs, dirs, [_file_log(d) for d in dirs], batched=group.get("batched"))
+        fit_many(cfgs, dirs, [_file_log(d) for d in dirs], batched=batched)
     except TamError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
