@@ -71,7 +71,7 @@ def example(dims: dict[str, int], B: int, T: int, pad: bool = True, seed: int = 
 
 def export_onnx(model: nn.Module, dims: dict[str, int], path: Path, T: int) -> dict:
     """Write the graph to `path`, check it on 100 padded videos with missing audio; the config.json entry."""
-    model = model.eval()
+    model, dims = model.eval(), {m: dims[m] for m in model.modalities}  # the graph's input order
     graph = FusionGraph(model).eval()
     inputs, outputs = names(model)
     axes = {n: {0: "B", 1: "T"} for n in inputs[:-1]} | {"present": {0: "B"}, "logits": {0: "B"},
@@ -94,7 +94,7 @@ def export_onnx(model: nn.Module, dims: dict[str, int], path: Path, T: int) -> d
 def max_difference(model: nn.Module, runner: OnnxFusion, dims: dict[str, int], T: int, videos: int = 100,
                    batch: int = 10) -> float:
     """max |ONNX - PyTorch| over both outputs on `videos` random videos (padding, missing last modality)."""
-    worst = 0.0
+    worst, dims = 0.0, {m: dims[m] for m in model.modalities}
     for i in range(0, videos, batch):
         *xs, valid, present = example(dims, batch, T, seed=i + 1)
         x = dict(zip(model.modalities, xs))
