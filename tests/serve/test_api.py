@@ -103,6 +103,9 @@ def test_danmaku_counts_per_segment(client, world, wait):
 def test_ids_and_names_cannot_reach_outside_the_state_folder(client, server, world, wait):
     for bad in ("..%2F..%2Fetc", "../../etc/passwd", "0" * 31 + "g", "A" * 32):
         assert client.get(f"/v1/jobs/{bad}/result").status_code in (404, 422)
+    r = client.get("/v1/jobs/" + "0" * 31 + "g")
+    assert r.status_code == 422 and r.json()["detail"].startswith("path.job_id: String should match pattern")
+    assert client.get("/v1/jobs/" + "0" * 32, params={"wait": 61}).json()["detail"].startswith("query.wait: ")
     assert client.get("/v1/jobs/" + "0" * 32).status_code == 404
     r = upload(client, world["videos"] / "v0.mp4", name="../../../evil name.mp4")
     job = wait(client, r.json()["id"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from tam import __version__
@@ -32,6 +33,7 @@ def create_app(options: ServeOptions, predictor) -> FastAPI:
         app.include_router(r)
     app.add_exception_handler(Refused, _refused)
     app.add_exception_handler(QueueFull, _refused)
+    app.add_exception_handler(RequestValidationError, _invalid)
     if not svc.tokens:
         _without_auth(app)
     if options.cors:
@@ -70,3 +72,11 @@ async def _refused(request: Request, exc: Exception) -> JSONResponse:
     svc.metrics.rejected.labels(str(exc.status)).inc()
     headers = {"Retry-After": str(svc.runner.retry_after())} if exc.status == 429 else {}
     return JSONResponse({"detail": exc.reason}, status_code=exc.status, headers=headers)
+
+
+async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """A malformed id or query as every other refusal: 422 with one line naming the parameter."""
+    first = exc.errors()[0] if exc.errors() else {"loc": ("request",), "msg": "invalid"}
+    where = ".".join(str(x) for x in first["loc"])
+    return JSONResponse({"detail": f"{where}: {first['msg']}"}, status_code=422)
+
