@@ -277,3 +277,23 @@ def test_position_embedding_starts_sinusoidal_or_vit_normal():
     assert 0.018 < normal.std().item() < 0.022 and normal.abs().max().item() < 0.15  # ViT's trunc_normal_(std=0.02)
     with pytest.raises(ValueError, match="pos_init"):
         ModalityEmbedding({"image": 8}, d=16, T=4, pos_init="zeros")
+
+
+@pytest.mark.parametrize("M", [1, 2, 4])
+@pytest.mark.parametrize("attention", ["both", "inner", "cross"])
+def test_key_shift_grouping_matches_reference_for_any_number_of_modalities(M, attention):
+    """The fast path runs the pairs (m, n = m + s mod M) shift by shift over rolled keys: for M = 1 (no cross pair),
+    M = 2 and M = 4 (three shifts) it is the reference, with a padded video and a missing modality (n ≠ 0 of video 2,
+    so the rolled weights of Eq. (4) see an absent n in several shifts)."""
+    dims = dict(list({"image": 12, "motion": 20, "audio": 6, "text": 5}.items())[:M])
+    torch.manual_seed(M)
+    model = CTMFusion(dims, d=16, layers=2, heads=4, ffn_mult=2, dropout=0.0, T=8, attention=attention).eval()
+    g = torch.Generator().manual_seed(1)
+    x = {m: torch.randn(3, 7, D, generator=g) for m, D in dims.items()}
+    valid = torch.ones(3, 7, dtype=torch.bool)
+    valid[1, 3:] = False
+    present = torch.ones(3, M, dtype=torch.bool)
+    present[2, M - 1] = M == 1  # a video without its last modality (all present when M = 1)
+    with torch.no_grad():
+        fast, ref = model(x, valid, present).f, reference_ctm(model, x, valid, present)
+    torch.testing.assert_close(fast, ref, atol=1e-5, rtol=1e-5)
