@@ -8,6 +8,8 @@ import json
 import os
 import re
 import signal
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -36,6 +38,7 @@ def test_corpus_on_ray_is_byte_identical(cluster, tmp_path):
         said = ((1, "我今天很开心"), (50, "我真的好难过呀"), (90 + i, "很开心啊"))
         rows = "".join(f"v{i},{t},{x}\n" for t, x in said)
         (folder / f"s{i}.csv").write_text("video,time,text\n" + rows, encoding="utf-8")
+    (folder / "broken.xml").write_text("<i><d p=", encoding="utf-8")  # reported by both engines, not lost
     inputs = [str(folder)] + [str(p) for p in [REALDATA / "danmaku" / "biliass-corpus"] if p.is_dir()]
     lexicon = DUTIR if DUTIR.is_file() else tmp_path / "lex.txt"
     if not DUTIR.is_file():
@@ -48,6 +51,14 @@ def test_corpus_on_ray_is_byte_identical(cluster, tmp_path):
         assert (tmp_path / "local" / name).read_bytes() == (tmp_path / "ray" / name).read_bytes(), name
     stats = json.loads((tmp_path / "ray" / "stats.json").read_text())
     assert stats["sources"] == local["sources"] and stats["sources_failed"] == local["sources_failed"]
+    assert len(stats["sources_failed"]) == 1 and "broken.xml" in stats["sources_failed"][0]
+
+
+def test_the_local_engine_never_imports_ray(tmp_path):
+    code = ("import sys; from tam.cli import main; from tam.commands import comments, experiment, extract; "
+            "assert 'ray' not in sys.modules, 'ray imported'")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
 
 
 @pytest.mark.slow
@@ -111,4 +122,7 @@ def test_extraction_on_ray_survives_a_worker_node_killed(cluster, tmp_path):
         assert np.array_equal(x.times, y.times) and x.present == y.present, v
         for m, feats in x.features.items():
             assert np.array_equal(np.asarray(feats), np.asarray(y.features[m])), (v, m)
-    assert (tmp_path / "ray" / "manifest.json").read_text() == (tmp_path / "local" / "manifest.json").read_text()
+    manifests = [json.loads((tmp_path / d / "manifest.json").read_text()) for d in ("local", "ray")]
+    for m in manifests:
+        m.pop("code_version")  # the checkout when each started
+    assert manifests[0] == manifests[1]

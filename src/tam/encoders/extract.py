@@ -516,7 +516,7 @@ def extract_on_ray(jobs: list[Job], store_root: str, build: Callable[[], dict[st
         for g, result in ray_engine.map_actors(Extractor, (build, store_root, options), groups, actors or fits,
                                                          resources):
             if isinstance(result, ray_engine.Failure):
-                result = [Outcome(j.video, j.path, "failed", error=f"{j.path}: {result.message}") for j in groups[g]]
+                result = _group_failed(groups[g], store_root, result.message)
             for k, o in enumerate(result):
                 outcomes[g * GROUP_VIDEOS + k] = o
                 if o.status == "failed":
@@ -524,9 +524,19 @@ def extract_on_ray(jobs: list[Job], store_root: str, build: Callable[[], dict[st
                 for note in o.notes:
                     bar.write(f"note: {o.path}: {note}")
             bar.update(len(result))
-    manifest = FeatureStore.open(store_root).manifest
-    return outcomes, summary(outcomes, time.perf_counter() - t0, manifest)
+    if not (Path(store_root) / "manifest.json").is_file():  # no actor ever started
+        raise TamError(f"{store_root}: nothing extracted ({outcomes[0].error if outcomes else 'no videos'})")
+    return outcomes, summary(outcomes, time.perf_counter() - t0, FeatureStore.open(store_root).manifest)
 
 
 GROUP_VIDEOS = 4
 """Videos sent to an actor at a time: its encoders batch segments across them, as the local job does."""
+
+
+def _group_failed(jobs: list[Job], store_root: str, message: str) -> list[Outcome]:
+    """The outcomes of a group whose call failed (`--strict` stopped it, or its actors kept dying): the videos it
+    wrote before are done, the others failed with the reason."""
+    store = FeatureStore.open(store_root) if (Path(store_root) / "manifest.json").is_file() else None
+    return [Outcome(j.video, j.path, "done", store.read(j.video).T) if store is not None and store.has(j.video)
+            else Outcome(j.video, j.path, "failed", error=message if str(j.path) in message else f"{j.path}: {message}")
+            for j in jobs]

@@ -1,0 +1,152 @@
+"""The cost of the Ray engine (issue 25): each stage run by the same command with `--engine local` and `--engine ray`,
+side by side on the same inputs and the same resources, outputs compared.
+
+A one-node cluster of 2 CPUs on loopback (`tam.engines.cluster.LocalCluster`; its start-up is reported apart: a
+cluster is started once for many jobs) against the local engines with 2 workers / jobs:
+- extraction: `TAM_BENCH_RAY_VIDEOS` synthetic videos (default 12, 4 s), tiny random-init encoders, `--batch 1`
+  (encoder calls of one decoded part each, so that the arrays can be compared bit for bit), one actor;
+- corpus: the real danmaku of ../shared/realdata replicated (as bench_comments does) to `TAM_BENCH_RAY_COMMENTS`
+  comments (default 1,000,000), with the DUTIR lexicon (synthetic sources when ../shared is absent);
+- grid: 4 runs of a tiny timing world, a process per run on both engines (`batch: 1`: the local engine's
+  seed groups, one process for a cell's seeds, are not used on Ray).
+Each stage runs local, ray, local, ray; the figure is the best wall time of each (the machine may be shared).
+`TAM_BENCH_RAY_STAGES` picks some (default `extract,corpus,grid`).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+REAL = ROOT.parent / "shared" / "realdata"
+DUTIR = REAL / "lexicon" / "dutir" / "情感词汇本体.stxupengyu.xlsx"
+
+
+def _tests(folder: str):
+    spec = importlib.util.spec_from_file_location(f"bench_ray_{folder}", ROOT / "tests" / folder / "conftest.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _timed(args: list[str], cwd: Path) -> float:
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
+    t0 = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "tam", *args], cwd=cwd, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"tam {' '.join(args[:2])} failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+    return time.perf_counter() - t0
+
+
+def _same_store(a: Path, b: Path) -> bool:
+    from tam.features.store import FeatureStore
+
+    x, y = FeatureStore.open(a), FeatureStore.open(b)
+    return x.videos() == y.videos() and all(
+        np.array_equal(np.asarray(x.read(v).features[m]), np.asarray(y.read(v).features[m]))
+        for v in x.videos() for m in x.read(v).features)
+
+
+def _same_corpus(a: Path, b: Path) -> bool:
+    return all((a / n).read_bytes() == (b / n).read_bytes() for n in ("comments.parquet", "segments.parquet",
+                                                                       "vocab.json"))
+
+
+def _same_grid(a: Path, b: Path) -> bool:
+    def results(d: Path) -> dict:
+        out = {}
+        for p in sorted((d / "runs").glob("*/results.json")):
+            r = json.loads(p.read_text())
+            out[p.parent.name] = {k: v for k, v in r.items() if k not in ("data_wait_seconds", "code_version")}
+        return out
+
+    return results(a) == results(b) and len(results(a)) == 4
+
+
+def _inputs(work: Path) -> dict[str, tuple]:
+    """stage -> (its command without --out and --engine, local-only and ray-only options, output comparison)."""
+    videos = work / "videos"
+    videos.mkdir()
+    for i in range(int(os.environ.get("TAM_BENCH_RAY_VIDEOS", "12"))):
+        _tests("encoders").make_video(videos / f"c{i:02d}.mp4", seconds=4.0, change_at=1.0 + 0.2 * i,
+                                      tone_at=1.5 if i % 2 else None)
+    danmaku, lexicon = [str(work / "danmaku")], str(DUTIR)
+    if (REAL / "danmaku").is_dir() and DUTIR.is_file():
+        from bench.bench_comments import _real_files, _replicate
+
+        files, texts = _real_files()
+        (work / "danmaku").mkdir()
+        _replicate(files, len(texts), int(os.environ.get("TAM_BENCH_RAY_COMMENTS", "1000000")), work / "danmaku")
+    else:
+        lexicon = str(work / "lex.txt")
+        (work / "danmaku").mkdir()
+        for i in range(200):
+            rows = "".join(f"v{i},{t},{x}\n" for t, x in ((1, "我今天很开心"), (50, "我真的好难过呀"), (90, "很开心")))
+            (work / "danmaku" / f"s{i}.csv").write_text("video,time,text\n" + rows, encoding="utf-8")
+        (work / "lex.txt").write_text("开心\n难过\n", encoding="utf-8")
+    from tam.demo.worlds.power import PowerSpec, make_power_world
+
+    world = make_power_world(work / "world", PowerSpec(world="timing", n_train=60, n_test=40,
+                                                       dims={"image": 8, "audio": 8}, rank=4, min_segments=8,
+                                                       max_segments=10))
+    grid = _tests("experiment").write_grid(work / "grid.yaml", world, work / "OUT",  # a process per run on both
+                                           {"fusion": ["ctm", "concat"], "seed": [0, 1]}, extra={"batch": 1})
+    return {"extract": (["extract", "videos", "--tiny", "--batch", "1", "--threads", "1", "--no-progress"],
+                        ["--workers", "1"], ["--actors", "1", "--actor-cpus", "2"], _same_store),
+            "corpus": (["comments", "prepare", *danmaku, "--lexicon", lexicon, "--n", "500", "--no-progress"],
+                       ["--workers", "2"], [], _same_corpus),
+            "grid": (["experiment", "run", str(grid)], ["--jobs", "2"], [], _same_grid)}
+
+
+def _out_args(stage: str, out: Path, work: Path) -> list[str]:
+    if stage == "grid":  # the grid's out folder is in its YAML: one grid file per engine and round
+        text = (work / "grid.yaml").read_text().replace(str(work / "OUT"), str(out))
+        (out.parent / f"{out.name}.yaml").write_text(text)
+        return []
+    return ["-o" if stage == "extract" else "--out", str(out)]
+
+
+def run() -> dict[str, float | str]:
+    from tam.engines.cluster import LocalCluster
+
+    work = Path(tempfile.mkdtemp(prefix="bench-ray-"))
+    figures: dict[str, float | str] = {"machine_note": "2 cores, shared with other jobs while measured"}
+    try:
+        stages = _inputs(work)
+        t0 = time.perf_counter()
+        with LocalCluster(head_cpus=2, node_cpus=()) as cluster:
+            figures["cluster_start_s"] = round(time.perf_counter() - t0, 1)
+            wanted = os.environ.get("TAM_BENCH_RAY_STAGES", "extract,corpus,grid").split(",")
+            for stage, (args, local_args, ray_args, same) in ((k, v) for k, v in stages.items() if k in wanted):
+                best = {"local": float("inf"), "ray": float("inf")}
+                for rnd in range(2):
+                    for engine, extra in (("local", local_args), ("ray", [*ray_args, "--address", cluster.address])):
+                        out = work / f"{stage}-{engine}-{rnd}"
+                        cmd = [*args, *_out_args(stage, out, work), "--engine", engine, *extra]
+                        if stage == "grid":
+                            cmd[2] = str(out.parent / f"{out.name}.yaml")
+                        best[engine] = min(best[engine], _timed(cmd, work))
+                figures[f"{stage}_local_s"] = round(best["local"], 1)
+                figures[f"{stage}_ray_s"] = round(best["ray"], 1)
+                figures[f"{stage}_ray_over_local"] = round(best["ray"] / best["local"], 3)
+                figures[f"{stage}_outputs_identical"] = str(same(work / f"{stage}-local-0", work / f"{stage}-ray-1"))
+                print(f"   {stage}: local {best['local']:.1f} s, ray {best['ray']:.1f} s, identical "
+                      f"{figures[f'{stage}_outputs_identical']}", flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return figures
+
+
+if __name__ == "__main__":
+    for k, v in run().items():
+        print(k, v)
