@@ -1,14 +1,54 @@
-"""Test-wide fixtures: a small synthetic world (features at the paper's dims) and its training config."""
+"""Test-wide fixtures: a small synthetic world (features at the paper's dims) and its training config; one run of
+`tam demo --quick` shared by the tests that check it (tests/e2e)."""
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test`: 2 pytest-xdist workers share 2 cores, one thread each
+    os.environ["OMP_NUM_THREADS"] = "1"
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+QUICK_DEMO_TESTS = ("tests/e2e/test_demo_full.py::", "tests/e2e/test_cli.py::test_demo_quick")  # use quick_demo
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test of the shared quick demo is listed in QUICK_DEMO_TESTS (the scheduler below keeps them together)."""
+    stray = [i.nodeid for i in items if "quick_demo" in i.fixturenames and not i.nodeid.startswith(QUICK_DEMO_TESTS)]
+    if stray:
+        raise pytest.UsageError(f"tests/conftest.py: add {stray} to QUICK_DEMO_TESTS (tests that use quick_demo)")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """`-n 2 --dist loadfile` (the Makefile's test target) with one more unit, the tests of the shared quick demo: a
+    file's tests run on one worker (its module fixtures are built once), the demo's tests on one worker (the demo runs
+    once). xdist's own `--dist loadgroup` does not group on pytest 9.2 (pytest-xdist issue 1386)."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class QuickDemoOnce(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "quick_demo" if nodeid.startswith(QUICK_DEMO_TESTS) else super()._split_scope(nodeid)
+
+    return QuickDemoOnce(config, log)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread_per_worker():
+    """Under pytest-xdist, each worker starts with one torch thread (the workers share the cores)."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
@@ -30,3 +70,15 @@ def tiny_config(tiny_world):
                      data=DataConfig(store=str(store), labels=str(labels), classes=list(CLASSES)),
                      optim=OptimConfig(lr=1e-3, batch_size=8, epochs=3),
                      train=TrainConfig(num_workers=0, progress=False, device="cpu"))
+
+
+@pytest.fixture(scope="session")
+def quick_demo(tmp_path_factory):
+    """(out folder, finished process) of one `tam demo --quick` through the real CLI, run once per test session
+    (under pytest-xdist too: its tests form one unit, see `pytest_xdist_make_scheduler`)."""
+    tmp = tmp_path_factory.mktemp("demo")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    p = subprocess.run([sys.executable, "-m", "tam", "demo", "--quick", "--out", str(tmp / "out")],
+                       capture_output=True, text=True, cwd=tmp, timeout=600, env=env)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return tmp / "out", p

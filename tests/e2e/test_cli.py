@@ -4,7 +4,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -55,11 +54,10 @@ def test_synth_train_evaluate(tmp_path):
 
 
 @pytest.mark.slow
-def test_demo_quick(tmp_path):
-    p = tam("demo", "--quick", "--out", str(tmp_path / "demo"), cwd=tmp_path)
-    assert p.returncode == 0, p.stderr[-3000:]
-    report = Path(tmp_path / "demo" / "report.md").read_text()
+def test_demo_quick(quick_demo):
+    out, _ = quick_demo  # the one `tam demo --quick` run of the session (tests/conftest.py), exit status checked there
+    report = (out / "report.md").read_text()
     assert "Cross-temp multimodal (CTM)" in report and "majority class (trivial baseline)" in report
-    summary = json.loads((tmp_path / "demo" / "results.json").read_text())
+    summary = json.loads((out / "results.json").read_text())
     assert set(summary["rows"]) == {"concat", "ctm"}
     assert all(0 <= r["accuracy_mean"] <= 1 for r in summary["rows"].values())

@@ -2,11 +2,9 @@
 folder holds markdown, a self-contained HTML page and plots, and the page renders in headless Chromium."""
 
 import json
-import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,19 +14,9 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("demo")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    p = subprocess.run([sys.executable, "-m", "tam", "demo", "--quick", "--out", str(tmp / "out")],
-                       capture_output=True, text=True, cwd=tmp, timeout=600, env=env)
-    assert p.returncode == 0, p.stderr[-3000:]
-    return tmp / "out", p
-
-
 @pytest.mark.slow
-def test_quick_demo_runs_every_stage_and_writes_the_report(demo):
-    out, p = demo
+def test_quick_demo_runs_every_stage_and_writes_the_report(quick_demo):
+    out, p = quick_demo
     assert f"report: {out / 'report' / 'index.html'}" in p.stdout
     for stage in ("[1/6]", "[2/6]", "[3/6]", "[4/6]", "[5/6]", "[6/6]"):
         assert stage in p.stdout
@@ -69,8 +57,8 @@ def test_quick_demo_runs_every_stage_and_writes_the_report(demo):
 
 
 @pytest.mark.slow
-def test_html_is_self_contained(demo):
-    out, _ = demo
+def test_html_is_self_contained(quick_demo):
+    out, _ = quick_demo
     page = (out / "report" / "index.html").read_text()
     assert page.startswith("<!DOCTYPE html>") and "<style>" in page
     pngs = sorted(p.name for p in (out / "report").glob("*.png"))
@@ -82,8 +70,8 @@ def test_html_is_self_contained(demo):
 
 @pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="no chromium (apt-get install -y chromium)")
-def test_html_renders_in_headless_chromium(demo, tmp_path):
-    out, _ = demo
+def test_html_renders_in_headless_chromium(quick_demo, tmp_path):
+    out, _ = quick_demo
     url = (out / "report" / "index.html").as_uri()
     flags = [CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0"]
     shot = tmp_path / "shot.png"
