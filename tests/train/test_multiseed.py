@@ -118,3 +118,31 @@ def test_a_malformed_group_file_is_one_line_naming_it(tmp_path, text):
     path.write_text(text)
     with pytest.raises(TamError, match=r"group\.json: a run group is"):
         read_group(path)
+
+
+class _Killed(Exception):
+    pass
+
+
+@pytest.mark.slow
+def test_a_killed_group_resumes_to_the_same_results(tiny_config, tmp_path):
+    cfgs = _seeds(_regularised(tiny_config), [5, 6])
+    full = fit_many(cfgs, [tmp_path / "full0", tmp_path / "full1"], logs=[_quiet, _quiet], batched=True)
+
+    def kill(line):
+        if line.startswith("epoch   2/3"):  # the last run has saved epoch 2: both runs' last.pt hold it
+            raise _Killed
+
+    dirs = [tmp_path / "kill0", tmp_path / "kill1"]
+    with pytest.raises(_Killed):
+        fit_many(cfgs, dirs, logs=[_quiet, kill], batched=True)
+    assert [load_state(d / "last.pt")["epoch"] for d in dirs] == [1, 1]
+    lines = []
+    resumed = fit_many(cfgs, dirs, logs=[lines.append, _quiet], batched=True)
+    assert any("one vmap step" in x for x in lines)  # the stacked optimiser state is rebuilt from both last.pt
+    for k in range(2):
+        for x, y in zip(_rows(dirs[k]), _rows(tmp_path / f"full{k}"), strict=True):
+            assert x.keys() == y.keys()
+            assert all(float(x[key]) == pytest.approx(float(y[key]), rel=1e-5, abs=1e-6) for key in x), (k, x, y)
+        assert resumed[k]["best_epoch"] == full[k]["best_epoch"]
+        assert resumed[k]["test"] == pytest.approx(full[k]["test"], rel=1e-5, abs=1e-6)
