@@ -15,9 +15,12 @@ moves exactly as its run's would alone). What stays per run is what makes it tha
     on each run's model after the weights are copied back each epoch (a run directory looks the same either way,
     last.pt included: optimiser moments, scheduler and RNG state of its run).
 
-Results equal the separate runs' within floating-point tolerance (tests/train/test_multiseed.py). Runs that
-cannot share a step (other configs beyond `VARY`, other numbers of training rows or resume epochs, several
-processes) are trained one after another by `fit` instead, with the reason logged.
+Results equal the separate runs' within floating-point tolerance (tests/train/test_multiseed.py). On CPU the
+vmap step is faster than the K runs' own steps only for small steps (`pays`: batch · M · (T+1) <= VMAP_TOKENS);
+above that each run takes its own steps in turn in this process (bit-identical to running alone; the process,
+imports and the feature store are still shared). Runs that cannot share a step (other configs beyond `VARY`,
+other numbers of training rows or resume epochs, several processes) are trained one after another by `fit`,
+with the reason logged.
 
     python -m tam.train.multiseed GROUP.json   # [{"config": ..., "overrides": [...], "run_dir": ...}, ...]
 """
