@@ -1,6 +1,6 @@
 """The ray engine on a real two-node cluster (`conftest.cluster`), against the local engine on the same inputs: the
 comment corpus byte for byte, a grid's results per run, extracted arrays bit for bit; a driver killed with -9 and
-started again, a worker node killed during a job."""
+started again, then the worker process of a run killed (the grid); a worker node killed during a job (extraction)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -61,8 +62,22 @@ def test_the_local_engine_never_imports_ray(tmp_path):
     assert done.returncode == 0, done.stderr
 
 
+def _run_processes(folder: Path) -> list[tuple[int, int]]:
+    """(pid, parent pid) of the tied `tam train` processes (`tam.engines.TIED`) of runs in `folder`."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().split(b"\0")
+            parent = int((cmdline.parent / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if any(b"prctl" in a for a in args) and any(str(folder).encode() in a for a in args):
+            found.append((int(cmdline.parent.name), parent))
+    return found
+
+
 @pytest.mark.slow
-def test_grid_on_ray_resumes_after_the_driver_is_killed(cluster, tmp_path):
+def test_grid_on_ray_resumes_after_the_driver_and_a_worker_are_killed(cluster, tmp_path):
     from tam.demo.worlds.power import PowerSpec, make_power_world
     from tam.experiment.grid import load_grid
     from tam.experiment.run import run_grid
@@ -82,16 +97,23 @@ def test_grid_on_ray_resumes_after_the_driver_is_killed(cluster, tmp_path):
     driver.wait()
     first = {p.parent.name: p.stat().st_mtime_ns for p in runs.glob("*/results.json")}
     assert len(first) < 2  # killed mid-grid
-    out = finish(tam(*args, cwd=tmp_path))
+    before = {pid for pid, _ in _run_processes(runs)}  # the killed driver's runs, dying with their workers
+    driver = tam(*args, cwd=tmp_path)
+    seen: list = []
+    _wait_for(lambda: seen.extend(p for p in _run_processes(runs) if p[0] not in before) or seen, driver)
+    os.kill(seen[0][1], signal.SIGKILL)  # the Ray worker process running the run left (the run dies with it)
+    out = finish(driver)
     assert f"{2 - len(first)} run(s) done, {len(first)} already finished (skipped), 0 failed" in out
     for run in (tmp_path / "local" / "runs").iterdir():
         a, b = (json.loads((d / run.name / "results.json").read_text()) for d in (tmp_path / "local" / "runs", runs))
         for key in ("data_wait_seconds", "code_version"):  # timing; the checkout when the run started
             a.pop(key), b.pop(key)
         assert a == b, run.name
+        started = (runs / run.name / "log.txt").read_text().count("$ tam ")
         if run.name in first:  # finished before the kill: not run again
-            assert (runs / run.name / "results.json").stat().st_mtime_ns == first[run.name]
-            assert (runs / run.name / "log.txt").read_text().count("$ tam ") == 1
+            assert (runs / run.name / "results.json").stat().st_mtime_ns == first[run.name] and started == 1
+        else:  # killed with the driver, then with its worker: resumed each time
+            assert started >= 2
 
 
 @pytest.mark.slow
