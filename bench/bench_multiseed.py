@@ -4,9 +4,10 @@ One cell of configs/experiments/timing.yaml (fusion `TAM_BENCH_MULTISEED_FUSION`
 `TAM_BENCH_MULTISEED_LABELLED`, default 1000; `TAM_BENCH_MULTISEED_EPOCHS`, default 5, instead of the grid's 25),
 seeds 0-4: first `python -m tam train` once per seed, one after another (what `tam experiment run` did per run),
 then one `python -m tam.train.multiseed` process for the five taking each run's own steps in turn, then one taking
-one vmap step for all; 1 torch thread each. Reports the wall times, the ratios and the largest difference of the
-per-seed test metrics against the separate runs; first the training step alone (K = 5 separate steps against one
-vmap step, d = 32 and 64, batch 32 and 8). The timing world (3,000 training videos) is made if missing.
+one vmap step for all; 1 torch thread each; the three in turn, twice. Reports the wall times, each round's ratios
+and the largest difference of the per-seed test metrics against the separate runs; first the training step alone
+(K = 5 separate steps against one vmap step, d = 32 and 64, batch 32 and 8). The timing world (3,000 training
+videos) is made if missing.
 """
 
 from __future__ import annotations
@@ -60,23 +61,28 @@ def _test_metrics(group: list[dict]) -> list[dict]:
     return [json.loads(Path(g["run_dir"], "results.json").read_text())["test"] for g in group]
 
 
-def processes() -> dict[str, float]:
-    """The cell's five seeds: five processes, then one process (each run's own steps), then one process (vmap)."""
-    out: dict[str, float] = {}
+def processes(rounds: int = 2) -> dict[str, float]:
+    """The cell's five seeds as five processes, as one process (each run's own steps) and as one process (vmap),
+    the three in turn, `rounds` times (the machine drifts: each round's ratios are side by side)."""
+    times: dict[str, list[float]] = {"separate_processes": [], "one_process_own_steps": [], "one_process_vmap": []}
+    diff = 0.0
     with tempfile.TemporaryDirectory() as tmp:
-        alone = _cell(Path(tmp) / "alone")
-        out["separate_processes_s"] = round(sum(_timed(
-            ["-m", "tam", "train", *([] if g["config"] is None else ["--config", g["config"]]), "--run-dir",
-             g["run_dir"], *[a for o in g["overrides"] for a in ("--set", o)]]) for g in alone), 1)
-        for name, batched in (("one_process_own_steps", False), ("one_process_vmap", True)):
-            group = _cell(Path(tmp) / name)
-            Path(tmp, "group.json").write_text(json.dumps({"runs": group, "batched": batched}))
-            seconds = _timed(["-m", "tam.train.multiseed", str(Path(tmp, "group.json"))])
-            out[f"{name}_s"] = round(seconds, 1)
-            out[f"{name}_speedup"] = round(out["separate_processes_s"] / seconds, 2)
-            out[f"{name}_max_test_metric_difference"] = max(
-                abs(a[k] - b[k]) for a, b in zip(_test_metrics(alone), _test_metrics(group), strict=True)
-                for k in a if a[k] is not None)
+        for i in range(rounds):
+            alone = _cell(Path(tmp) / f"alone{i}")
+            times["separate_processes"].append(sum(_timed(
+                ["-m", "tam", "train", *([] if g["config"] is None else ["--config", g["config"]]), "--run-dir",
+                 g["run_dir"], *[a for o in g["overrides"] for a in ("--set", o)]]) for g in alone))
+            for name, batched in (("one_process_own_steps", False), ("one_process_vmap", True)):
+                group = _cell(Path(tmp) / f"{name}{i}")
+                Path(tmp, "group.json").write_text(json.dumps({"runs": group, "batched": batched}))
+                times[name].append(_timed(["-m", "tam.train.multiseed", str(Path(tmp, "group.json"))]))
+                diff = max([diff] + [abs(a[k] - b[k]) for a, b in zip(_test_metrics(alone), _test_metrics(group),
+                                                                      strict=True) for k in a if a[k] is not None])
+    out: dict[str, float] = {"max_test_metric_difference": diff}
+    for name, ts in times.items():
+        out[f"{name}_s"] = [round(t, 1) for t in ts]
+        if name != "separate_processes":
+            out[f"{name}_speedup"] = [round(a / t, 2) for a, t in zip(times["separate_processes"], ts, strict=True)]
     return out
 
 
