@@ -50,8 +50,9 @@ from tam.train.schedule import EMA, build_scheduler
 
 VARY = ("train.seed", "data.labels", "train.init_from")  # what may differ between the runs of one batch
 # tokens per training step (batch_size · M · (T+1)) up to which one vmap step of K runs beats their K own steps on
-# CPU (bench/bench_multiseed.py: ~1.2-1.4x at 272-544 tokens, 0.6-0.8x at 1,088; docs/training.md)
-VMAP_TOKENS = 600
+# CPU (bench/bench_multiseed.py, idle 2 cores: 1.08-1.16x at 272 tokens, 0.97-1.04x at 544, 0.77-0.84x at 1,088);
+# the own steps are bit-identical to separate runs, so the vmap is taken only where it gains (docs/training.md)
+VMAP_TOKENS = 300
 
 
 def batch_key(cfg: RunConfig) -> str:
