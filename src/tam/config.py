@@ -244,8 +244,19 @@ def _did_you_mean(keys: list[str], names: set[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def apply_overrides(data: dict, overrides: list[str]) -> dict:
-    """Apply `section.key=value` strings (value parsed as YAML) to a nested dict."""
+def _field_type(cls: type | None, parts: list[str]) -> Any:
+    """The declared type of the field `parts` (section, ..., key) of dataclass `cls`; None when not a known field."""
+    tp: Any = cls
+    for p in parts:
+        if not (dataclasses.is_dataclass(tp) and p in {f.name for f in dataclasses.fields(tp)}):
+            return None
+        tp = get_type_hints(tp)[p]
+    return tp
+
+
+def apply_overrides(data: dict, overrides: list[str], cls: type | None = None) -> dict:
+    """Apply `section.key=value` strings to a nested dict. The value is parsed as YAML, except that a field of `cls`
+    declared `str` keeps the text as written (`data.store=2024` is the folder "2024", not the number 2024)."""
     for item in overrides:
         if "=" not in item:
             raise TamError(f"--set {item}: write SECTION.KEY=VALUE with no spaces (e.g. model.d=256)")
@@ -257,9 +268,11 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
             if not isinstance(node, dict):
                 raise TamError(f"--set {item}: {key.rsplit('.', 1)[0]} is a value, not a section")
         try:
-            node[parts[-1]] = yaml.safe_load(raw)
+            value = yaml.safe_load(raw)
         except yaml.YAMLError as e:
             raise TamError(f"--set {item}: the value is not valid YAML ({first_line(e)})") from None
+        keep_text = _field_type(cls, parts) is str and isinstance(value, int | float | bool) and raw.strip() == raw
+        node[parts[-1]] = raw if keep_text else value
     return data
 
 
@@ -280,7 +293,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | No
     data: dict = {}
     if path is not None:
         data = read_yaml_mapping(path, "config")
-    data = apply_overrides(data, overrides or [])
+    data = apply_overrides(data, overrides or [], RunConfig)
     return from_dict(RunConfig, data).validate()
 
 

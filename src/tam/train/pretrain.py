@@ -102,7 +102,7 @@ class PretrainConfig:
 def load_pretrain_config(path: str | None = None, overrides: list[str] | None = None) -> PretrainConfig:
     """Read a pre-training YAML (sections model/decoder/data/loss/optim/train) with `section.key=value` overrides."""
     data = read_yaml_mapping(path, "config") if path else {}
-    return from_dict(PretrainConfig, apply_overrides(data, overrides or [])).validate()
+    return from_dict(PretrainConfig, apply_overrides(data, overrides or [], PretrainConfig)).validate()
 
 
 class PretrainRun:
