@@ -3,19 +3,21 @@ motion and sound carry a latent affect per 1-s segment (see docs/synthetic.md, "
 
 Each video has T_v one-second segments at 16 fps. Every segment shows a background (a dim, slowly
 drifting grey-blue gradient with pixel noise) with a small white square that wanders slowly, over a low
-drone whose pitch is the video's own. Into it go *events*:
+drone whose pitch is the video's own and noise of one loudness. Into it go *events*:
 
-  - audio: one **cue** (a loud 880 Hz beep with a rising chirp) at a random segment t*;
-  - image: at t*, one of 4 **scenes**: the frame is tinted with the scene's hue (red, yellow, green, blue);
-  - motion: at t*, the square (and a second one) **moves fast** up or down across the frame;
-  - distractors: 1-2 other segments show a scene tint of a random kind without a cue, and 1-2 others
-    a fast movement of a random direction, also without a cue.
+  - image: 4 **scenes**, one of each kind, at 4 distinct segments in a random order: the frame is tinted
+    with the scene's hue (red, yellow, green, blue); the other T_v - 4 segments stay grey-blue;
+  - audio: one **cue** (a loud 880 Hz beep with a rising chirp) at one of the 4 scene segments, t*;
+  - motion: 1-2 segments (any, cue or not) where the square (and a second one) **moves fast** up or down:
+    distractors, unrelated to the label.
 
-label = 2 · scene + (movement is up), 8 classes named after the paper's VE-8 emotions (CLASSES). The
-latent affect of a segment is its class's (valence, arousal) at t* and t* + 1 (viewers react late),
-neutral elsewhere; the video's regression target is its class's (valence, arousal). Only the cue says
-which tint and which movement count: a model needs the audio *and* the image and motion of the same
-segment, in a stream with distractors at other times.
+label = the kind of the scene at the cue, 4 classes named after 4 of the paper's VE-8 emotions (CLASSES), one
+per quadrant of (valence, arousal). Each modality alone says nothing about the class by construction: the
+image (and the motion encoder, which sees the tints too) shows every kind once, the audio says only *when*.
+The label is a relation between the audio and the image of the same segment: a function of one vector per
+modality combined additively (concatenation, inner-modal only, with the f^0 readout) cannot represent it
+(docs/synthetic.md). The latent affect of a segment is its class's (valence, arousal) at t* and 60 % of it at
+t* + 1 (viewers react late), neutral elsewhere; the video's regression target is its class's (valence, arousal).
 """
 
 from __future__ import annotations
@@ -33,18 +35,17 @@ from tam.io import atomic_write, write_json, write_text
 FPS = 16
 SAMPLE_RATE = 16000
 SCENE_HUES = (0.0, 0.15, 0.33, 0.62)  # red, yellow, green, blue
-CLASSES = ["anger", "fear", "disgust", "sadness", "surprise", "anticipation", "joy", "trust"]
-"""Class index = 2 · scene + (movement is up); names in the order of that index."""
+CLASSES = ["anger", "sadness", "joy", "trust"]
+"""Class index = the kind of the scene at the cue (the index into SCENE_HUES); names in the order of that index."""
 AFFECT = {  # (valence, arousal) in [-1, 1] x [0, 1] of each class: the latent at its event segments
-    "anger": (-0.6, 0.9), "fear": (-0.8, 0.8), "disgust": (-0.7, 0.5), "sadness": (-0.8, 0.2),
-    "surprise": (0.2, 0.9), "anticipation": (0.4, 0.6), "joy": (0.9, 0.8), "trust": (0.6, 0.3)}
+    "anger": (-0.6, 0.9), "sadness": (-0.8, 0.2), "joy": (0.9, 0.8), "trust": (0.6, 0.3)}
 
 
 @dataclass
 class VideoWorldSpec:
     labelled: int = 96  # videos with a class label (the supervised set)
     unlabelled: int = 128  # videos with danmaku only (the pre-training corpus)
-    min_segments: int = 6
+    min_segments: int = 6  # at least len(SCENE_HUES): every video shows each scene kind once
     max_segments: int = 10
     size: int = 64  # frame width and height in pixels (H.264 needs even sizes)
     test_fraction: float = 1 / 3  # of the labelled videos
@@ -69,20 +70,19 @@ class VideoPlan:
 def plan_video(rng: np.random.Generator, video: str, spec: VideoWorldSpec) -> VideoPlan:
     """Draw the segments' events and the latent affect of one video."""
     T = int(rng.integers(spec.min_segments, spec.max_segments + 1))
-    cue = int(rng.integers(0, T - 1))
     scene, move = [-1] * T, [0] * T
-    k, up = int(rng.integers(4)), bool(rng.integers(2))
-    scene[cue], move[cue] = k, 1 if up else -1
-    others = [t for t in range(T) if t != cue]
-    for t in rng.choice(others, size=int(rng.integers(1, 3)), replace=False):
-        scene[int(t)] = int(rng.integers(4))
-    for t in rng.choice(others, size=int(rng.integers(1, 3)), replace=False):
+    at = rng.choice(T, size=len(SCENE_HUES), replace=False)
+    for t, k in zip(at, rng.permutation(len(SCENE_HUES))):
+        scene[int(t)] = int(k)
+    cue = int(at[int(rng.integers(len(at)))])
+    for t in rng.choice(T, size=int(rng.integers(1, 3)), replace=False):
         move[int(t)] = int(rng.choice([-1, 1]))
-    label = 2 * k + int(up)
+    label = scene[cue]
     v, a = AFFECT[CLASSES[label]]
     val, aro = [0.0] * T, [0.1] * T
     for t, w in ((cue, 1.0), (cue + 1, 0.6)):
-        val[t], aro[t] = round(v * w, 3), round(max(0.1, a * w), 3)
+        if t < T:
+            val[t], aro[t] = round(v * w, 3), round(max(0.1, a * w), 3)
     return VideoPlan(video, T, cue, scene, move, label, val, aro, float(rng.uniform(110, 220)))
 
 
@@ -114,13 +114,12 @@ def render_frames(plan: VideoPlan, size: int, seed: int) -> np.ndarray:
 
 
 def render_audio(plan: VideoPlan, seed: int) -> np.ndarray:
-    """float32 mono samples at 16 kHz: a drone, noise scaled by arousal, the cue's beep."""
+    """float32 mono samples at 16 kHz: a drone, noise of one loudness (no class in it), the cue's beep."""
     rng = np.random.default_rng([seed, zlib.crc32(plan.video.encode()), 1])
     n = plan.T * SAMPLE_RATE
     t = np.arange(n) / SAMPLE_RATE
     x = 0.08 * np.sin(2 * np.pi * plan.drone_hz * t)
-    aro = np.repeat(np.asarray(plan.arousal, np.float32), SAMPLE_RATE)
-    x = x + rng.normal(0, 1, n) * 0.02 * (0.5 + aro)
+    x = x + rng.normal(0, 0.012, n)
     s = plan.cue * SAMPLE_RATE + SAMPLE_RATE // 4
     tb = np.arange(SAMPLE_RATE // 2) / SAMPLE_RATE
     x[s:s + len(tb)] += 0.5 * np.sin(2 * np.pi * (880 * tb + 400 * tb ** 2)) * np.hanning(len(tb))
@@ -171,8 +170,10 @@ def make_videos(root: str | Path, spec: VideoWorldSpec, progress: bool = False,
 
     if spec.size % 2 or spec.size < 32:
         raise TamError(f"video size must be even and >= 32 pixels, got {spec.size}")
-    if spec.min_segments < 2 or spec.max_segments < spec.min_segments:
-        raise TamError(f"segments must satisfy 2 <= min <= max, got {spec.min_segments}..{spec.max_segments}")
+    k = len(SCENE_HUES)
+    if spec.min_segments < k or spec.max_segments < spec.min_segments:
+        raise TamError(f"segments must satisfy {k} <= min <= max (each video shows {k} scenes), "
+                       f"got {spec.min_segments}..{spec.max_segments}")
     root = Path(root)
     _check_spec(root / "world_spec.json", spec)
     rng = np.random.default_rng(spec.seed)
