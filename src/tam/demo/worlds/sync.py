@@ -1,0 +1,209 @@
+"""Synchrony worlds for TSC pre-training that teaches timing, and transfers (docs/pretraining.md, issue 21 item 2).
+
+Feature level, modalities `image` and `audio` (32 dims each). Per video: one image flash at t_i and one audio beep
+at t_a = t_i + o, on a background that drifts in a low-rank subspace plus Gaussian noise (as the worlds of
+`tam.demo.worlds.power`). The label is a cross-modal timing relation: `sync` when the beep lands on the flash or
+within one segment of it (o in {-1, 0, +1}), `off` when it is 2 to 4 segments away on either side (o in {±2, ±3,
+±4}), equally often. No single modality says which: the flash and the beep are each at a uniform position.
+
+  - `sync` world (A): T in [10, 16]; its labelled videos (`labels.csv`: sync / off) and its unlabelled videos with
+    comments (`make_sync_corpus`): viewers comment on the flash, and what they say depends on the timing, in A's
+    own vocabulary: `flash` + `emo_together` when the sound lands on it, `flash` + `emo_lagging` otherwise (and
+    `bang` + the same word at the beep), plus generic chatter (`emo_calm`, `emo_meh`) anywhere.
+  - `valence` world (B, the transfer target): the same encoders (event directions, manifest), other videos:
+    shorter (T in [6, 10]), another background subspace, rank 12, noise 0.5, faster drift; no comments; classes
+    `pleasant` (the timing is in sync) and `unpleasant` (off), which are no comment words.
+
+Both worlds' event directions come from the encoder seed and are orthogonal to both backgrounds; the manifest
+names the encoders only, so a fusion pre-trained on A's videos fine-tunes on B's store.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tam.demo.worlds.power import _times
+from tam.errors import TamError
+from tam.features.store import Encoder, FeatureStore, Manifest
+from tam.io import atomic_write, write_json, write_text
+
+SYNC_WORLDS = ("sync", "valence")
+CLASSES = {"sync": ["sync", "off"], "valence": ["pleasant", "unpleasant"]}
+OFFSETS = {0: (-1, 0, 1), 1: (-4, -3, -2, 2, 3, 4)}  # label index -> beep offsets o = t_a - t_i
+BACKGROUND = {  # world -> (first background direction, rank, noise, drift step, min T, max T)
+    "sync": (0, 8, 0.3, 0.3, 10, 16), "valence": (8, 12, 0.5, 0.5, 6, 10)}
+
+
+@dataclass
+class SyncSpec:
+    world: str = "sync"
+    n_train: int = 400  # labelled training rows (the pool `tam experiment` subsamples)
+    n_test: int = 1000
+    dims: dict[str, int] = field(default_factory=lambda: {"image": 32, "audio": 32})
+    amp: float = 3.0
+    seed: int = 0  # the encoders' seed (event and background directions) and the videos' draws
+
+    def describe(self) -> str:
+        """The encoders' identity: shared by both worlds, so fine-tuning on B accepts a fusion pre-trained on A."""
+        return f"synchrony encoders v1 (seed {self.seed}, dims {self.dims}, amp {self.amp})"
+
+
+def sync_dirs(spec: SyncSpec) -> dict[str, np.ndarray]:
+    """Per modality: one event direction `<m>` [1, D] and 20 background directions `bg_<m>`, orthonormal."""
+    if spec.world not in SYNC_WORLDS:
+        raise TamError(f"unknown synchrony world {spec.world!r}; one of {SYNC_WORLDS}")
+    rng = np.random.default_rng([spec.seed, zlib.crc32(b"sync-encoders"), 0])
+    dirs = {}
+    for m, D in spec.dims.items():
+        q, _ = np.linalg.qr(rng.standard_normal((D, 21)))
+        dirs["bg_" + m], dirs[m] = q[:, :20].T, q[:, 20:].T
+    return dirs
+
+
+def generate_sync_video(rng: np.random.Generator, spec: SyncSpec, dirs: dict) -> tuple[dict, int, dict]:
+    """One video: features {m: float32 [T, D]}, its label index, and its plan {"image": t_i, "audio": t_a}."""
+    b0, rank, noise, drift, t_min, t_max = BACKGROUND[spec.world]
+    T = int(rng.integers(t_min, t_max + 1))
+    y = int(rng.integers(2))
+    o = int(rng.choice(OFFSETS[y]))
+    t_i = int(rng.integers(max(0, -o), T - max(0, o)))
+    plan = {"image": t_i, "audio": t_i + o}
+    feats = {}
+    for m, D in spec.dims.items():
+        z = np.cumsum(rng.standard_normal((T, rank)) * drift, axis=0) + rng.standard_normal(rank)
+        x = z @ dirs["bg_" + m][b0:b0 + rank] + noise * rng.standard_normal((T, D))
+        x[plan[m]] += spec.amp * dirs[m][0]
+        feats[m] = x.astype(np.float32)
+    return feats, y, plan
+
+
+def sync_oracle(feats: dict[str, np.ndarray], dirs: dict, amp: float) -> int:
+    """The label by the rule, from the events read back by projection (the tests check it on every video)."""
+    t = {m: int(np.argmax(feats[m] @ dirs[m][0])) for m in ("image", "audio")}
+    return 0 if abs(t["audio"] - t["image"]) <= 1 else 1
+
+
+def sync_manifest(spec: SyncSpec) -> Manifest:
+    return Manifest(encoders={m: Encoder(name=f"synthetic-{m}", dim=D, preprocessing=spec.describe())
+                              for m, D in spec.dims.items()}, segment="synthetic segments of 1 s")
+
+
+def make_sync_world(root: str | Path, spec: SyncSpec, progress=None) -> tuple[Path, Path]:
+    """Write `root/store` and `root/labels.csv` (test rows first, then training rows). Idempotent."""
+    root = Path(root)
+    labels = root / "labels.csv"
+    if labels.is_file():
+        return root / "store", labels
+    dirs = sync_dirs(spec)
+    store = FeatureStore.create(root / "store", sync_manifest(spec))
+    classes, rows = CLASSES[spec.world], ["video,label,split"]
+    n = spec.n_test + spec.n_train
+    for i in range(n):
+        vid = f"{spec.world[0]}{i:05d}"
+        feats, y, plan = generate_sync_video(np.random.default_rng([spec.seed, 1, i]), spec, dirs)
+        if not store.has(vid):
+            store.write(vid, feats, _times(len(feats["image"])), extra={"label": classes[y], "plan": plan})
+        rows.append(f"{vid},{classes[y]},{'test' if i < spec.n_test else 'train'}")
+        if progress:
+            progress(i + 1, n)
+    write_json(root / "world.json", {"spec": vars(spec), "classes": classes})
+    write_text(labels, "\n".join(rows) + "\n")
+    return root / "store", labels
+
+
+# ---------------------------------------------------------------- world A's unlabelled videos and comments
+
+
+@dataclass
+class SyncCorpusSpec:
+    n_videos: int = 1000  # unlabelled videos of world A in the store
+    corpora: tuple[int, ...] = ()  # also corpora of the first n videos (`corpus-<n>`), for learning curves
+    at_flash: float = 4.0  # mean comments at the flash's segment
+    at_beep: float = 2.0  # mean comments at the beep's segment
+    chatter: float = 0.2  # mean generic comments per segment
+    heldout_fraction: float = 0.2
+    seed: int = 0
+
+
+FILLERS = [f"w{i:02d}" for i in range(16)]
+EMOTIONAL = ["emo_together", "emo_lagging", "emo_calm", "emo_meh"]
+TOPICS = ["flash", "bang"]
+
+
+def sync_vocab() -> list[str]:
+    from tam.comments.process import SPECIAL_TOKENS
+    return list(SPECIAL_TOKENS) + EMOTIONAL + TOPICS + FILLERS
+
+
+def sync_comments(rng: np.random.Generator, plan: dict, y: int, T: int, cs: SyncCorpusSpec) -> list:
+    """(time, words) of one video's comments: the timing decides the word at the flash and at the beep."""
+    emo = "emo_together" if y == 0 else "emo_lagging"
+    rows = []
+    for t in range(T):
+        kinds = [("flash", emo)] * int(rng.poisson(cs.at_flash)) if t == plan["image"] else []
+        kinds += [("bang", emo)] * int(rng.poisson(cs.at_beep)) if t == plan["audio"] else []
+        kinds += [(None, str(rng.choice(["emo_calm", "emo_meh"]))) for _ in range(rng.poisson(cs.chatter))]
+        for topic, word in kinds:
+            w = [str(x) for x in rng.choice(FILLERS, size=int(rng.integers(1, 4)))]
+            w.insert(int(rng.integers(0, len(w) + 1)), word)
+            if topic:
+                w.insert(int(rng.integers(0, len(w) + 1)), topic)
+            rows.append((t + float(rng.uniform(0, 1)), w))
+    return rows
+
+
+def _write_corpus(out: Path, segs: list, comments: list) -> Path:
+    """A corpus folder in the format of `tam comments prepare` (every video one selected segment)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from tam.comments.process import MASK, START
+
+    vocab = sync_vocab()
+    ids, emo = {w: k for k, w in enumerate(vocab)}, set(EMOTIONAL)
+    li = pa.list_(pa.int32())
+    seg_t = pa.table({k: [s[j] for s in segs] for j, k in enumerate(["video", "index", "start", "end", "split",
+                                                                     "selected"])})
+    com_t = pa.table({
+        "video": [c[0] for c in comments], "segment": pa.array([0] * len(comments), pa.int32()),
+        "time": [c[1] for c in comments], "split": [c[3] for c in comments],
+        "masked_ids": pa.array([[ids[START]] + [ids[MASK] if w in emo else ids[w] for w in c[2]] for c in comments],
+                               li),
+        "target_ids": pa.array([[ids[w] for w in c[2] if w in emo] for c in comments], li)})
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / "segments.parquet", lambda p: pq.write_table(seg_t, p))
+    atomic_write(out / "comments.parquet", lambda p: pq.write_table(com_t, p))
+    write_json(out / "vocab.json", {"tokens": vocab, "counts": [0] * len(vocab), "min_count": 1})
+    return out
+
+
+def make_sync_corpus(root: str | Path, spec: SyncSpec, cs: SyncCorpusSpec, progress=None) -> tuple[Path, Path]:
+    """World A's unlabelled videos (`root/store`, the labelled store's manifest) and their comments (`root/corpus`;
+    `root/corpus-<n>` for each n of `cs.corpora`: the first n videos). Idempotent."""
+    root = Path(root)
+    if (root / "corpus" / "vocab.json").is_file():
+        return root / "store", root / "corpus"
+    if spec.world != "sync":
+        raise TamError(f"comments exist only for the sync world (A), not {spec.world!r}")
+    dirs = sync_dirs(spec)
+    store = FeatureStore.create(root / "store", sync_manifest(spec))
+    segs, comments, ends = [], [], {}
+    for i in range(cs.n_videos):
+        rng = np.random.default_rng([spec.seed, 2, cs.seed, i])
+        feats, y, plan = generate_sync_video(rng, spec, dirs)
+        T, vid = len(feats["image"]), f"u{i:05d}"
+        store.write(vid, feats, _times(T))
+        split = "test" if zlib.crc32(f"{cs.seed}:{vid}".encode()) % 10_000 < cs.heldout_fraction * 10_000 else "train"
+        segs.append((vid, 0, 0.0, float(T), split, True))
+        comments += [(vid, time, words, split) for time, words in sync_comments(rng, plan, y, T, cs)]
+        ends[i + 1] = len(comments)
+        if progress:
+            progress(i + 1, cs.n_videos)
+    for n in cs.corpora:
+        if n < cs.n_videos:
+            _write_corpus(root / f"corpus-{n}", segs[:n], comments[:ends[n]])
+    return root / "store", _write_corpus(root / "corpus", segs, comments)
