@@ -52,6 +52,7 @@ class ModelConfig:
     # learned relative-position bias in Eqs. (3)-(4) per (m, n) pair, head and segment offset in [-R, R]; 0 = off
     rel_bias: int = 0
     rel_bias_scale: float = 1.0  # the bias is stored as b / this: Adam moves it this many times faster (lr-limited)
+    rel_bias_init: float = 0.0  # σ of the bias's normal init (0: starts at 0, the paper's scores)
     centre: bool = False  # per-video centring: each modality's features minus their mean over the clip's segments
 
 

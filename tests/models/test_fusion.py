@@ -297,3 +297,18 @@ def test_key_shift_grouping_matches_reference_for_any_number_of_modalities(M, at
     with torch.no_grad():
         fast, ref = model(x, valid, present).f, reference_ctm(model, x, valid, present)
     torch.testing.assert_close(fast, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_relative_bias_init_draws_the_bias_in_logits_and_leaves_the_rest():
+    """rel_bias_init σ: B^{mn} (= scale · b_rel) ~ N(0, σ²) whatever the scale; σ = 0 keeps b = 0, and the other
+    weights drawn before it are the same draws (built through the config, as `tam train` builds it)."""
+    def fusion(**kw):
+        torch.manual_seed(0)
+        return build_model(ModelConfig(d=16, layers=2, heads=4, T=8, rel_bias=8, rel_bias_scale=10.0, **kw),
+                           DIMS, 2).fusion
+
+    zero, drawn = fusion(), fusion(rel_bias_init=1.0)
+    b = torch.stack([layer.rel_scale * layer.b_rel for layer in drawn.layers]).detach()
+    assert all((layer.b_rel == 0).all() for layer in zero.layers)
+    assert 0.8 < b.std().item() < 1.2 and b.abs().max() > 1.5  # σ in logits (not σ / scale: 0.1)
+    torch.testing.assert_close(zero.layers[0].W_qkv, drawn.layers[0].W_qkv)

@@ -32,7 +32,8 @@ than the attention itself at the paper's size).
 Two options for learning timing from few labelled videos (both off = the paper; docs/synthetic.md, (a)):
   - `rel_bias` = R > 0: a learned relative-position bias in Eqs. (3)-(4), per (m, n) pair, head and segment
     offset (T5 / ALiBi style): σ(Q^m K^nᵀ/√d_h + B^{mn}) V^n with B^{mn}_{ij} = b^{mn}[clip(j − i, −R, R)] between
-    segment tokens i, j ≥ 1 and 0 on the rows and columns of X_0. b starts at 0 (the paper's scores);
+    segment tokens i, j ≥ 1 and 0 on the rows and columns of X_0. b starts at 0 (the paper's scores), or with
+    `rel_bias_init` σ > 0 at N(0, σ²) (each head starts with its own offset preferences);
     `rel_bias_scale` s stores b as s · b_rel, so that Adam moves it s times faster than the other weights.
   - `centre`: per-video centring before the projections, X^m ← X^m − mean_t X_t^m over the valid segments of the
     clip, which removes the per-video offset a model can memorise.
@@ -141,7 +142,7 @@ class CTMLayer(nn.Module):
     stochastic depth on both residual branches (training only)."""
 
     def __init__(self, M: int, d: int, heads: int, ffn_hidden: int, dropout: float, attention: str = "both",
-                 drop_path: float = 0.0, rel_bias: int = 0, rel_bias_scale: float = 1.0):
+                 drop_path: float = 0.0, rel_bias: int = 0, rel_bias_scale: float = 1.0, rel_bias_init: float = 0.0):
         super().__init__()
         if attention not in ("both", "inner", "cross"):
             raise ValueError(f"attention must be both, inner or cross, got {attention!r}")
@@ -164,6 +165,8 @@ class CTMLayer(nn.Module):
         # b^{mn}: relative-position bias per pair, head and offset in [−R, R]; None = off (the paper)
         self.b_rel = nn.Parameter(torch.zeros(len(q_idx), heads, 2 * rel_bias + 1)) if rel_bias else None
         self.rel_scale = rel_bias_scale  # b^{mn} = rel_scale · b_rel: with Adam, b moves rel_scale × lr per step
+        if self.b_rel is not None and rel_bias_init > 0:  # b^{mn} ~ N(0, rel_bias_init²) instead of 0
+            nn.init.normal_(self.b_rel, std=rel_bias_init / rel_bias_scale)
 
     @staticmethod
     def pairs(M: int, attention: str) -> tuple[list[int], list[int]]:
@@ -239,14 +242,14 @@ class CTMFusion(nn.Module):
     def __init__(self, dims: dict[str, int], d: int = 768, layers: int = 12, heads: int = 8, ffn_mult: int = 4,
                  dropout: float = 0.1, T: int = 64, attention: str = "both", drop_path: float = 0.0,
                  noise: float = 0.0, pos_init: str = "sinusoidal", rel_bias: int = 0, centre: bool = False,
-                 rel_bias_scale: float = 1.0):
+                 rel_bias_scale: float = 1.0, rel_bias_init: float = 0.0):
         super().__init__()
         self.modalities = list(dims)
         self.d = self.out_dim = d
         self.centre = centre
         self.embed = ModalityEmbedding(dims, d, T, noise, pos_init)
         self.layers = nn.ModuleList([CTMLayer(len(dims), d, heads, ffn_mult * d, dropout, attention, p, rel_bias,
-                                              rel_bias_scale)
+                                              rel_bias_scale, rel_bias_init)
                                      for p in depth_rates(drop_path, layers)])
         self.norm = nn.LayerNorm(d)
 

@@ -48,7 +48,8 @@ def build_fusion(cfg: ModelConfig, dims: dict[str, int]) -> nn.Module:
     kw = dict(d=cfg.d, layers=cfg.layers, heads=cfg.heads, ffn_mult=cfg.ffn_mult, dropout=cfg.dropout, T=cfg.T,
               drop_path=cfg.drop_path, noise=cfg.noise, pos_init=cfg.pos_init)
     # the options of the CTM fusions only
-    ctm = dict(kw, rel_bias=cfg.rel_bias, rel_bias_scale=cfg.rel_bias_scale, centre=cfg.centre)
+    ctm = dict(kw, rel_bias=cfg.rel_bias, rel_bias_scale=cfg.rel_bias_scale, rel_bias_init=cfg.rel_bias_init,
+               centre=cfg.centre)
     fusions = {
         "ctm": lambda: CTMFusion(dims, attention="both", **ctm),
         "inner": lambda: CTMFusion(dims, attention="inner", **ctm),
