@@ -4,6 +4,8 @@
     Eq. (7)   L_wp = -1/|W| Σ log P(w^m | w^{\\m}, f)     mean over all masked words of all comments
     Eq. (9)   L_tp = -1/|T| Σ log P(t | g, f)             mean over all comments
     Eq. (10)  L    = λ_w L_wp + λ_t L_tp
+    option    L_v  = -1/|W| Σ log P(w^m | f^0)        each masked word read from its clip's f^0 alone (λ_v, off
+                                                     by default: not in the paper; docs/pretraining.md)
 
 `pretrain_losses` returns `{"loss": ..., "l_wp", "l_tp", and counts for the accuracies}`. A task whose
 weight is 0 is not computed. Under torchrun the means are over the *global* batch: pass `denominators`
@@ -34,17 +36,28 @@ def time_loss_sum(time_logits: Tensor, segment: Tensor) -> Tensor:
     return F.cross_entropy(time_logits.float(), segment, reduction="sum")
 
 
+def f0_word_loss_sum(f0_logits: Tensor, clip: Tensor, word_targets: Tensor) -> Tensor:
+    """Σ -log P(w^m | f^0) over the masked words; `f0_logits` [B, V] per clip, `clip` [N] each comment's clip."""
+    at = word_targets != IGNORE
+    rows = clip[:, None].expand_as(word_targets)[at]
+    return F.cross_entropy(f0_logits[rows].float(), word_targets[at], reduction="sum")
+
+
 def pretrain_losses(out: DecoderOutput, word_targets: Tensor, segment: Tensor, lambda_w: float, lambda_t: float,
-                    denominators: tuple[float, float] | None = None, world: int = 1) -> dict[str, Tensor]:
-    """Eq. (10) from the decoder output; `word_targets` [N, S] (IGNORE off the masked words), `segment` [N]."""
+                    denominators: tuple[float, float] | None = None, world: int = 1, lambda_v: float = 0.0,
+                    f0_logits: Tensor | None = None, clip: Tensor | None = None) -> dict[str, Tensor]:
+    """Eq. (10) from the decoder output; `word_targets` [N, S] (IGNORE off the masked words), `segment` [N];
+    with `lambda_v` > 0 also λ_v L_v from `f0_logits` [B, V] and `clip` [N]."""
     n_words = (word_targets != IGNORE).sum()
     n_comments = segment.new_tensor(segment.shape[0])
     den_w, den_t = denominators if denominators is not None else (float(n_words), float(n_comments))
     zero = out.time_logits.new_zeros(())
     l_wp = word_loss_sum(out.word_logits, word_targets) / max(den_w, 1.0) if lambda_w else zero
     l_tp = time_loss_sum(out.time_logits, segment) / max(den_t, 1.0) if lambda_t else zero
-    loss = (lambda_w * l_wp + lambda_t * l_tp) * world  # DDP averages gradients over `world` ranks
-    return {"loss": loss, "l_wp": l_wp.detach(), "l_tp": l_tp.detach(), "n_words": n_words, "n_comments": n_comments}
+    l_v = f0_word_loss_sum(f0_logits, clip, word_targets) / max(den_w, 1.0) if lambda_v else zero
+    loss = (lambda_w * l_wp + lambda_t * l_tp + lambda_v * l_v) * world  # DDP averages gradients over `world` ranks
+    return {"loss": loss, "l_wp": l_wp.detach(), "l_tp": l_tp.detach(), "l_v": l_v.detach(), "n_words": n_words,
+            "n_comments": n_comments}
 
 
 @torch.no_grad()

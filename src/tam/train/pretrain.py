@@ -71,6 +71,9 @@ class PretrainDataConfig:
 class LossConfig:
     lambda_w: float = 1.0  # λ_w of Eq. (10): emotional-word prediction; 0 = off
     lambda_t: float = 1.0  # λ_t: appearing-time prediction; 0 = off
+    # λ_v: each masked word predicted from its clip's f^0 by one linear layer (`f0_words.*`), which asks f^0, the
+    # token the paper's head reads, for what the comments say. Not in the paper: 0 = off (docs/pretraining.md)
+    lambda_v: float = 0.0
 
 
 def _paper_optim() -> OptimConfig:
@@ -87,6 +90,8 @@ class PretrainConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def validate(self) -> PretrainConfig:
+        if self.loss.lambda_v < 0:
+            raise TamError(f"loss.lambda_v must be >= 0, got {self.loss.lambda_v}")
         if self.loss.lambda_w < 0 or self.loss.lambda_t < 0 or self.loss.lambda_w + self.loss.lambda_t == 0:
             raise TamError(f"loss.lambda_w and loss.lambda_t must be >= 0 and not both 0, got {self.loss}")
         if self.model.d % self.decoder.heads:
@@ -163,7 +168,8 @@ class PretrainRun:
         with autocast(self.device):
             out = self.ddp(b.x, b.valid, b.present, b.tokens, b.token_valid, b.clip, words=cfg.loss.lambda_w > 0)
         losses = pretrain_losses(out, b.word_targets, b.segment, cfg.loss.lambda_w, cfg.loss.lambda_t,
-                                 (float(den[0]), float(den[1])), self.d.world)
+                                 (float(den[0]), float(den[1])), self.d.world, cfg.loss.lambda_v,
+                                 getattr(out, "f0_logits", None), b.clip)
         self.opt.zero_grad(set_to_none=True)
         losses["loss"].backward()
         if cfg.optim.grad_clip:
@@ -174,19 +180,20 @@ class PretrainRun:
     def train_epoch(self, epoch: int) -> dict:
         self.model.train()
         self.sampler.set_epoch(epoch)
-        sums = np.zeros(3)
+        sums = np.zeros(4)
         bar = tqdm(self.loader, desc=f"pretrain epoch {epoch + 1}", leave=False,
                    disable=not (self.cfg.train.progress and self.d.main))
         for batch in bar:
             losses = self.step(batch)
-            sums += [1, float(losses["l_wp"]), float(losses["l_tp"])]
+            sums += [1, float(losses["l_wp"]), float(losses["l_tp"]), float(losses["l_v"])]
         if self.d.enabled:  # each rank holds its share of the global means: their sum is the global loss
             part = torch.tensor(sums[1:], device=self.device)
             torch.distributed.all_reduce(part)
             sums[1:] = part.cpu().numpy()
-        n = max(sums[0], 1)
-        return {"epoch": epoch + 1, "lr": self.opt.param_groups[0]["lr"], "l_wp": sums[1] / n, "l_tp": sums[2] / n,
-                "loss": (self.cfg.loss.lambda_w * sums[1] + self.cfg.loss.lambda_t * sums[2]) / n}
+        n, lw = max(sums[0], 1), self.cfg.loss
+        row = {"epoch": epoch + 1, "lr": self.opt.param_groups[0]["lr"], "l_wp": sums[1] / n, "l_tp": sums[2] / n,
+               "loss": (lw.lambda_w * sums[1] + lw.lambda_t * sums[2] + lw.lambda_v * sums[3]) / n}
+        return row | ({"l_v": sums[3] / n} if lw.lambda_v else {})
 
     def state(self, epoch: int) -> dict:
         return {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "sched": self.sched.state_dict(),
@@ -225,7 +232,23 @@ def build_pretrain_model(cfg: PretrainConfig, dims: dict[str, int], vocab_size: 
     dc = cfg.decoder
     decoder = VideoTSCDecoder(vocab_size, d=cfg.model.d, layers=dc.layers, heads=dc.heads, ffn_mult=dc.ffn_mult,
                               dropout=dc.dropout, max_len=dc.max_len)
-    return TscPretrainModel(build_fusion(cfg.model, dims), decoder, {m: dims[m] for m in cfg.model.modalities})
+    model = F0WordsModel if cfg.loss.lambda_v else TscPretrainModel
+    return model(build_fusion(cfg.model, dims), decoder, {m: dims[m] for m in cfg.model.modalities})
+
+
+class F0WordsModel(TscPretrainModel):
+    """`loss.lambda_v` > 0: the pre-training model plus one linear layer reading the masked words from f^0
+    (`f0_words.*`, dropped at fine-tuning with the decoder); its output carries `f0_logits` [B, V]."""
+
+    def __init__(self, fusion: torch.nn.Module, decoder: VideoTSCDecoder, dims: dict[str, int]):
+        super().__init__(fusion, decoder, dims)
+        self.f0_words = torch.nn.Linear(decoder.word_head.in_features, decoder.word_head.out_features)
+
+    def forward(self, x, valid, present, tokens, token_valid, clip, words: bool = True):
+        fo = self.fusion(self.norm(x, valid), valid, present)
+        out = self.decoder(tokens, token_valid, fo.f[clip], fo.valid[clip], words=words)
+        out.f0_logits = self.f0_words(fo.f[:, 0])
+        return out
 
 
 def _read_rows(path: Path, before_epoch: int) -> list[dict]:
@@ -241,7 +264,8 @@ def _read_rows(path: Path, before_epoch: int) -> list[dict]:
 
 def _write_rows(path: Path, rows: list[dict]) -> None:
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=["epoch", "lr", "loss", "l_wp", "l_tp"])
+    w = csv.DictWriter(buf, fieldnames=["epoch", "lr", "loss", "l_wp", "l_tp"] + (["l_v"] if rows and "l_v" in rows[0]
+                                                                                  else []))
     w.writeheader()
     w.writerows(rows)
     write_text(path, buf.getvalue())
