@@ -40,9 +40,9 @@ def test_lambda_v_adds_its_term_and_is_off_by_default():
 
 @pytest.mark.slow
 def test_pretraining_with_lambda_v_trains_f0_and_keeps_the_fusion_keys(tmp_path):
+    from tam.config import ModelConfig, OptimConfig, TrainConfig
     from tam.demo.worlds.features import WorldSpec
     from tam.demo.worlds.pretrain import CommentWorldSpec, make_comment_world
-    from tam.config import ModelConfig, OptimConfig, TrainConfig
     from tam.train.pretrain import DecoderConfig, PretrainConfig, PretrainDataConfig
 
     store, corpus = make_comment_world(tmp_path / "w", WorldSpec(min_segments=3, max_segments=8),

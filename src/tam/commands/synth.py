@@ -15,7 +15,8 @@ def add_arguments(p) -> None:
     p.add_argument("--out", required=True, help="output folder (store/ and labels.csv are written inside)")
     p.add_argument("--videos", type=int, default=600, help="number of videos (default 600)")
     p.add_argument("--seed", type=int, default=0, help="world seed (default 0)")
-    p.add_argument("--world", default="features", choices=["features", "timing", "order", "cooccur", "pretrain", "sync", "valence"],
+    p.add_argument("--world", default="features",
+                   choices=["features", "timing", "order", "cooccur", "pretrain", "sync", "valence"],
                    help="features (default: the demo's world) or a world with power (see docs/synthetic.md)")
     p.add_argument("--train", type=int, default=400, help="worlds with power: training rows (default 400)")
     p.add_argument("--test", type=int, default=1000, help="worlds with power: test rows (default 1000)")
