@@ -207,3 +207,68 @@ def make_sync_corpus(root: str | Path, spec: SyncSpec, cs: SyncCorpusSpec, progr
         if n < cs.n_videos:
             _write_corpus(root / f"corpus-{n}", segs[:n], comments[:ends[n]])
     return root / "store", _write_corpus(root / "corpus", segs, comments)
+
+
+# ---------------------------------------------------------------- diagnostics: is the timing in the fusion's output?
+
+
+def _fused(model, store: FeatureStore, videos: list[str], T: int) -> tuple[np.ndarray, np.ndarray]:
+    """f [N, T+1, d] and valid [N, T+1] of the model's (frozen) fusion over the videos."""
+    import torch
+
+    from tam.features.clips import ClipDataset, collate
+
+    ds = ClipDataset(store, videos, np.zeros(len(videos)), model.modalities, T, train=False)
+    fs, vs = [], []
+    model.eval()
+    with torch.no_grad():
+        for i in range(0, len(videos), 64):
+            b = collate([ds[(j, 0)] for j in range(i, min(i + 64, len(videos)))])
+            fo = model.fusion(model.norm(b.x, b.valid), b.valid, b.present)
+            fs.append(fo.f.float())
+            vs.append(fo.valid)
+    return torch.cat(fs).numpy(), torch.cat(vs).numpy()
+
+
+def probe_timing(checkpoint: str | Path, world_root: str | Path, world: str, pretrained: bool = True,
+                 n_train: int = 400, seed: int = 0) -> dict[str, float]:
+    """Linear-probe test accuracy (logistic regression on `n_train` training videos, the world's test videos) of the
+    frozen fusion's f^0, f at the flash segment, and the mean of f over segments: the fusion of `checkpoint`
+    (its model section and feature statistics), or the same model at random init (`pretrained=False`)."""
+    import torch
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from tam.config import ModelConfig, from_dict
+    from tam.datasets.labels import read_labels
+    from tam.io import read_json
+    from tam.models.model import build_model
+    from tam.train.loop import init_fusion
+
+    root, checkpoint = Path(world_root), Path(checkpoint)
+    store = FeatureStore.open(root / "store")
+    cfg = from_dict(ModelConfig, read_json(checkpoint.with_suffix(".json"))["model"], "model")
+    torch.manual_seed(seed)
+    model = build_model(cfg, store.manifest.dims, 2)
+    from safetensors.torch import load_file
+    model.norm.load_state_dict({k[5:]: v for k, v in load_file(str(checkpoint)).items() if k.startswith("norm.")})
+    if pretrained:
+        init_fusion(model, str(checkpoint), store)
+    lab = read_labels(str(root / "labels.csv"), "classification", CLASSES[world])
+    dirs = sync_dirs(SyncSpec(world=world))
+    views = {}
+    for split, limit in (("train", n_train), ("test", None)):
+        idx = [i for i, s in enumerate(lab.split) if s == split][:limit]
+        vids = [lab.videos[i] for i in idx]
+        f, valid = _fused(model, store, vids, cfg.T)
+        t = np.array([int(np.argmax(store.read(v).features["image"] @ dirs["image"][0])) for v in vids]) + 1
+        n = np.arange(len(vids))
+        mean = (f[:, 1:] * valid[:, 1:, None]).sum(1) / valid[:, 1:].sum(1, keepdims=True)
+        views[split] = ({"f0": f[:, 0], "f at the flash": f[n, t], "mean of f": mean}, lab.targets[idx])
+    out = {}
+    for k in views["train"][0]:
+        clf = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))
+        clf.fit(views["train"][0][k], views["train"][1])
+        out[k] = float((clf.predict(views["test"][0][k]) == views["test"][1]).mean())
+    return out
