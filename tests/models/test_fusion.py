@@ -281,10 +281,10 @@ def test_position_embedding_starts_sinusoidal_or_vit_normal():
 
 @pytest.mark.parametrize("M", [1, 2, 4])
 @pytest.mark.parametrize("attention", ["both", "inner", "cross"])
-def test_key_shift_grouping_matches_reference_for_any_number_of_modalities(M, attention):
-    """The fast path runs the pairs (m, n = m + s mod M) shift by shift over rolled keys: for M = 1 (no cross pair),
-    M = 2 and M = 4 (three shifts) it is the reference, with a padded video and a missing modality (n ≠ 0 of video 2,
-    so the rolled weights of Eq. (4) see an absent n in several shifts)."""
+def test_block_attention_matches_reference_for_any_number_of_modalities(M, attention):
+    """The fast path takes a softmax within each (m, n) block of one [M·L, M·L] score matrix: for M = 1 (no cross
+    pair), M = 2 and M = 4 it is the reference, with a padded video and a missing modality (the last of video 2, so
+    the weights of Eq. (4) see an absent n for every other m)."""
     dims = dict(list({"image": 12, "motion": 20, "audio": 6, "text": 5}.items())[:M])
     torch.manual_seed(M)
     model = CTMFusion(dims, d=16, layers=2, heads=4, ffn_mult=2, dropout=0.0, T=8, attention=attention).eval()

@@ -21,12 +21,11 @@ Masks (one convention everywhere: True = valid):
   - `present` [B, M]: a modality missing from a video (no audio track) is False; its tokens are never
     keys, Eq. (4) averages over the *present* other modalities, Eq. (6) over the present modalities.
 
-The fast path groups the (query modality m, key modality n) pairs by key shift s, n = m + s (mod M): s = 0 are
-the M pairs of Eq. (3), s > 0 those of Eq. (4). Each group is one batched scaled-dot-product attention call.
-Q, K, V are laid out modality-major over the modalities 0, ..., M-1, 0, ..., M-2 (one stack of the M per-modality
-Eq. (2) matmuls), so that the keys and values of group s are the contiguous slice [s, s + M): a view, not a roll
-(a copy per group, forward and backward) nor a per-pair gather (whose backward is a scatter-add that cost more
-than the attention itself at the paper's size).
+The fast path computes the scores of all M² pairs (m, n) as one [M(T+1), M(T+1)] product Q Kᵀ per video and head
+(the same products as joint attention), takes a softmax within each (m, n) block, and reads I^m off the diagonal
+blocks and C^m from one product of the present-weighted blocks with V: big matmuls, no per-pair gathers or short
+attention calls, and only ops that batch under `torch.func.vmap` (tam.train.multiseed). Eq. (2) is one batched
+matmul over the modalities.
 `attention="inner"` and `"cross"` give the two ablations of Table 2 (O^m = I^m W_o or C^m W_o).
 
 Two options for learning timing from few labelled videos (both off = the paper; docs/synthetic.md, (a)):
@@ -45,7 +44,6 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tam.config import POS_INITS
@@ -157,11 +155,10 @@ class CTMLayer(nn.Module):
         q_idx, k_idx = self.pairs(M, attention)
         self.register_buffer("q_idx", torch.tensor(q_idx, dtype=torch.long), persistent=False)
         self.register_buffer("k_idx", torch.tensor(k_idx, dtype=torch.long), persistent=False)
-        # key shifts s (n = m + s mod M) the forward runs, and the index in `pairs` of each (m, m + s): [S, M]
-        self.shifts = [s for s in range(M) if attention == "both" or (s == 0) == (attention == "inner")]
-        pair = {qk: p for p, qk in enumerate(zip(q_idx, k_idx, strict=True))}
-        self.register_buffer("shift_pair", torch.tensor([[pair[m, (m + s) % M] for m in range(M)] for s in self.shifts],
-                                                        dtype=torch.long).view(len(self.shifts), M), persistent=False)
+        # index in `pairs` of each (m, n) [M, M], -1 where this attention mode has no such pair (its block is unused)
+        grid = torch.full((M, M), -1, dtype=torch.long)
+        grid[q_idx, k_idx] = torch.arange(len(q_idx))
+        self.register_buffer("pair_grid", grid, persistent=False)
         # b^{mn}: relative-position bias per pair, head and offset in [−R, R]; None = off (the paper)
         self.b_rel = nn.Parameter(torch.zeros(len(q_idx), heads, 2 * rel_bias + 1)) if rel_bias else None
         self.rel_scale = rel_bias_scale  # b^{mn} = rel_scale · b_rel: with Adam, b moves rel_scale × lr per step
@@ -180,55 +177,46 @@ class CTMLayer(nn.Module):
         """Z [B, M, L, d] (L = T+1), key_ok [B, M, L] bool, present [B, M] bool -> Z [B, M, L, d]."""
         B, M, L, d = Z.shape
         h, dh = self.h, d // self.h
-        # Eq. (2): Z^m [W_q^m | W_k^m | W_v^m], one plain matmul per modality (an einsum over m runs as a bmm: 45 vs
-        # 30 ms for M = 3 matmuls at the paper size, 2 threads), stacked modality-major as m = 0, ..., M-1, 0, ..., M-2
-        # so that the keys and values of n = m + s (mod M) for all m are the contiguous slice [s, s + M) (no roll)
-        qkv = [z @ w for z, w in zip(self.norm1(Z).unbind(1), self.W_qkv.unbind(0), strict=True)]  # [B, L, 3d]
-        QKV = torch.stack(qkv + qkv[: M - 1], dim=0)  # [2M-1, B, L, 3d]
-        Q, K, V = (t.reshape(2 * M - 1, B, L, h, dh).transpose(2, 3) for t in QKV.chunk(3, dim=-1))  # [2M-1,B,h,L,dh]
-        mask = (key_ok | ~key_ok.any(-1, keepdim=True)).transpose(0, 1)  # absent key modality: finite, weighted 0 below
-        mask = torch.cat([mask, mask[: M - 1]])  # [2M-1, B, L]
-        q = Q[:M].reshape(M * B, h, L, dh)  # Q^m
-        A = [self.attend(q, K, V, mask, i) for i in range(len(self.shifts))]  # pairs (m, m + s): [M, B, h, L, dh]
+        # Eq. (2): Z^m [W_q^m | W_k^m | W_v^m] for all m as one batched matmul over modality-major rows [M, B·L, d]
+        QKV = torch.bmm(self.norm1(Z).transpose(0, 1).reshape(M, B * L, d), self.W_qkv)  # [M, B·L, 3d]
+        Q, K, V = (t.reshape(M, B, L, h, dh).permute(1, 3, 0, 2, 4) for t in QKV.chunk(3, dim=-1))  # [B,h,M,L,dh]
+        Q = Q / math.sqrt(dh)  # the scale on Q (the copy the matmul needs anyway), not on the M²L² scores
+        mask = key_ok | ~key_ok.any(-1, keepdim=True)  # absent key modality: finite, weighted 0 below
         parts = []
-        if self.attention in ("both", "inner"):
-            parts.append(A[0])  # Eq. (3): I^m
-        if self.attention in ("both", "cross"):
-            parts.append(self.cross_mean(A[1:] if self.attention == "both" else A, present, Q[:M]))  # Eq. (4): C^m
-        IC = torch.stack(parts, dim=2).permute(1, 0, 4, 2, 3, 5).reshape(B, M, L, -1)  # I^m ⊕ C^m, heads merged
+        if self.attention == "inner":  # Eq. (3) alone: the M diagonal blocks
+            S = Q @ K.transpose(-1, -2) + self.bias(L, diagonal=True)  # [B, h, M, L, L]
+            parts.append(S.masked_fill(~mask[:, None, :, None, :], float("-inf")).softmax(-1) @ V)  # I^m
+        else:  # all M² blocks of Q^m K^nᵀ as one [M·L, M·L] product, each block its own softmax
+            S = Q.flatten(2, 3) @ K.flatten(2, 3).transpose(-1, -2)  # [B, h, M·L, M·L]
+            S = S.view(B, h, M, L, M, L) + self.bias(L, diagonal=False)
+            P = S.masked_fill(~mask[:, None, None, None], float("-inf")).softmax(-1)  # σ(Q^m K^nᵀ/√d_h + B^{mn})
+            if self.attention == "both":
+                parts.append(P.diagonal(dim1=2, dim2=4).permute(0, 1, 4, 2, 3) @ V)  # Eq. (3): I^m, n = m
+            parts.append(self.cross_mean(P, V, present))  # Eq. (4): C^m
+        IC = torch.stack([a.permute(0, 2, 3, 1, 4) for a in parts], dim=3).view(B, M, L, -1)  # I^m ⊕ C^m, heads merged
         O = self.W_o(IC)  # Eq. (5): O^m = (I^m ⊕ C^m) W_o
         Z = Z + self.drop_path(self.drop(O))
         return Z + self.drop_path(self.ffn(self.norm2(Z)))
 
-    def attend(self, q: Tensor, K: Tensor, V: Tensor, mask: Tensor, i: int) -> Tensor:
-        """σ(Q^m K^nᵀ/√d_h + B^{mn}) V^n for the M pairs n = m + s (mod M), s = shifts[i]: q [M·B, h, L, dh] (Q^m),
-        K, V [2M-1, B, h, L, dh] and key mask [2M-1, B, L] (modalities 0, ..., M-1, 0, ..., M-2) -> [M, B, h, L, dh]."""
-        _, B, h, L, dh = K.shape
-        M, s = self.M, self.shifts[i]
-        K, V, mask = K[s:s + M], V[s:s + M], mask[s:s + M]  # row m holds n = m + s (mod M): views, no copy
-        A = F.scaled_dot_product_attention(q, K.reshape(M * B, h, L, dh), V.reshape(M * B, h, L, dh),
-                                           attn_mask=self.score_mask(mask, self.shift_pair[i]))
-        return A.view(M, B, h, L, dh)
-
-    def score_mask(self, mask: Tensor, pairs: Tensor) -> Tensor:
-        """What the scores of the pairs `pairs` [P] get from their key mask [P, B, L]: the bool mask [P·B, 1, 1, L], or
-        with `rel_bias` the additive B^{mn} [P·B, h, L, L] (−inf on masked keys)."""
-        P, B, L = mask.shape
+    def bias(self, L: int, diagonal: bool) -> Tensor | float:
+        """B^{mn} of the relative-position bias (0 without `rel_bias`): [h, M, L, L] for the diagonal blocks
+        (m, m), else [h, M, L, M, L] for all (m, n) (0 on the blocks of pairs this attention mode leaves out)."""
         if self.b_rel is None:
-            return mask.reshape(P * B, 1, 1, L)
-        bias = offset_bias(self.rel_scale * self.b_rel[pairs], L)  # [P, h, L, L]
-        bias = bias[:, None].masked_fill(~mask[:, :, None, None, :], float("-inf"))  # [P, B, h, L, L]
-        return bias.reshape(P * B, self.h, L, L)
+            return 0.0
+        b = offset_bias(self.rel_scale * self.b_rel, L)  # [P, h, L, L]
+        b = torch.cat([b, b.new_zeros(1, *b.shape[1:])])  # row -1: the pairs left out
+        if diagonal:
+            return b[self.pair_grid.diagonal()].transpose(0, 1)
+        return b[self.pair_grid].permute(2, 0, 3, 1, 4)
 
-    def cross_mean(self, A_cross: list[Tensor], present: Tensor, Q: Tensor) -> Tensor:
-        """Eq. (4)'s 1/(M-1) Σ_{n≠m}: the cross pairs of each m (A_cross[s - 1]: n = m + s, [M, B, h, L, dh]) averaged
-        over the present n ≠ m; zeros like Q when M = 1."""
-        if not A_cross:
-            return torch.zeros_like(Q)
-        p = present.t()  # [M, B]
-        w = torch.stack([p.roll(-s, dims=0) for s in range(1, self.M)], dim=-1).to(Q.dtype)  # [M, B, M-1]
-        w = w / w.sum(-1, keepdim=True).clamp(min=1)  # 1/(number of present n ≠ m) where n = m + s is present
-        return sum(w[:, :, s, None, None, None] * a for s, a in enumerate(A_cross))
+    def cross_mean(self, P: Tensor, V: Tensor, present: Tensor) -> Tensor:
+        """Eq. (4)'s 1/(M-1) Σ_{n≠m} σ(Q^m K^nᵀ/√d_h) V^n, averaged over the present n ≠ m, from the attention P
+        [B, h, M, L, M, L] of all pairs and V [B, h, M, L, dh] -> [B, h, M, L, dh] (zeros when M = 1)."""
+        B, h, M, L, dh = V.shape
+        w = present[:, None, :].to(V.dtype) * (1 - torch.eye(M, dtype=V.dtype, device=V.device))  # [B, M, M]
+        w = w / w.sum(-1, keepdim=True).clamp(min=1)  # 1/(number of present n ≠ m) for present n ≠ m, else 0
+        P = P * w[:, None, :, None, :, None]
+        return (P.reshape(B, h, M * L, M * L) @ V.reshape(B, h, M * L, dh)).view(B, h, M, L, dh)
 
 
 class CTMFusion(nn.Module):
