@@ -3,6 +3,7 @@ position alone gives it, both worlds share the encoders' manifest, and the comme
 
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 
 from tam.demo.worlds.sync import (
     BACKGROUND,
@@ -66,3 +67,31 @@ def test_comments_at_the_flash_carry_the_timing(tmp_path):
             assert words == ["emo_together" if sync_oracle(feats, dirs, spec.amp) == 0 else "emo_lagging"]
             checked += 1
     assert checked > 30
+
+
+@pytest.mark.slow
+def test_probe_reads_the_pretrained_fusion(tmp_path):
+    """Pre-training with loss.lambda_v on a tiny world A, then probes of its fusion against the same at random init."""
+    from safetensors.torch import load_file
+
+    from tam.config import ModelConfig, OptimConfig, TrainConfig
+    from tam.demo.worlds.sync import probe_timing
+    from tam.train.pretrain import DecoderConfig, LossConfig, PretrainConfig, PretrainDataConfig, pretrain
+
+    spec = SyncSpec(world="sync", n_train=24, n_test=24)
+    make_sync_world(tmp_path / "a", spec)
+    store, corpus = make_sync_corpus(tmp_path / "a" / "unlabelled", spec, SyncCorpusSpec(n_videos=20))
+    cfg = PretrainConfig(model=ModelConfig(modalities=["image", "audio"], d=16, layers=1, heads=2, T=16),
+                         decoder=DecoderConfig(layers=1, heads=2), loss=LossConfig(lambda_v=1.0),
+                         data=PretrainDataConfig(store=str(store), corpus=str(corpus), comments_per_clip=8),
+                         optim=OptimConfig(optimizer="adam", batch_size=8, epochs=1),
+                         train=TrainConfig(num_workers=0, progress=False, device="cpu")).validate()
+    pretrain(cfg, tmp_path / "pre", log=lambda s: None)
+    ckpt = tmp_path / "pre" / "pretrained.safetensors"
+    header, row = (tmp_path / "pre" / "metrics.csv").read_text().splitlines()[:2]
+    assert header.endswith(",l_v") and float(row.split(",")[-1]) > 0  # loss.lambda_v trained f^0's word layer
+    assert any(k.startswith("f0_words.") for k in load_file(str(ckpt)))
+    pre = probe_timing(ckpt, tmp_path / "a", "sync", n_train=24)
+    rnd = probe_timing(ckpt, tmp_path / "a", "sync", pretrained=False, n_train=24)
+    assert set(pre) == {"f0", "f at the flash", "mean of f"} and all(0 <= v <= 1 for v in pre.values())
+    assert pre != rnd  # the pre-trained weights are what the probe reads

@@ -1,13 +1,13 @@
-"""The option loss.lambda_v (off by default): each masked word read from its clip's f^0 by one linear layer."""
+"""The option loss.lambda_v (off by default): each masked word read from its clip's f^0 by one linear layer.
+A pre-training run with it: tests/demo/test_worlds_sync.py::test_probe_reads_the_pretrained_fusion."""
 
 import math
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from tam.objectives.pretrain import IGNORE, f0_word_loss_sum, pretrain_losses
-from tam.train.pretrain import F0WordsModel, LossConfig, pretrain
+from tam.train.pretrain import F0WordsModel, LossConfig, PretrainConfig, build_pretrain_model
 
 
 def test_f0_word_loss_by_hand():
@@ -38,29 +38,12 @@ def test_lambda_v_adds_its_term_and_is_off_by_default():
     assert with_v["loss"].item() == pytest.approx(base["loss"].item() + 2 * l_v, rel=1e-6)
 
 
-@pytest.mark.slow
-def test_pretraining_with_lambda_v_trains_f0_and_keeps_the_fusion_keys(tmp_path):
-    from tam.config import ModelConfig, OptimConfig, TrainConfig
-    from tam.demo.worlds.features import WorldSpec
-    from tam.demo.worlds.pretrain import CommentWorldSpec, make_comment_world
-    from tam.train.pretrain import DecoderConfig, PretrainConfig, PretrainDataConfig
+def test_the_f0_layer_exists_only_with_lambda_v():
+    from tam.config import ModelConfig
+    from tam.train.pretrain import DecoderConfig
 
-    store, corpus = make_comment_world(tmp_path / "w", WorldSpec(min_segments=3, max_segments=8),
-                                       CommentWorldSpec(n_videos=20))
-
-    def small_config(store, corpus, **loss):
-        return PretrainConfig(model=ModelConfig(d=16, layers=1, heads=2, T=8), decoder=DecoderConfig(layers=1, heads=2),
-                              data=PretrainDataConfig(store=str(store), corpus=str(corpus), comments_per_clip=8),
-                              loss=LossConfig(**loss), optim=OptimConfig(optimizer="adam", batch_size=8, epochs=1),
-                              train=TrainConfig(num_workers=0, progress=False, device="cpu")).validate()
-
-    cfg = small_config(store, corpus, lambda_v=1.0)
-    r = pretrain(cfg, tmp_path / "run", log=lambda s: None)
-    header, row = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[:2]
-    assert header.endswith(",l_v") and float(row.split(",")[-1]) > 0
-    keys = load_file(str(tmp_path / "run" / "pretrained.safetensors"))
-    assert any(k.startswith("f0_words.") for k in keys) and any(k.startswith("fusion.") for k in keys)
-    assert r["heldout"]["comments"] > 0
-    from tam.train.pretrain import build_pretrain_model
-    assert not isinstance(build_pretrain_model(small_config(store, corpus), {"image": 4, "motion": 4, "audio": 4}, 9),
-                          F0WordsModel)
+    dims, small = {"image": 4, "motion": 4, "audio": 4}, {"model": ModelConfig(d=16, layers=1, heads=2, T=8),
+                                                           "decoder": DecoderConfig(layers=1, heads=2)}
+    assert not isinstance(build_pretrain_model(PretrainConfig(**small), dims, 9), F0WordsModel)
+    m = build_pretrain_model(PretrainConfig(**small, loss=LossConfig(lambda_v=1.0)), dims, 9)
+    assert isinstance(m, F0WordsModel) and m.f0_words.out_features == 9
