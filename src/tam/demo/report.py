@@ -248,6 +248,13 @@ def sample_section(out: Path) -> Section:
         Table(["time (s)", "segment", "comment", "kept by the filters"], rows, "Its danmaku, as written.")])
 
 
+def _stage_seconds(stages: dict) -> str:
+    """"Seconds by stage: ...": pre-training counts until its last run ended, with the fine-tuning runs that do not
+    start from it running beside it (tam.demo.run.run_jobs); fine-tuning, the rest."""
+    notes = {"pre-training": " (fine-tuning runs that need none beside it)"}
+    return "Seconds by stage: " + ", ".join(f"{k} {v:.0f}{notes.get(k, '')}" for k, v in stages.items()) + "."
+
+
 def write_report(out: str | Path, s: dict) -> dict:
     """Write the report folder and out/report.md; return the paths and a short text for the terminal."""
 
@@ -256,7 +263,7 @@ def write_report(out: str | Path, s: dict) -> dict:
     intro = [f"Every number below was computed by this run of `tam demo` ({s['seconds']:.0f} s) on the built-in "
              "synthetic video + danmaku world (docs/synthetic.md); the expectations come from the world's "
              "construction and each is checked against this run.",
-             "Seconds by stage: " + ", ".join(f"{k} {v:.0f}" for k, v in s.get("seconds_by_stage", {}).items()) + ".",
+             _stage_seconds(s.get("seconds_by_stage", {})),
              "**Features come from tiny randomly initialised encoders: these are not real results.**"]
     if s["n"]["train"] < 60:
         intro.append(f"**This world is small ({s['n']['train']} training videos, e.g. `--quick`): a smoke test of "

@@ -300,45 +300,167 @@ def small_config(spec: PipelineSpec, out: Path, model: ModelConfig, train, reado
 def run_one(kind: str, cfg, run_dir) -> dict:
     """One pre-training (`kind` "pretrain") or fine-tuning run, quietly, on one CPU thread; its results plus
     the wall seconds it took (`seconds`)."""
+    return run_group(kind, [(cfg, run_dir)])[0]
+
+
+def run_group(kind: str, runs: list) -> list[dict]:
+    """Pre-training runs one after another, or fine-tuning runs (configs alike but for `tam.train.multiseed.VARY`)
+    as one `fit_many` (results equal to separate runs), quietly, on one torch and one BLAS thread; each run's
+    results plus `seconds`: the group's wall seconds shared equally among its runs."""
+    import sklearn.linear_model  # noqa: F401 - loads scipy's BLAS, so that the limit below reaches it
     import torch
+    from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(1)
     t0 = time.perf_counter()
-    if kind == "pretrain":
-        from tam.train.pretrain import pretrain
-        r = pretrain(cfg, run_dir, log=lambda s: None)
-    else:
-        from tam.train.loop import fit
-        r = fit(cfg, run_dir, log=lambda s: None)
-    return {**r, "seconds": time.perf_counter() - t0}
+    # one BLAS thread: the linear baseline's logistic regression took 166-181 s with OpenBLAS's 2 threads per
+    # process beside other busy processes, 7-9 s with 1 (the same result; measured on the demo's full split)
+    with threadpool_limits(1):
+        if kind == "pretrain":
+            from tam.train.pretrain import pretrain
+            out = [pretrain(cfg, run_dir, log=lambda s: None) for cfg, run_dir in runs]
+        else:
+            from tam.train.multiseed import fit_many
+            out = fit_many([c for c, _ in runs], [d for _, d in runs], [lambda s: None] * len(runs))
+    seconds = (time.perf_counter() - t0) / len(runs)
+    return [{**r, "seconds": seconds} for r in out]
 
 
-def _job(args) -> dict:
-    """One pre-training or fine-tuning run in a worker process."""
-    name, kind, cfg, run_dir = args
-    return {**run_one(kind, cfg, run_dir), "name": name}
+def _job(args) -> list[dict]:
+    """One job of `_Scheduler` in a worker process: its runs' results, each with its name."""
+    kind, named = args
+    results = run_group(kind, [(cfg, run_dir) for _, cfg, run_dir in named])
+    return [{**r, "name": name} for (name, _, _), r in zip(named, results, strict=True)]
 
 
-def _pool(jobs: list, workers: int, what: str) -> dict[str, dict]:
-    """Run `_job` over `jobs` in `workers` processes (in this process when 1), with a progress bar."""
-    from tqdm import tqdm
+GROUP_RUNS = 5  # fine-tuning runs of one table row per job (fit_many); smaller jobs balance the 2 processes
+EPOCH_ROWS = 100  # the per-epoch cost beyond the training videos (evaluation, last.pt), in videos, for the ETA
 
-    bar = tqdm(total=len(jobs), desc=what, unit="run")
-    out: dict[str, dict] = {}
+
+def demo_jobs(pre: list, fits: list) -> list[dict]:
+    """The jobs of stages 4-5: one per pre-training run, and the fine-tuning runs of one table row (the same
+    config but the seed, labels file or pre-trained checkpoint: `tam.train.multiseed.batch_key`) in groups of up to
+    GROUP_RUNS; each with the pre-training runs it waits for and its cost in epochs x training videos (the ETA)."""
+    from tam.train.multiseed import batch_key
+
+    jobs = [{"kind": "pretrain", "runs": [(n, c, d)], "needs": set(), "units": c.optim.epochs} for n, _, c, d in pre]
+    made_by = {str(Path(d)): n for n, _, _, d in pre}
+    rows: dict[str, list] = {}
+    for name, _, cfg, run_dir in fits:
+        rows.setdefault(batch_key(cfg), []).append((name, cfg, run_dir))
+    for runs in rows.values():
+        for i in range(0, len(runs), GROUP_RUNS):
+            part = runs[i:i + GROUP_RUNS]
+            needs = {made_by[str(Path(c.train.init_from).parent)] for _, c, _ in part if c.train.init_from}
+            units = sum(c.optim.epochs * (_labelled_rows(Path(c.data.labels)) + EPOCH_ROWS) for _, c, _ in part)
+            jobs.append({"kind": "fit", "runs": part, "needs": needs, "units": units})
+    return jobs
+
+
+def _labelled_rows(labels: Path) -> int:
+    """Labelled videos of a labels file that are not test rows (training + validation): a run's cost per epoch."""
+    lines = labels.read_text(encoding="utf-8").splitlines()[1:]
+    return sum(1 for ln in lines if ln and ln.split(",")[2:3] != ["test"])
+
+
+class _Progress:
+    """Stage 4-5's progress lines: runs done, elapsed, and the time left estimated from the seconds per cost unit
+    measured on the finished jobs of each kind (no estimate until a job of each kind still to run has finished);
+    at most one line every `every` seconds (and always the last)."""
+
+    def __init__(self, jobs: list[dict], workers: int, log, every: float = 10.0):
+        self.jobs, self.workers, self.log, self.every = jobs, max(1, workers), log, every
+        self.t0 = self.shown = time.perf_counter()
+        self.spent = {"pretrain": [0.0, 0], "fit": [0.0, 0]}  # kind -> [worker seconds, units] of finished jobs
+        self.started: dict[int, float] = {}
+        self.done: set[int] = set()
+
+    def start(self, i: int) -> None:
+        self.started[i] = time.perf_counter()
+
+    def finish(self, i: int) -> None:
+        job, now = self.jobs[i], time.perf_counter()
+        self.done.add(i)
+        s = self.spent[job["kind"]]
+        s[0] += now - self.started[i]
+        s[1] += job["units"]
+        if now - self.shown >= self.every or len(self.done) == len(self.jobs):
+            self.shown = now
+            self.log("      " + self.line(now))
+
+    def left(self, now: float) -> float | None:
+        """Wall seconds left: the work not finished (running jobs less their elapsed time) over the workers."""
+        work = 0.0
+        for i, job in enumerate(self.jobs):
+            if i in self.done:
+                continue
+            seconds, units = self.spent[job["kind"]]
+            if not units:
+                return None
+            work += max(0.0, job["units"] * seconds / units - (now - self.started.get(i, now)))
+        return work / self.workers
+
+    def line(self, now: float) -> str:
+        runs = sum(len(self.jobs[i]["runs"]) for i in self.done)
+        total = sum(len(j["runs"]) for j in self.jobs)
+        pre = [i for i, j in enumerate(self.jobs) if j["kind"] == "pretrain"]
+        left = self.left(now)
+        eta = ("estimating the time left" if left is None else "done" if runs == total
+               else f"about {_clock(left)} left")
+        return (f"{runs}/{total} runs done (pre-training {sum(i in self.done for i in pre)}/{len(pre)}), "
+                f"{_clock(now - self.t0)} elapsed, {eta}")
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m} min {s:02d} s" if m else f"{s} s"
+
+
+def run_jobs(jobs: list[dict], workers: int, log, on_pretrained=None) -> dict[str, dict]:
+    """Run `demo_jobs` in `workers` processes (in this process when 1): each job starts as soon as the pre-training
+    runs it needs are done, pre-training first, then the longest; progress lines with the time left.
+    `on_pretrained()` is called once, when the last pre-training run is done. Returns each run's results by name."""
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    progress = _Progress(jobs, workers, log)
+    results: dict[str, dict] = {}
+    waiting = sorted(range(len(jobs)), key=lambda i: (jobs[i]["kind"] != "pretrain", -jobs[i]["units"]))
+    pre_left = sum(j["kind"] == "pretrain" for j in jobs)
+
+    def ready() -> list[int]:
+        return [i for i in waiting if jobs[i]["needs"] <= results.keys()]
+
+    def done(i: int, out: list[dict]) -> None:
+        nonlocal pre_left
+        results.update({r["name"]: r for r in out})
+        progress.finish(i)
+        if jobs[i]["kind"] == "pretrain":
+            pre_left -= 1
+            if not pre_left and on_pretrained is not None:
+                on_pretrained()
+
+    if pre_left == 0 and on_pretrained is not None:
+        on_pretrained()
     if workers <= 1:
-        results = map(_job, jobs)
-    else:
-        pool = _workers(workers)
-        results = pool.map(_job, jobs)
+        while waiting:
+            i = ready()[0]
+            waiting.remove(i)
+            progress.start(i)
+            done(i, _job((jobs[i]["kind"], jobs[i]["runs"])))
+        return results
+    pool, running = _workers(workers), {}
     try:
-        for r in results:
-            out[r["name"]] = r
-            bar.update(1)
+        while waiting or running:
+            for i in ready()[:max(0, workers - len(running))]:
+                waiting.remove(i)
+                progress.start(i)
+                running[pool.submit(_job, (jobs[i]["kind"], jobs[i]["runs"]))] = i
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for f in finished:
+                done(running.pop(f), f.result())
     finally:
-        bar.close()
-        if workers > 1:
-            pool.shutdown(cancel_futures=True)
-    return out
+        pool.shutdown(cancel_futures=True)
+    return results
 
 
 def build_world(out: Path, spec: PipelineSpec, log) -> dict:
@@ -423,16 +545,24 @@ def run_pipeline(out: str | Path, spec: PipelineSpec, log=print) -> dict:
     for s in spec.small_seeds:
         small_labels(spec, out, s)
     pre_jobs, fit_jobs = pipeline_configs(spec, out)
-    log(f"[4/6] TSC pre-training: {len(pre_jobs)} run(s), {spec.pretrain_epochs} epochs")
+    jobs = demo_jobs(pre_jobs, fit_jobs)
+    log(f"[4/6] TSC pre-training: {len(pre_jobs)} run(s), {spec.pretrain_epochs} epochs; beside it the fine-tuning "
+        f"runs that do not start from it ({spec.workers} processes, {len(jobs)} jobs)")
     t1 = time.perf_counter()
-    pre = _pool(pre_jobs, spec.workers, "pre-train")
-    log(f"[5/6] fine-tuning and evaluation: {len(fit_jobs)} runs ({spec.epochs} epochs), {spec.workers} at a time")
-    t2 = time.perf_counter()
-    fits = _pool(fit_jobs, spec.workers, "fine-tune")
+    t2 = [t1]
+
+    def pretrained() -> None:
+        t2[0] = time.perf_counter()
+        log(f"[5/6] fine-tuning and evaluation: {len(fit_jobs)} runs ({spec.epochs} epochs; the seeds of a table row "
+            "as one process, tam.train.multiseed)")
+
+    runs = run_jobs(jobs, spec.workers, log, pretrained)
+    pre = {n: runs[n] for n, *_ in pre_jobs}
+    fits = {n: runs[n] for n, *_ in fit_jobs}
     summary = pipeline_summary(spec, world, corpus, extraction, pre, fits)
     summary["seconds_by_stage"] = {"world": world["seconds"], "comments": corpus["seconds"],
-                                   "extraction": extraction["seconds"], "pre-training": t2 - t1,
-                                   "fine-tuning": time.perf_counter() - t2}
+                                   "extraction": extraction["seconds"], "pre-training": t2[0] - t1,
+                                   "fine-tuning": time.perf_counter() - t2[0]}
     summary["seconds"] = time.perf_counter() - t0
     log("[6/6] report")
     paths = write_report(out, summary)

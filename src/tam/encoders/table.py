@@ -113,6 +113,13 @@ class FrozenEncoder:
         self.model = model.to(device).eval().requires_grad_(False)
         self.post = post.to(device) if post is not None else None
         self.micro_batch = micro_batch
+        # VGGish's convolutions on CPU: channels-last (NHWC) weights and inputs take oneDNN's faster kernels (1.3-1.4x
+        # at one thread, the same features within 1e-7); the model's flatten orders its output either way
+        self.channels_last = choice.family == "vggish" and self.device.type == "cpu"
+        if self.channels_last:
+            import torch
+
+            self.model.to(memory_format=torch.channels_last)
 
     @property
     def modality(self) -> str:
@@ -142,6 +149,8 @@ class FrozenEncoder:
         return torch.cat(outs).numpy() if outs else np.zeros((0, self.record.dim), np.float32)
 
     def _forward(self, x):
+        import torch
+
         from tam.encoders import audio, image, motion, videomae
 
         family = self.choice.family
@@ -153,7 +162,8 @@ class FrozenEncoder:
             return self.model(videomae.clips_to_input(x, self.model.mean, self.model.std))
         if family == "ast":
             return self.model(x.float())
-        y = self.model(audio.examples_to_input(x))
+        x = audio.examples_to_input(x)
+        y = self.model(x.contiguous(memory_format=torch.channels_last) if self.channels_last else x)
         return y if self.post is None else self.post(y)
 
 
