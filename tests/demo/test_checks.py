@@ -38,3 +38,15 @@ def test_small_label_check_per_readout():
     out = [(t, v) for t, v in pipeline_expectations(s) if t.startswith("24 labelled videos")]
     assert [v for _, v in out] == ["yes", "NO"]
     assert "attentive pooling" in out[0][0] and "f^0 (the paper's)" in out[1][0]
+
+
+def test_each_modality_alone_is_checked_against_the_majority_baseline():
+    s = {"extraction": {"failed": []}, "corpus": {"filters": {"a": {"all": 3}, "b": {"all": 2}}},
+         "comment_kinds": {}, "baseline": {"test": {"accuracy": 0.25}},
+         "pretrain_runs": {"p": {"heldout": {"ewp_top1": 0.5, "atp_top1": 0.5, "atp_chance": 0.2},
+                                 "baseline": {"ewp_top1": 0.1}}},
+         "subsets": {"image": _row([0.3, 0.3]), "motion": _row([0.5, 0.6]), "audio": _row([0.25, 0.26])},
+         "pretraining": {}}
+    out = {t.split(" (")[0]: (t, v) for t, v in pipeline_expectations(s) if " alone (" in t}
+    assert [out[f"{m} alone"][1] for m in ("image", "motion", "audio")] == ["yes", "NO", "yes"]
+    assert "55.0% against 25.0%" in out["motion alone"][0]
