@@ -155,6 +155,9 @@ class RunConfig:
             raise TamError(f"model.rel_bias must be in [0, model.T = {m.T}], model.rel_bias_scale in (0, 1000], and "
                            f"like model.centre they need a CTM fusion (ctm, inner, cross); got {m.rel_bias}, "
                            f"{m.rel_bias_scale}, centre {m.centre}, fusion {m.fusion!r}")
+        if not 0 <= m.rel_bias_init <= 10:
+            raise TamError(f"model.rel_bias_init (σ of the bias's init, in logits) must be in [0, 10], got "
+                           f"{m.rel_bias_init}")
         if self.optim.freeze_fusion_epochs < 0 or not 0 < self.optim.layer_decay <= 1:
             raise TamError(f"optim.freeze_fusion_epochs must be >= 0 and optim.layer_decay in (0, 1], got "
                            f"{self.optim.freeze_fusion_epochs}, {self.optim.layer_decay}")

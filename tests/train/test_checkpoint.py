@@ -81,6 +81,7 @@ def test_a_real_checkpoint_loads(run):
     ({"model__rel_bias": -1}, "model.rel_bias must be in [0, model.T = 4]"),
     ({"model__rel_bias": 10**6}, "model.rel_bias must be in [0, model.T = 4]"),
     ({"model__rel_bias_scale": 0.0}, "model.rel_bias_scale in (0, 1000]"),
+    ({"model__rel_bias_init": -1.0}, "model.rel_bias_init"),
     ({"model__centre": "yes"}, "expected bool"),
     ({"model__fusion": "concat", "model__centre": True}, "need a CTM fusion"),
 ])
