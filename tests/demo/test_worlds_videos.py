@@ -5,7 +5,8 @@ import colorsys
 import numpy as np
 import pytest
 
-from tam.demo.worlds.videos import AFFECT, CLASSES, FPS, SAMPLE_RATE, SCENE_HUES, VideoWorldSpec, make_videos
+from tam.demo.worlds.videos import (AFFECT, CLASSES, FPS, SAMPLE_RATE, SCENE_HUES, VideoWorldSpec, make_videos,
+                                    plan_video)
 from tam.errors import TamError
 
 
@@ -38,9 +39,27 @@ def test_files_labels_and_truth(world):
     for line, p in zip(lines[1:], plans["labelled"]):
         video, label, _ = line.split(",")
         assert video == p.video and label == CLASSES[p.label]
-        assert p.label == 2 * p.scene[p.cue] + (p.move[p.cue] > 0)
+        assert p.label == p.scene[p.cue]  # the kind of the scene at the cue
         assert p.valence[p.cue] == AFFECT[label][0]
     assert (root / "truth.json").is_file() and (root / "videos" / "unlabelled" / "U002.mp4").is_file()
+
+
+def test_no_single_modality_holds_the_class():
+    """Every video shows each scene kind once (the image and motion streams are the same for every class) and the
+    cue falls on one of them uniformly: over many plans, the class is independent of the cue's segment and of the
+    order of the kinds."""
+    rng = np.random.default_rng(0)
+    plans = [plan_video(rng, f"L{i}", VideoWorldSpec(min_segments=4, max_segments=6)) for i in range(4000)]
+    for p in plans[:200]:
+        assert sorted(k for k in p.scene if k >= 0) == list(range(len(SCENE_HUES))) and p.scene[p.cue] >= 0
+    labels = np.array([p.label for p in plans])
+    assert np.abs(np.bincount(labels, minlength=4) / len(plans) - 0.25).max() < 0.03
+    by_cue = [labels[[p.cue == t for p in plans]] for t in range(4)]
+    first = [labels[[p.scene[0] == k for p in plans]] for k in range(4)]  # the kind shown first (if any)
+    for group in by_cue + first:
+        assert np.abs(np.bincount(group, minlength=4) / len(group) - 0.25).max() < 0.06
+    # the class is the kind at the cue: without the cue's time, the image says nothing
+    assert np.mean([p.label == p.scene[0] for p in plans if p.scene[0] >= 0]) < 0.32
 
 
 def test_pixels_motion_and_sound_carry_the_plan(world):
