@@ -1,5 +1,6 @@
-"""A real Ray cluster for the engine tests: a head and a worker node started with `ray start` on loopback (one CPU
-and an 80 MB object store each), shared by the module and stopped at its end, leaving no process behind."""
+"""A real Ray cluster for the engine tests: a head (2 CPUs) and a worker node (1 CPU) started with `ray start` on
+loopback, an 80 MB object store each, shared by the module and stopped at its end, leaving no process behind. The
+head has room for an extraction actor and its decoding task when the worker node has been killed."""
 
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ def finish(proc: subprocess.Popen, timeout: float = 300) -> str:
 def cluster():
     from tam.engines.cluster import LocalCluster, _living, _tree
 
-    c = LocalCluster(head_cpus=1, node_cpus=(1,), object_store_mb=80)
+    c = LocalCluster(head_cpus=2, node_cpus=(1,), object_store_mb=80)
     groups = [p.pid for p in c.nodes]
     yield c
     pids = [p for g in groups for p in _tree(g)]

@@ -67,6 +67,11 @@ def run(args: argparse.Namespace) -> int:
 def _prepare(args: argparse.Namespace) -> int:
     from tam.comments.corpus import format_summary, prepare_corpus
 
+    if args.engine == "ray":  # the workers import the corpus code while this process reads the lexicon
+        from tam.engines import ray_engine
+
+        ray_engine.connect(args.address)
+        ray_engine.warm("tam.comments.corpus")
     stats = prepare_corpus(args.inputs, args.out, args.lexicon, n_per_polarity=args.n, durations=args.durations,
                            scorer=args.scorer, masking=args.masking, workers=args.workers,
                            test_fraction=args.test_fraction, seed=args.seed, progress=not args.no_progress,

@@ -43,6 +43,11 @@ def run(args: argparse.Namespace) -> int:
 def _run(grid, args) -> int:
     from tam.experiment.run import run_grid
 
+    if args.engine == "ray":  # the workers import the runner while this process makes the world
+        from tam.engines import ray_engine
+
+        ray_engine.connect(args.address)
+        ray_engine.warm("tam.experiment.run")
     s = run_grid(grid, args.jobs or grid.jobs, engine=args.engine, address=args.address)
     print(f"{len(s.done)} run(s) done, {len(s.skipped)} already finished (skipped), {len(s.failed)} failed")
     for name, err in s.failed.items():

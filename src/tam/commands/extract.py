@@ -37,7 +37,8 @@ def add_arguments(p) -> None:
                    help="motion clips: 16 consecutive native-rate frames centred on each segment (default, as the "
                         "3D ResNets were trained) or the segment's 16 resampled frames (stores made before)")
     p.add_argument("--batch", type=int, default=16, help="segments per encoder batch (default 16)")
-    p.add_argument("--workers", type=int, default=1, help="decoding threads (default 1)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="decoding threads (default 1; --engine ray: decoding tasks per actor)")
     p.add_argument("--threads", type=int, default=0,
                    help="torch CPU threads; 0 = auto: cores // (1 + workers) (default 0)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
@@ -46,9 +47,9 @@ def add_arguments(p) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_engine_arguments(p)
     p.add_argument("--actors", type=int, default=0,
-                   help="with --engine ray: encoder actors (default: as many as the cluster's GPUs or CPUs hold)")
+                   help="with --engine ray: encoder actors (default: as many as fit beside their decoding)")
     p.add_argument("--actor-cpus", type=float, default=1,
-                   help="with --engine ray: CPUs per actor (its encoding and --workers decoding threads; default 1)")
+                   help="with --engine ray: CPUs per actor, for its encoders (decoding: --workers tasks of 1 CPU)")
     p.add_argument("--actor-gpus", type=float, default=None,
                    help="with --engine ray: GPUs per actor (default 1 where the cluster has GPUs; 0.5: two share one)")
 
@@ -65,13 +66,10 @@ def _encoders_here(args) -> dict:
 
 
 def _on_ray(args, jobs, options):
-    import sys
     from functools import partial
 
-    from tam.encoders.extract import extract_on_ray
+    from tam.engines.extraction import extract_on_ray
 
-    if args.random_init or args.tiny:
-        print("WARNING: --random-init: the features written are NOT real (tests and demos only)", file=sys.stderr)
     print(f"{len(jobs)} video(s) -> {args.out}  [{options.policy.describe()}; Ray engine]")
     return extract_on_ray(jobs, args.out, partial(_encoders_here, args), options, args.actors, args.actor_gpus,
                           args.actor_cpus, args.address, progress=not args.no_progress)

@@ -481,56 +481,14 @@ def run_extraction(jobs: list[Job], store_root: str, encoders: dict[str, FrozenE
 
 
 # ---- on a Ray cluster (`tam.engines`) ---------------------------------------------------------------
-class Extractor:
-    """A long-lived extraction process (a Ray actor): `build()` gives the encoders once (on the actor's GPU when it
-    has one); each `run(jobs)` is `extract` on a few videos: the same decoding threads, batches, atomic per-video
-    entries and skipping of videos already in the store as the local job."""
-
-    def __init__(self, build: Callable[[], dict[str, FrozenEncoder]], store_root: str, options: ExtractOptions):
-        self.encoders, self.options = build(), options
-        self.store = open_store(store_root, self.encoders, options.policy)
-
-    def run(self, jobs: list[Job]) -> list[Outcome]:
-        return extract(jobs, self.store, self.encoders, self.options, progress=False)
-
-
 def extract_on_ray(jobs: list[Job], store_root: str, build: Callable[[], dict[str, FrozenEncoder]],
                    options: ExtractOptions, actors: int = 0, gpus: float | None = None, cpus: float = 1,
                    address: str = "", progress: bool = True) -> tuple[list[Outcome], str]:
-    """`Extractor`s on the Ray cluster at `address`, fed groups of `GROUP_VIDEOS` videos; returns the outcomes (in
-    job order) and the summary. Each actor takes `cpus` CPUs (its encoding and decoding threads) and `gpus` GPUs
-    (None: one where the cluster has GPUs; 0.5: two actors share one); `actors` 0: as many as fit. A group
-    whose actor kept dying is reported failed, video by video; its finished videos stay in the store."""
-    from tqdm import tqdm
+    """The extraction on the Ray cluster at `address`: decoding tasks feeding encoder actors that hold the encoders
+    (`tam.engines.extraction.extract_on_ray`, where the arguments are described)."""
+    from tam.engines.extraction import extract_on_ray as on_ray
 
-    from tam.engines import ray_engine
-
-    ray_engine.connect(address)
-    fits, resources = ray_engine.fit(cpus, gpus)
-    if options.decode_threads <= 0:  # the actor's own CPUs, not the node's (`decode_threads`)
-        options = ExtractOptions(**{**vars(options), "decode_threads": 1})
-    t0 = time.perf_counter()
-    groups = [jobs[i:i + GROUP_VIDEOS] for i in range(0, len(jobs), GROUP_VIDEOS)]
-    outcomes: list[Outcome | None] = [None] * len(jobs)
-    with tqdm(total=len(jobs), unit="video", disable=not progress, dynamic_ncols=True) as bar:
-        for g, result in ray_engine.map_actors(Extractor, (build, store_root, options), groups, actors or fits,
-                                                         resources):
-            if isinstance(result, ray_engine.Failure):
-                result = _group_failed(groups[g], store_root, result.message)
-            for k, o in enumerate(result):
-                outcomes[g * GROUP_VIDEOS + k] = o
-                if o.status == "failed":
-                    bar.write(f"skipped: {o.error}")
-                for note in o.notes:
-                    bar.write(f"note: {o.path}: {note}")
-            bar.update(len(result))
-    if not (Path(store_root) / "manifest.json").is_file():  # no actor ever started
-        raise TamError(f"{store_root}: nothing extracted ({outcomes[0].error if outcomes else 'no videos'})")
-    return outcomes, summary(outcomes, time.perf_counter() - t0, FeatureStore.open(store_root).manifest)
-
-
-GROUP_VIDEOS = 4
-"""Videos sent to an actor at a time: its encoders batch segments across them, as the local job does."""
+    return on_ray(jobs, store_root, build, options, actors, gpus, cpus, address, progress)
 
 
 def _group_failed(jobs: list[Job], store_root: str, message: str) -> list[Outcome]:

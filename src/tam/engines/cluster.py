@@ -24,22 +24,29 @@ _JOIN = ("import sys; import ray._private.services as s; s.resolve_ip_for_localh
          "from ray.scripts.scripts import main; sys.argv[0] = 'ray'; main()")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _free_ports(n: int) -> list[int]:
+    """`n` distinct free ports (all held open while chosen: one port given twice makes `ray start` fail)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 class LocalCluster:
     """A head node and `node_cpus` worker nodes (their CPU counts), each with `object_store_mb` of object store."""
 
     def __init__(self, head_cpus: int = 1, node_cpus: tuple[int, ...] = (1,), object_store_mb: int = 80) -> None:
-        self.port, self.store = _free_port(), object_store_mb * 1_000_000
+        (self.port, client, dashboard), self.store = _free_ports(3), object_store_mb * 1_000_000
         self.temp = Path(tempfile.mkdtemp(prefix="tamray-"))  # short: Ray's socket paths live under it
         self.nodes: list[subprocess.Popen] = []
+        self.killed: set[int] = set()  # worker nodes killed (`kill_node`)
         try:
-            self._start(["--head", f"--port={self.port}", f"--ray-client-server-port={_free_port()}",
-                         f"--dashboard-port={_free_port()}", "--include-dashboard=false",
+            self._start(["--head", f"--port={self.port}", f"--ray-client-server-port={client}",
+                         f"--dashboard-port={dashboard}", "--include-dashboard=false",
                          f"--temp-dir={self.temp}"], head_cpus)
             for cpus in node_cpus:
                 self.add_node(cpus)
@@ -54,7 +61,7 @@ class LocalCluster:
     def add_node(self, cpus: int = 1) -> int:
         """Start one more worker node; returns its number (for `kill_node`)."""
         self._start([f"--address={self.address}"], cpus)
-        return len(self.nodes) - 1
+        return len(self.nodes) - 2  # self.nodes[0] is the head
 
     def _start(self, args: list[str], cpus: int) -> None:
         # loopback only: the head keeps 127.0.0.1 when Ray treats the machine as a single-host cluster; a node joins
@@ -75,6 +82,12 @@ class LocalCluster:
     def kill_node(self, number: int) -> None:
         """Kill worker node `number` (its daemons and their worker processes, SIGKILL), as if its machine died."""
         _kill(_tree(self.nodes[number + 1].pid), signal.SIGKILL)
+        self.killed.add(number)
+
+    def live_node(self, cpus: int = 1) -> int:
+        """The last worker node started, or a new one (`cpus` CPUs) when it was killed or there is none."""
+        last = len(self.nodes) - 2
+        return last if last >= 0 and last not in self.killed else self.add_node(cpus)
 
     def stop(self) -> None:
         """End every process this cluster started (worker nodes first), then remove its folder."""

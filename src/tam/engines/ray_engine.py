@@ -47,6 +47,25 @@ def connect(address: str = "") -> None:
         raise TamError(f"--address {address or 'auto'}: cannot join the Ray cluster ({first})") from None
 
 
+_WARM: list = []  # the warm-up tasks' results, held until the driver ends
+
+
+def _import(module: str) -> None:
+    import importlib
+
+    importlib.import_module(module)
+
+
+def warm(module: str, tasks: int = 0) -> None:
+    """Start `tasks` (0: one per CPU of the cluster) worker processes importing `module` now, so that a stage's first
+    tasks find their workers ready: their imports (seconds: numpy, torch, jieba) overlap the driver's own
+    preparation (loading a lexicon, the actors building their encoders). Ray reuses a worker for the job's tasks."""
+    import ray
+
+    n = tasks or int(ray.cluster_resources().get("CPU", 1))
+    _WARM.extend(ray.remote(_import).options(num_cpus=1).remote(module) for _ in range(n))
+
+
 def fit(cpus: float, gpus: float | None) -> tuple[int, dict]:
     """How many actors of `cpus` CPUs and `gpus` GPUs each (None: one GPU when the cluster has any, else none) the
     cluster's nodes hold, with their resources; refuses actors that no node can hold (Ray would wait for ever)."""
@@ -86,7 +105,7 @@ def _window() -> int:
     return max(4, 2 * int(ray.cluster_resources().get("CPU", 1)))
 
 
-def _failure(e: Exception) -> Failure:
+def failure(e: Exception) -> Failure:
     import ray
 
     if isinstance(e, ray.exceptions.RayTaskError):  # the function raised: its own one-line message
@@ -116,7 +135,7 @@ def map_tasks(fn: Callable, items: Sequence[tuple], resources: Callable[[int], d
             try:
                 yield i, ray.get(ref)
             except ray.exceptions.RayError as e:
-                yield i, _failure(e)
+                yield i, failure(e)
 
 
 def map_actors(cls: type, init: tuple, items: Sequence, actors: int, resources: dict,
@@ -152,17 +171,17 @@ def map_actors(cls: type, init: tuple, items: Sequence, actors: int, resources: 
                     result = ray.get(ref)
                 except ray.exceptions.RayActorError as e:  # the actor is gone: its slots with it
                     if e.actor_init_failed:
-                        raise TamError(f"an actor could not start: {_failure(e).message}") from None
+                        raise TamError(f"an actor could not start: {failure(e).message}") from None
                     pool.pop(key, None)
                     free[:] = [k for k in free if k != key]
                     tries[i] += 1
                     if tries[i] <= retries:
                         queue.append(i)
                     else:
-                        yield i, _failure(e)
+                        yield i, failure(e)
                     continue
                 except ray.exceptions.RayError as e:
-                    result = _failure(e)
+                    result = failure(e)
                 free.append(key)
                 yield i, result
     finally:

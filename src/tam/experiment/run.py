@@ -245,8 +245,10 @@ def _on_ray(jobs: list[tuple[str, list[str], Path]], threads: int, desc: str, su
 
 
 def resources(run_dir: Path) -> dict:
-    """What a run or pre-training step asks of a Ray cluster: `train.threads` CPUs, and one GPU when its
-    `train.device` is CUDA (from the resolved config in its grid.json)."""
+    """What a run, a seed group or a pre-training step asks of a Ray cluster: `train.threads` CPUs, and one GPU
+    when its `train.device` is CUDA (from the resolved config in its grid.json)."""
+    if (run_dir / "group.json").is_file():  # a seed group (`_group_job`): what its runs ask, alike but the seed
+        run_dir = Path(read_json(run_dir / "group.json", "seed group")["runs"][0]["run_dir"])
     train = read_json(run_dir / "grid.json", "run record").get("config", {}).get("train", {})
     gpu = str(train.get("device", "cpu")).startswith("cuda")
     return {"num_cpus": max(1, int(train.get("threads") or 1)), "num_gpus": 1 if gpu else 0}
@@ -276,7 +278,7 @@ def run_grid(grid: Grid, jobs: int, threads: int = 1, engine: str = "local", add
             summary.failed[r.name] = msg
         else:
             todo.append(r)
-    groups = seed_groups(todo, grid.batch if engine == "local" else 1)
+    groups = seed_groups(todo, grid.batch)
     _pool([_group_job(grid, g) for g in groups], jobs, threads, "runs", summary, engine, address)
     again = _expand(summary, [g for g in groups if len(g) > 1])
     _pool([(r.name, r.argv(), r.run_dir) for r in again], jobs, threads, "runs again alone", summary, engine, address)
