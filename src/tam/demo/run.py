@@ -327,7 +327,7 @@ def run_group(kind: str, runs: list) -> list[dict]:
 
 
 def _job(args) -> list[dict]:
-    """One job of `_Scheduler` in a worker process: its runs' results, each with its name."""
+    """One job of `run_jobs` in a worker process: its runs' results, each with its name."""
     kind, named = args
     results = run_group(kind, [(cfg, run_dir) for _, cfg, run_dir in named])
     return [{**r, "name": name} for (name, _, _), r in zip(named, results, strict=True)]
