@@ -359,8 +359,9 @@ def demo_jobs(pre: list, fits: list) -> list[dict]:
 
 def _labelled_rows(labels: Path) -> int:
     """Labelled videos of a labels file that are not test rows (training + validation): a run's cost per epoch."""
-    lines = labels.read_text(encoding="utf-8").splitlines()[1:]
-    return sum(1 for ln in lines if ln and ln.split(",")[2:3] != ["test"])
+    head, *lines = labels.read_text(encoding="utf-8").splitlines()
+    split = head.split(",").index("split") if "split" in head.split(",") else -1
+    return sum(1 for ln in lines if ln and (split < 0 or ln.split(",")[split:split + 1] != ["test"]))
 
 
 class _Progress:
