@@ -1,13 +1,16 @@
-"""Seeds as one batched process (tam.train.multiseed) against one process per seed, side by side.
+"""Seeds as one batched process (tam.train.multiseed) against one process per seed, side by side, and the
+`timing.yaml` grid's wall time extrapolated from one cell per fusion arm.
 
-One cell of configs/experiments/timing.yaml (fusion `TAM_BENCH_MULTISEED_FUSION`, default ctm; labelled videos
-`TAM_BENCH_MULTISEED_LABELLED`, default 1000; `TAM_BENCH_MULTISEED_EPOCHS`, default 5, instead of the grid's 25),
-seeds 0-4: first `python -m tam train` once per seed, one after another (what `tam experiment run` did per run),
-then one `python -m tam.train.multiseed` process for the five taking each run's own steps in turn, then one taking
-one vmap step for all; 1 torch thread each; the three in turn, twice. Reports the wall times, each round's ratios
-and the largest difference of the per-seed test metrics against the separate runs; first the training step alone
-(K = 5 separate steps against one vmap step, d = 32 and 64, batch 32 and 8). The timing world (3,000 training
-videos) is made if missing.
+One cell of configs/experiments/timing.yaml (its real settings: d = 32, L = 2, 4 heads, batch 32; labelled videos
+`TAM_BENCH_MULTISEED_LABELLED`, default all; `TAM_BENCH_MULTISEED_EPOCHS`, default 3, instead of the grid's 25),
+seeds 0-4, 1 torch thread each: `python -m tam train` once per seed, one after another (what `tam experiment run`
+did per run), then one `python -m tam.train.multiseed` process for the five as the grid runs it (a vmap step when
+`pays`). Reports both wall times, their ratio and the largest difference of the per-seed test metrics. Then one
+group process per fusion arm (n = all) and the grid's time extrapolated from them: 15 cells (5 arms x labelled
+400, 1000, all) at 25 epochs, each cell's time the arm's measured time x 25 / epochs x (its training videos /
+3,000), 2 jobs in parallel; an extrapolation, not a run of the grid (target <= 15 min). First the training step
+alone (K = 5 separate steps against one vmap step, d = 32 and 64, batch 32 and 8). The timing world (3,000
+training videos) is made if missing.
 """
 
 from __future__ import annotations
@@ -22,9 +25,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = [0, 1, 2, 3, 4]
+EPOCHS = int(os.environ.get("TAM_BENCH_MULTISEED_EPOCHS", "3"))
+GRID_EPOCHS, GRID_JOBS, GRID_TARGET_MIN = 25, 2, 15
 
 
-def _cell(out: Path) -> list[dict]:
+def _cell(out: Path, fusion: str | None = None) -> list[dict]:
     """The cell's runs as {config, overrides, run_dir}, labels subsampled as the grid does, epochs shortened."""
     from tam.experiment.grid import load_grid, subsample_labels
     from tam.experiment.run import make_world
@@ -32,16 +37,16 @@ def _cell(out: Path) -> list[dict]:
     os.chdir(ROOT)
     grid = load_grid(ROOT / "configs" / "experiments" / "timing.yaml")
     make_world(grid)
-    fusion = os.environ.get("TAM_BENCH_MULTISEED_FUSION", "ctm")
-    labelled = os.environ.get("TAM_BENCH_MULTISEED_LABELLED", "1000")
-    epochs = os.environ.get("TAM_BENCH_MULTISEED_EPOCHS", "5")
+    fusion = fusion or os.environ.get("TAM_BENCH_MULTISEED_FUSION", "ctm")
+    labelled = os.environ.get("TAM_BENCH_MULTISEED_LABELLED", "all")
     group = []
     for r in grid.runs:
         if r.values["fusion"] != fusion or str(r.values["labelled"]) != labelled:
             continue
         run_dir = out / f"seed{r.seed}"
-        overrides = [o for o in r.overrides if not o.startswith(("data.labels=", "optim.epochs="))]
-        overrides.append(f"optim.epochs={epochs}")
+        drop = ("optim.epochs=",) if r.labelled is None else ("data.labels=", "optim.epochs=")  # None: all labels
+        overrides = [o for o in r.overrides if not o.startswith(drop)]
+        overrides.append(f"optim.epochs={EPOCHS}")
         if r.labelled is not None:
             run_dir.mkdir(parents=True)
             (run_dir / "labels.csv").write_text(subsample_labels(r.labels, r.labelled, r.seed, r.task, r.classes))
@@ -61,28 +66,43 @@ def _test_metrics(group: list[dict]) -> list[dict]:
     return [json.loads(Path(g["run_dir"], "results.json").read_text())["test"] for g in group]
 
 
-def processes(rounds: int = 2) -> dict[str, float]:
-    """The cell's five seeds as five processes, as one process (each run's own steps) and as one process (vmap),
-    the three in turn, `rounds` times (the machine drifts: each round's ratios are side by side)."""
-    times: dict[str, list[float]] = {"separate_processes": [], "one_process_own_steps": [], "one_process_vmap": []}
-    diff = 0.0
+def _group(group: list[dict], tmp: Path) -> float:
+    """Wall time of one `python -m tam.train.multiseed` process for the group, as `tam experiment run` runs it."""
+    Path(tmp, "group.json").write_text(json.dumps({"runs": group, "batched": None}))
+    return _timed(["-m", "tam.train.multiseed", str(Path(tmp, "group.json"))])
+
+
+def processes() -> dict[str, float]:
+    """The cell's five seeds as five processes, then as one group process; the per-seed test metrics compared."""
     with tempfile.TemporaryDirectory() as tmp:
-        for i in range(rounds):
-            alone = _cell(Path(tmp) / f"alone{i}")
-            times["separate_processes"].append(sum(_timed(
-                ["-m", "tam", "train", *([] if g["config"] is None else ["--config", g["config"]]), "--run-dir",
-                 g["run_dir"], *[a for o in g["overrides"] for a in ("--set", o)]]) for g in alone))
-            for name, batched in (("one_process_own_steps", False), ("one_process_vmap", True)):
-                group = _cell(Path(tmp) / f"{name}{i}")
-                Path(tmp, "group.json").write_text(json.dumps({"runs": group, "batched": batched}))
-                times[name].append(_timed(["-m", "tam.train.multiseed", str(Path(tmp, "group.json"))]))
-                diff = max([diff] + [abs(a[k] - b[k]) for a, b in zip(_test_metrics(alone), _test_metrics(group),
-                                                                      strict=True) for k in a if a[k] is not None])
-    out: dict[str, float] = {"max_test_metric_difference": diff}
-    for name, ts in times.items():
-        out[f"{name}_s"] = [round(t, 1) for t in ts]
-        if name != "separate_processes":
-            out[f"{name}_speedup"] = [round(a / t, 2) for a, t in zip(times["separate_processes"], ts, strict=True)]
+        alone = _cell(Path(tmp) / "alone")
+        separate = sum(_timed(["-m", "tam", "train", *([] if g["config"] is None else ["--config", g["config"]]),
+                               "--run-dir", g["run_dir"], *[a for o in g["overrides"] for a in ("--set", o)]])
+                       for g in alone)
+        group = _cell(Path(tmp) / "group")
+        one = _group(group, Path(tmp))
+        diff = max(abs(a[k] - b[k]) for a, b in zip(_test_metrics(alone), _test_metrics(group), strict=True)
+                   for k in a if a[k] is not None)
+    return {"separate_processes_s": round(separate, 1), "one_group_process_s": round(one, 1),
+            "group_speedup": round(separate / one, 2), "max_test_metric_difference": diff}
+
+
+def grid_estimate() -> dict[str, float]:
+    """One group process (five seeds, n = all) per fusion arm, and the whole grid's wall time extrapolated."""
+    from tam.experiment.grid import load_grid
+
+    grid = load_grid(ROOT / "configs" / "experiments" / "timing.yaml")
+    out: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for fusion in dict.fromkeys(r.values["fusion"] for r in grid.runs):
+            out[f"group_{fusion}_all_{EPOCHS}ep_s"] = round(_group(_cell(Path(tmp) / fusion, fusion), Path(tmp)), 1)
+    share = sum((3000 if n == "all" else int(n)) / 3000 for n in dict.fromkeys(r.values["labelled"]
+                                                                                 for r in grid.runs))
+    minutes = sum(out.values()) * GRID_EPOCHS / EPOCHS * share / GRID_JOBS / 60
+    out["grid_minutes_extrapolated"] = round(minutes, 1)
+    print(f"  timing.yaml grid: {minutes:.1f} min extrapolated from one n=all cell per arm at {EPOCHS} epochs "
+          f"({GRID_JOBS} jobs); target <= {GRID_TARGET_MIN} min: {'YES' if minutes <= GRID_TARGET_MIN else 'NO'} "
+          "(an extrapolation, not a run of the grid)")
     return out
 
 
@@ -127,7 +147,10 @@ def run() -> dict[str, float]:
     for d in (32, 64):
         for B in (32, 8):
             out |= {k.replace("step_", f"step_b{B}_"): v for k, v in steps(d, B=B).items()}
-    return out | processes()
+    out |= processes()
+    print(f"  cell of 5 seeds: {out['separate_processes_s']} s as 5 processes, {out['one_group_process_s']} s as one "
+          f"group ({out['group_speedup']}x); largest test-metric difference {out['max_test_metric_difference']:.2g}")
+    return out | grid_estimate()
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ import torch
 
 from tam.config import ModelConfig
 from tam.models.model import build_model
-from tam.models.stochastic import Dropout, DropPath, depth_rates, gaussian_noise, sample_rng
+from tam.models.stochastic import Dropout, DropPath, SampleRNG, depth_rates, gaussian_noise, sample_rng
 
 DIMS = {"image": 12, "motion": 20, "audio": 6}
 
@@ -72,3 +72,36 @@ def test_depth_rates_are_linear_from_zero():
 def test_first_axis_must_hold_whole_samples():
     with sample_rng([1, 2]), pytest.raises(ValueError, match="multiple"):
         Dropout(0.1).train()(torch.ones(3, 4))
+
+
+
+def _chunked(seeds, requests, chunk=SampleRNG.CHUNK):
+    """The draws of a sample as chunked refills gave them: a request (kind, n) that does not fit the rest of its
+    kind's chunk skips that rest and starts a new chunk of max(n, chunk) numbers."""
+    gens = [torch.Generator().manual_seed(s) for s in seeds]
+    out, bufs = [], {}
+    for kind, n in requests:
+        buf, pos = bufs.get(kind, (None, 0))
+        if buf is None or pos + n > buf.shape[1]:
+            draw = torch.rand if kind == "uniform" else torch.randn
+            buf, pos = torch.stack([draw(max(n, chunk), generator=g) for g in gens]), 0
+        out.append(buf[:, pos:pos + n])
+        bufs[kind] = (buf, pos + n)
+    return out
+
+
+@pytest.mark.parametrize("used", [None, 5, 150, 70_000, 1 << 20])
+@pytest.mark.parametrize("normal", [False, True])
+def test_lazy_uniform_draws_are_the_chunked_ones_whatever_the_previous_step_took(monkeypatch, used, normal):
+    """A sample's numbers are those of chunked refills (uniform requests below, at and above a chunk, and one that
+    overflows a chunk's rest; with normal draws between them or not), whatever the previous SampleRNG took (`used`,
+    the size of the lazy uniform draws)."""
+    requests = [("uniform", n) for n in (3, 100, 7, 65_000, 600, 70_000, 1, 1)]
+    if normal:
+        requests[1:1], requests[5:5] = [("normal", 5)], [("normal", 70_000)]
+    monkeypatch.setattr(SampleRNG, "used", {} if used is None else {"uniform": used})
+    rng = SampleRNG([3, 11])
+    got = [rng.rand(n) if kind == "uniform" else rng.randn(n) for kind, n in requests]
+    for a, b in zip(got, _chunked([3, 11], requests), strict=True):
+        assert torch.equal(a, b)
+    assert SampleRNG.used["uniform"] == sum(n for kind, n in requests if kind == "uniform")

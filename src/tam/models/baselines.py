@@ -40,8 +40,18 @@ class SelfAttention(nn.Module):
         N, L, d = x.shape
         q, k, v = (t.reshape(N, L, self.h, d // self.h).transpose(1, 2) for t in self.qkv(x).chunk(3, dim=-1))
         key_ok = key_ok | ~key_ok.any(-1, keepdim=True)  # all keys masked (absent modality): finite, ignored later
-        a = F.scaled_dot_product_attention(q, k, v, attn_mask=key_ok[:, None, None, :])
+        a = attention(q, k, v, key_ok[:, None, None, :])
         return self.drop(self.out(a.transpose(1, 2).reshape(N, L, d)))
+
+
+def attention(q: Tensor, k: Tensor, v: Tensor, key_ok: Tensor) -> Tensor:
+    """σ(q kᵀ/√d_h) v with masked keys (key_ok broadcast to the scores, True = valid): PyTorch's fused kernel, or
+    under `torch.func.vmap` (tam.train.multiseed) the same as a matmul and a masked softmax, which batch over the
+    vmapped runs where the fused kernel has no batching rule (torch would loop over them)."""
+    if not torch._C._functorch.is_batchedtensor(q):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=key_ok)
+    S = (q / q.shape[-1] ** 0.5) @ k.transpose(-1, -2)
+    return S.masked_fill(~key_ok, float("-inf")).softmax(-1) @ v
 
 
 class Block(nn.Module):

@@ -30,9 +30,15 @@ class SampleRNG:
     """One torch.Generator per sample, on `device`.
 
     Draws are served from per-sample buffers refilled CHUNK numbers at a time (one call per sample per refill,
-    not per layer); a sample's sequence of requests is the same in any batch, so are its numbers."""
+    not per layer); a sample's sequence of requests is the same in any batch, so are its numbers. Uniform draws on
+    the CPU are cut-invariant (torch.rand(a) then torch.rand(b) is torch.rand(a + b)), so their chunks are drawn
+    lazily, as much at a time as the previous SampleRNG took in all (`used`): the same numbers, without 2^16 a
+    sample per step where a small model needs a few thousand (a third of its step for 32-160 samples). Before a
+    normal refill the rest of the uniform chunk is drawn, so that both streams interleave in each generator as
+    whole chunks did."""
 
     CHUNK = 1 << 16
+    used: dict[str, int] = {}  # numbers per sample the latest SampleRNG took so far, per kind
 
     def __init__(self, seeds: Tensor | list[int], device: torch.device | str = "cpu"):
         self.device = torch.device(device)
@@ -42,16 +48,48 @@ class SampleRNG:
             g.manual_seed(int(s) & (2**63 - 1))
             self.gens.append(g)
         self._buf: dict[str, tuple[Tensor, int]] = {}
+        self._room, self._drawn, self._taken = 0, None, 0  # lazy uniform chunk: numbers left, drawn ones, total
 
     def __len__(self) -> int:
         return len(self.gens)
 
+    def _draw(self, draw, size: int) -> Tensor:
+        return torch.stack([draw(size, generator=g, device=self.device) for g in self.gens])
+
+    def _take_uniform(self, n: int) -> Tensor:
+        """What `_take("uniform", n)` gives, drawing from the generators only what is used (or `used` hints)."""
+        k = 0 if self._drawn is None else self._drawn.shape[1]
+        if n > self._room:  # where a chunk refill would skip the rest of the chunk: skip it, new chunk
+            if self._room > k:
+                self._draw(torch.rand, self._room - k)
+            self._room, self._drawn, k = max(n, self.CHUNK), None, 0
+        if k < n:
+            want = min(max(n - k, SampleRNG.used.get("uniform", self.CHUNK) - self._taken), self._room - k)
+            fresh = self._draw(torch.rand, want)
+            self._drawn = fresh if self._drawn is None else torch.cat([self._drawn, fresh], dim=1)
+        out, self._drawn = self._drawn[:, :n], self._drawn[:, n:]
+        self._room -= n
+        self._taken += n
+        SampleRNG.used["uniform"] = self._taken
+        return out
+
+    def _complete_uniform(self) -> None:
+        """Draw the rest of the lazy uniform chunk before another draw from the same generators (a chunk refill drew
+        it whole, so what follows it in each generator's sequence stays the same)."""
+        k = 0 if self._drawn is None else self._drawn.shape[1]
+        if self._room > k:
+            fresh = self._draw(torch.rand, self._room - k)
+            self._drawn = fresh if self._drawn is None else torch.cat([self._drawn, fresh], dim=1)
+
     def _take(self, kind: str, n: int) -> Tensor:
+        if kind == "uniform" and self.device.type == "cpu":  # CUDA's Philox offsets are not cut-invariant
+            return self._take_uniform(n)
         buf, pos = self._buf.get(kind, (None, 0))
         if buf is None or pos + n > buf.shape[1]:
+            self._complete_uniform()
             draw = torch.rand if kind == "uniform" else torch.randn
             size = max(n, self.CHUNK)
-            buf, pos = torch.stack([draw(size, generator=g, device=self.device) for g in self.gens]), 0
+            buf, pos = self._draw(draw, size), 0
         self._buf[kind] = (buf, pos + n)
         return buf[:, pos:pos + n]
 

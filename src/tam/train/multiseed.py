@@ -50,9 +50,10 @@ from tam.train.schedule import EMA, build_scheduler
 
 VARY = ("train.seed", "data.labels", "train.init_from")  # what may differ between the runs of one batch
 # tokens per training step (batch_size · M · (T+1)) up to which one vmap step of K runs beats their K own steps on
-# CPU (bench/bench_multiseed.py, idle 2 cores: 1.08-1.16x at 272 tokens, 0.97-1.04x at 544, 0.77-0.84x at 1,088);
-# the own steps are bit-identical to separate runs, so the vmap is taken only where it gains (docs/training.md)
-VMAP_TOKENS = 300
+# CPU (bench/bench_multiseed.py, K = 5, 1 thread; since the fusions' attention batches under vmap and the per-sample
+# uniform draws are lazy: 1.03-1.32x at 1,088 tokens, d = 32, on a shared machine; before: 0.77-0.84x, idle); the own
+# steps are bit-identical to separate runs, so the vmap is taken only where it gains (docs/training.md)
+VMAP_TOKENS = 1100
 
 
 def batch_key(cfg: RunConfig) -> str:
@@ -114,7 +115,7 @@ class Stacked:
         prev = stochastic.current()
         stochastic._local.rng = rng  # what `sample_rng` installs, here with the K runs' streams
         try:
-            with warnings.catch_warnings():  # SDPA has no vmap rule yet: torch loops over K (measured in bench/)
+            with warnings.catch_warnings():  # ops without a vmap rule (SDPA of the decoder) loop over K
                 warnings.filterwarnings("ignore", message=".*batching rule.*")
                 return vmap(one, randomness="same")(dict(self.module.named_parameters()), x, valid, present,
                                                     self.lanes)
