@@ -5,7 +5,7 @@ import colorsys
 import numpy as np
 import pytest
 
-from tam.demo.worlds.videos import (AFFECT, CLASSES, FPS, SAMPLE_RATE, SCENE_HUES, VideoWorldSpec, make_videos,
+from tam.demo.worlds.videos import (AFFECT, CLASSES, CUE_HZ, FPS, SAMPLE_RATE, SCENE_HUES, VideoWorldSpec, make_videos,
                                     plan_video)
 from tam.errors import TamError
 
@@ -39,27 +39,27 @@ def test_files_labels_and_truth(world):
     for line, p in zip(lines[1:], plans["labelled"]):
         video, label, _ = line.split(",")
         assert video == p.video and label == CLASSES[p.label]
-        assert p.label == p.scene[p.cue]  # the kind of the scene at the cue
+        kind = max(p.scene)  # the one scene's kind
+        assert p.label == (kind + p.sound) % 4 and sum(k >= 0 for k in p.scene) == 1
         assert p.valence[p.cue] == AFFECT[label][0]
     assert (root / "truth.json").is_file() and (root / "videos" / "unlabelled" / "U002.mp4").is_file()
 
 
 def test_no_single_modality_holds_the_class():
-    """Every video shows each scene kind once (the image and motion streams are the same for every class) and the
-    cue falls on one of them uniformly: over many plans, the class is independent of the cue's segment and of the
-    order of the kinds."""
+    """The class is (scene kind + sound kind) mod 4: over many plans, given the scene's kind alone (what the image
+    and the motion encoder see) or the sound's kind and the cue's time alone (what the audio holds), every class
+    is about equally likely; given both, the class is determined."""
     rng = np.random.default_rng(0)
     plans = [plan_video(rng, f"L{i}", VideoWorldSpec(min_segments=4, max_segments=6)) for i in range(4000)]
-    for p in plans[:200]:
-        assert sorted(k for k in p.scene if k >= 0) == list(range(len(SCENE_HUES))) and p.scene[p.cue] >= 0
-    labels = np.array([p.label for p in plans])
-    assert np.abs(np.bincount(labels, minlength=4) / len(plans) - 0.25).max() < 0.03
-    by_cue = [labels[[p.cue == t for p in plans]] for t in range(4)]
-    first = [labels[[p.scene[0] == k for p in plans]] for k in range(4)]  # the kind shown first (if any)
-    for group in by_cue + first:
+    labels, kinds = np.array([p.label for p in plans]), np.array([max(p.scene) for p in plans])
+    sounds, cues = np.array([p.sound for p in plans]), np.array([p.cue for p in plans])
+    groups = [labels[kinds == k] for k in range(4)] + [labels[sounds == j] for j in range(4)]
+    groups += [labels[cues == t] for t in range(4)]
+    for group in groups:
         assert np.abs(np.bincount(group, minlength=4) / len(group) - 0.25).max() < 0.06
-    # the class is the kind at the cue: without the cue's time, the image says nothing
-    assert np.mean([p.label == p.scene[0] for p in plans if p.scene[0] >= 0]) < 0.32
+    for k in range(4):
+        for j in range(4):
+            assert set(labels[(kinds == k) & (sounds == j)]) == {(k + j) % 4}
 
 
 def test_pixels_motion_and_sound_carry_the_plan(world):
@@ -83,6 +83,9 @@ def test_pixels_motion_and_sound_carry_the_plan(world):
     assert min(motion[moving]) > 2 * max(motion[still])
     energy = [np.sqrt(np.mean(audio[t * SAMPLE_RATE:(t + 1) * SAMPLE_RATE] ** 2)) for t in range(p.T)]
     assert int(np.argmax(energy)) == p.cue and energy[p.cue] > 2 * np.median(energy)
+    beep = audio[p.cue * SAMPLE_RATE + SAMPLE_RATE // 4:p.cue * SAMPLE_RATE + SAMPLE_RATE // 2]
+    peak = np.fft.rfftfreq(len(beep), 1 / SAMPLE_RATE)[int(np.argmax(np.abs(np.fft.rfft(beep))))]
+    assert 0.9 * CUE_HZ[p.sound] < peak < 1.5 * CUE_HZ[p.sound], (peak, p.sound)  # the sound's kind is its pitch
 
 
 def test_rerun_keeps_rendered_files_and_is_deterministic(world):

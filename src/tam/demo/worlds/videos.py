@@ -5,19 +5,21 @@ Each video has T_v one-second segments at 16 fps. Every segment shows a backgrou
 drifting grey-blue gradient with pixel noise) with a small white square that wanders slowly, over a low
 drone whose pitch is the video's own and noise of one loudness. Into it go *events*:
 
-  - image: 4 **scenes**, one of each kind, at 4 distinct segments in a random order: the frame is tinted
-    with the scene's hue (red, yellow, green, blue); the other T_v - 4 segments stay grey-blue;
-  - audio: one **cue** (a loud 880 Hz beep with a rising chirp) at one of the 4 scene segments, t*;
-  - motion: 1-2 segments (any, cue or not) where the square (and a second one) **moves fast** up or down:
-    distractors, unrelated to the label.
+  - image: one **scene** at a random segment t_s: the frame is tinted with one of 4 hues (red, yellow, green,
+    blue: the scene's kind k);
+  - audio: one **cue** at a random segment t* (independent of t_s): a loud beep with a rising chirp whose pitch
+    is one of 4 (CUE_HZ: the sound's kind j);
+  - motion: 1-2 segments (any) where the square (and a second one) **moves fast** up or down: distractors,
+    unrelated to the label.
 
-label = the kind of the scene at the cue, 4 classes named after 4 of the paper's VE-8 emotions (CLASSES), one
-per quadrant of (valence, arousal). Each modality alone says nothing about the class by construction: the
-image (and the motion encoder, which sees the tints too) shows every kind once, the audio says only *when*.
-The label is a relation between the audio and the image of the same segment: a function of one vector per
-modality combined additively (concatenation, inner-modal only, with the f^0 readout) cannot represent it
-(docs/synthetic.md). The latent affect of a segment is its class's (valence, arousal) at t* and 60 % of it at
-t* + 1 (viewers react late), neutral elsewhere; the video's regression target is its class's (valence, arousal).
+label = (k + j) mod 4: the same scene means another emotion with each sound (a Latin square), 4 classes named
+after 4 of the paper's VE-8 emotions (CLASSES), one per quadrant of (valence, arousal). Each modality alone says
+nothing about the class by construction: given the scene's kind (image; the motion encoder sees the tint too)
+or the sound's kind (audio) alone, every class is equally likely. The label is a relation between the image and
+the audio, usually at different segments; a function of one vector per modality combined additively
+(concatenation, inner-modal only, with the f^0 readout) cannot represent it (it contains XOR: docs/synthetic.md).
+The latent affect of a segment is its class's (valence, arousal) at t* and 60 % of it at t* + 1 (viewers react to
+the sound, late), neutral elsewhere; the video's regression target is its class's (valence, arousal).
 """
 
 from __future__ import annotations
@@ -35,8 +37,9 @@ from tam.io import atomic_write, write_json, write_text
 FPS = 16
 SAMPLE_RATE = 16000
 SCENE_HUES = (0.0, 0.15, 0.33, 0.62)  # red, yellow, green, blue
+CUE_HZ = (300.0, 600.0, 1200.0, 2400.0)  # the cue's start pitch per sound kind (octaves apart)
 CLASSES = ["anger", "sadness", "joy", "trust"]
-"""Class index = the kind of the scene at the cue (the index into SCENE_HUES); names in the order of that index."""
+"""Class index = (scene kind + sound kind) mod 4 (indices into SCENE_HUES and CUE_HZ); names in that index's order."""
 AFFECT = {  # (valence, arousal) in [-1, 1] x [0, 1] of each class: the latent at its event segments
     "anger": (-0.6, 0.9), "sadness": (-0.8, 0.2), "joy": (0.9, 0.8), "trust": (0.6, 0.3)}
 
@@ -45,7 +48,7 @@ AFFECT = {  # (valence, arousal) in [-1, 1] x [0, 1] of each class: the latent a
 class VideoWorldSpec:
     labelled: int = 96  # videos with a class label (the supervised set)
     unlabelled: int = 128  # videos with danmaku only (the pre-training corpus)
-    min_segments: int = 6  # at least len(SCENE_HUES): every video shows each scene kind once
+    min_segments: int = 6
     max_segments: int = 10
     size: int = 64  # frame width and height in pixels (H.264 needs even sizes)
     test_fraction: float = 1 / 3  # of the labelled videos
@@ -65,25 +68,25 @@ class VideoPlan:
     valence: list[float]  # latent affect per segment
     arousal: list[float]
     drone_hz: float
+    sound: int = 0  # the cue's kind j (index into CUE_HZ)
 
 
 def plan_video(rng: np.random.Generator, video: str, spec: VideoWorldSpec) -> VideoPlan:
     """Draw the segments' events and the latent affect of one video."""
     T = int(rng.integers(spec.min_segments, spec.max_segments + 1))
     scene, move = [-1] * T, [0] * T
-    at = rng.choice(T, size=len(SCENE_HUES), replace=False)
-    for t, k in zip(at, rng.permutation(len(SCENE_HUES))):
-        scene[int(t)] = int(k)
-    cue = int(at[int(rng.integers(len(at)))])
+    kind, sound = int(rng.integers(len(SCENE_HUES))), int(rng.integers(len(CUE_HZ)))
+    scene[int(rng.integers(T))] = kind
+    cue = int(rng.integers(T))
     for t in rng.choice(T, size=int(rng.integers(1, 3)), replace=False):
         move[int(t)] = int(rng.choice([-1, 1]))
-    label = scene[cue]
+    label = (kind + sound) % len(CLASSES)
     v, a = AFFECT[CLASSES[label]]
     val, aro = [0.0] * T, [0.1] * T
     for t, w in ((cue, 1.0), (cue + 1, 0.6)):
         if t < T:
             val[t], aro[t] = round(v * w, 3), round(max(0.1, a * w), 3)
-    return VideoPlan(video, T, cue, scene, move, label, val, aro, float(rng.uniform(110, 220)))
+    return VideoPlan(video, T, cue, scene, move, label, val, aro, float(rng.uniform(110, 220)), sound)
 
 
 def render_frames(plan: VideoPlan, size: int, seed: int) -> np.ndarray:
@@ -122,7 +125,8 @@ def render_audio(plan: VideoPlan, seed: int) -> np.ndarray:
     x = x + rng.normal(0, 0.012, n)
     s = plan.cue * SAMPLE_RATE + SAMPLE_RATE // 4
     tb = np.arange(SAMPLE_RATE // 2) / SAMPLE_RATE
-    x[s:s + len(tb)] += 0.5 * np.sin(2 * np.pi * (880 * tb + 400 * tb ** 2)) * np.hanning(len(tb))
+    f0 = CUE_HZ[plan.sound]
+    x[s:s + len(tb)] += 0.5 * np.sin(2 * np.pi * (f0 * tb + 0.5 * f0 * tb ** 2)) * np.hanning(len(tb))
     return np.clip(x, -1, 1).astype(np.float32)
 
 
@@ -170,10 +174,8 @@ def make_videos(root: str | Path, spec: VideoWorldSpec, progress: bool = False,
 
     if spec.size % 2 or spec.size < 32:
         raise TamError(f"video size must be even and >= 32 pixels, got {spec.size}")
-    k = len(SCENE_HUES)
-    if spec.min_segments < k or spec.max_segments < spec.min_segments:
-        raise TamError(f"segments must satisfy {k} <= min <= max (each video shows {k} scenes), "
-                       f"got {spec.min_segments}..{spec.max_segments}")
+    if spec.min_segments < 2 or spec.max_segments < spec.min_segments:
+        raise TamError(f"segments must satisfy 2 <= min <= max, got {spec.min_segments}..{spec.max_segments}")
     root = Path(root)
     _check_spec(root / "world_spec.json", spec)
     rng = np.random.default_rng(spec.seed)
