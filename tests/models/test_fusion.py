@@ -4,8 +4,10 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from tam.config import FUSIONS, ModelConfig
+from tam.models.baselines import attention
 from tam.models.fusion import CTMFusion
 from tam.models.model import build_model
 
@@ -238,7 +240,6 @@ def test_order_matters_through_position_embedding():
 
 def test_attention_maps_match_the_forward_and_mask_padding():
     """attention_maps: rows sum to 1, padded keys get 0, and weights · V reproduce the layer's attention."""
-    import torch.nn.functional as F
 
     from tam.models.fusion import CTMFusion, attention_maps, layer_attention, token_mask
 
@@ -312,3 +313,16 @@ def test_relative_bias_init_draws_the_bias_in_logits_and_leaves_the_rest():
     assert all((layer.b_rel == 0).all() for layer in zero.layers)
     assert 0.8 < b.std().item() < 1.2 and b.abs().max() > 1.5  # σ in logits (not σ / scale: 0.1)
     torch.testing.assert_close(zero.layers[0].W_qkv, drawn.layers[0].W_qkv)
+
+
+def test_baseline_attention_under_vmap_is_the_fused_kernels():
+    """Under vmap (tam.train.multiseed) the baselines' attention is a matmul and a masked softmax: per lane it is
+    scaled_dot_product_attention's, masked keys included, within 1e-5."""
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(3, 2, 4, 6, 8, generator=g) for _ in range(3))  # [K lanes, N, h, L, dh]
+    ok = torch.rand(3, 2, 1, 1, 6, generator=g) > 0.3
+    ok[..., 0] = True
+    got = torch.func.vmap(attention)(q, k, v, ok)
+    for lane in range(3):
+        want = F.scaled_dot_product_attention(q[lane], k[lane], v[lane], attn_mask=ok[lane])
+        torch.testing.assert_close(got[lane], want, atol=1e-5, rtol=1e-5)
