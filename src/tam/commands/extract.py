@@ -78,6 +78,12 @@ def _on_ray(args, jobs, options):
 def run(args) -> int:
     import os
 
+    if args.engine == "ray":  # first: the actors' and decoding workers' imports overlap this process's own
+        from tam.engines import ray_engine
+
+        ray_engine.connect(args.address)
+        ray_engine.warm("tam.engines.extraction")
+
     from tam.encoders.cli_support import build_encoders, parse_shard, pick_device
     from tam.encoders.extract import ExtractOptions, find_videos, run_extraction, shard_jobs
     from tam.encoders.video_io import SegmentPolicy
