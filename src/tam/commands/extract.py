@@ -47,7 +47,7 @@ def add_arguments(p) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_engine_arguments(p)
     p.add_argument("--actors", type=int, default=0,
-                   help="with --engine ray: encoder actors (default: as many as fit beside their decoding)")
+                   help="with --engine ray: encoder actors (default and most: as many as fit beside their decoding)")
     p.add_argument("--actor-cpus", type=float, default=1,
                    help="with --engine ray: CPUs per actor, for its encoders (decoding: --workers tasks of 1 CPU)")
     p.add_argument("--actor-gpus", type=float, default=None,

@@ -144,20 +144,20 @@ def extract_on_ray(jobs: list[Job], store_root: str, build: Callable[[], dict[st
                    options: ExtractOptions, actors: int = 0, gpus: float | None = None, cpus: float = 1,
                    address: str = "", progress: bool = True) -> tuple[list[Outcome], str]:
     """`Encoders` actors on the Ray cluster at `address` (`cpus` CPUs and `gpus` GPUs each: None = one where the
-    cluster has GPUs, 0.5 = two share one; `actors` 0 = as many as fit beside their decoding tasks), fed groups of
-    `GROUP_VIDEOS` videos; returns the outcomes (in job order) and the summary. A group whose actor kept dying is
-    reported failed video by video; the videos it wrote stay done."""
+    cluster has GPUs, 0.5 = two share one; `actors`: at most (0: as many) as fit beside their decoding tasks, since
+    more would hold the CPUs their decoding waits for), fed groups of `GROUP_VIDEOS` videos; returns the outcomes
+    (in job order) and the summary. A group whose actor kept dying is reported failed video by video; the videos it
+    wrote stay done."""
     from tqdm import tqdm
 
     ray_engine.connect(address)
-    n, resources = _actors(cpus, gpus, max(1, options.workers))
-    t0 = time.perf_counter()
-    ray_engine.warm(__name__, (actors or n) * max(1, options.workers))  # decoding workers, while actors build
+    fits, resources = _actors(cpus, gpus, max(1, options.workers))
+    n, t0 = min(actors or fits, fits), time.perf_counter()
+    ray_engine.warm(__name__, n * max(1, options.workers))  # the decoding workers import while the actors build
     groups = [jobs[i:i + GROUP_VIDEOS] for i in range(0, len(jobs), GROUP_VIDEOS)]
     outcomes: list[Outcome | None] = [None] * len(jobs)
     with tqdm(total=len(jobs), unit="video", disable=not progress, dynamic_ncols=True) as bar:
-        for g, result in ray_engine.map_actors(Encoders, (build, store_root, options), groups, actors or n,
-                                               resources):
+        for g, result in ray_engine.map_actors(Encoders, (build, store_root, options), groups, n, resources):
             if isinstance(result, ray_engine.Failure):
                 result = _group_failed(groups[g], store_root, result.message)
             for k, o in enumerate(result):
