@@ -23,6 +23,7 @@ import importlib.util
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -175,6 +176,7 @@ def run() -> dict[str, float | str]:
     from tam.engines.cluster import LocalCluster
 
     work = Path(tempfile.mkdtemp(prefix="bench-ray-"))
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a `timeout` still stops the cluster (its `with`)
     figures: dict[str, float | str] = {"machine_note": "2 cores, shared with other jobs while measured"}
     try:
         stages = _inputs(work)
