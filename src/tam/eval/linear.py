@@ -126,11 +126,17 @@ def linear_baseline(store, modalities: list[str], train, val, test, norm=None) -
     ys = [np.asarray(lab.targets) for lab in (train, val, test)]
     key = _digest(train.task, len(train.classes), [X["train"], X["val"], X["test"], *ys])
     if key not in _CACHE:
-        if train.task == "classification":
-            out = fit_classification(X["train"], train.targets, X["val"], val.targets, X["test"], test.targets,
-                                     len(train.classes))
-        else:
-            out = fit_regression(X["train"], train.targets, X["val"], val.targets, X["test"], test.targets)
+        import sklearn.linear_model  # noqa: F401 - loads scipy's and sklearn's BLAS, so that the limit below reaches them
+        from threadpoolctl import threadpool_limits
+
+        # BLAS gets the run's torch threads: OpenBLAS's own default (every core) in each of several processes made the
+        # logistic regression 20x slower beside other busy processes (166-181 s vs 7-9 s on the demo's split)
+        with threadpool_limits(torch.get_num_threads()):
+            if train.task == "classification":
+                out = fit_classification(X["train"], train.targets, X["val"], val.targets, X["test"], test.targets,
+                                         len(train.classes))
+            else:
+                out = fit_regression(X["train"], train.targets, X["val"], val.targets, X["test"], test.targets)
         if len(_CACHE) >= 16:
             _CACHE.pop(next(iter(_CACHE)))
         _CACHE[key] = out
