@@ -155,18 +155,26 @@ def _times(T: int) -> np.ndarray:
 
 def make_power_world(root: str | Path, spec: PowerSpec, progress=None) -> tuple[Path, Path]:
     """Write `root/store` and `root/labels.csv` (test rows first, then training rows). Idempotent."""
+    dirs = world_dirs(spec)
+    return write_labelled_world(root, spec, manifest(spec), CLASSES[spec.world],
+                                lambda rng: generate_video(rng, spec, dirs), progress)
+
+
+def write_labelled_world(root: str | Path, spec, store_manifest: Manifest, classes: list[str], generate,
+                         progress=None) -> tuple[Path, Path]:
+    """The store and labels CSV of a feature-level world: `spec.n_test` test rows, then `spec.n_train` training rows,
+    video i drawn by `generate(rng)` -> (features, label index, plan) from its own rng [spec.seed, 1, i], so a killed
+    writer resumes with the same videos. Idempotent once `labels.csv` exists."""
     root = Path(root)
     labels = root / "labels.csv"
     if labels.is_file():
         return root / "store", labels
-    dirs = world_dirs(spec)
-    store = FeatureStore.create(root / "store", manifest(spec))
-    classes = CLASSES[spec.world]
+    store = FeatureStore.create(root / "store", store_manifest)
     rows = ["video,label,split"]
     n = spec.n_test + spec.n_train
     for i in range(n):
         vid = f"{spec.world[0]}{i:05d}"
-        feats, y, plan = generate_video(np.random.default_rng([spec.seed, 1, i]), spec, dirs)
+        feats, y, plan = generate(np.random.default_rng([spec.seed, 1, i]))
         if not store.has(vid):  # a killed writer resumes; the draw is per video, so the same
             store.write(vid, feats, _times(len(feats["image"])), extra={"label": classes[y], "plan": plan})
         rows.append(f"{vid},{classes[y]},{'test' if i < spec.n_test else 'train'}")

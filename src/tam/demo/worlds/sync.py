@@ -26,10 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from tam.demo.worlds.power import _times
+from tam.demo.worlds.power import _times, write_labelled_world
 from tam.errors import TamError
 from tam.features.store import Encoder, FeatureStore, Manifest
-from tam.io import atomic_write, write_json, write_text
+from tam.io import atomic_write, write_json
 
 SYNC_WORLDS = ("sync", "valence")
 CLASSES = {"sync": ["sync", "off"], "valence": ["pleasant", "unpleasant"]}
@@ -94,25 +94,9 @@ def sync_manifest(spec: SyncSpec) -> Manifest:
 
 def make_sync_world(root: str | Path, spec: SyncSpec, progress=None) -> tuple[Path, Path]:
     """Write `root/store` and `root/labels.csv` (test rows first, then training rows). Idempotent."""
-    root = Path(root)
-    labels = root / "labels.csv"
-    if labels.is_file():
-        return root / "store", labels
     dirs = sync_dirs(spec)
-    store = FeatureStore.create(root / "store", sync_manifest(spec))
-    classes, rows = CLASSES[spec.world], ["video,label,split"]
-    n = spec.n_test + spec.n_train
-    for i in range(n):
-        vid = f"{spec.world[0]}{i:05d}"
-        feats, y, plan = generate_sync_video(np.random.default_rng([spec.seed, 1, i]), spec, dirs)
-        if not store.has(vid):
-            store.write(vid, feats, _times(len(feats["image"])), extra={"label": classes[y], "plan": plan})
-        rows.append(f"{vid},{classes[y]},{'test' if i < spec.n_test else 'train'}")
-        if progress:
-            progress(i + 1, n)
-    write_json(root / "world.json", {"spec": vars(spec), "classes": classes})
-    write_text(labels, "\n".join(rows) + "\n")
-    return root / "store", labels
+    return write_labelled_world(root, spec, sync_manifest(spec), CLASSES[spec.world],
+                                lambda rng: generate_sync_video(rng, spec, dirs), progress)
 
 
 # ---------------------------------------------------------------- world A's unlabelled videos and comments
