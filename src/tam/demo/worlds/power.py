@@ -227,11 +227,6 @@ def _comments(rng: np.random.Generator, plan: dict, T: int, cs: CorpusSpec) -> l
 def make_pretrain_corpus(root: str | Path, spec: PowerSpec, cs: CorpusSpec, progress=None) -> tuple[Path, Path]:
     """Unlabelled videos of the pre-training world (`root/store`, same manifest as the labelled store) and their
     comment corpus (`root/corpus`, the format of `tam comments prepare`). Idempotent."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from tam.comments.process import MASK, START
-
     root = Path(root)
     if (root / "corpus" / "vocab.json").is_file():
         return root / "store", root / "corpus"
@@ -251,8 +246,18 @@ def make_pretrain_corpus(root: str | Path, spec: PowerSpec, cs: CorpusSpec, prog
         comments += [(vid, time, words, split) for time, words in _comments(rng, plan, T, cs)]
         if progress:
             progress(i + 1, cs.n_videos)
-    vocab = corpus_vocab()
-    ids, emo = {w: k for k, w in enumerate(vocab)}, set(EMOTIONAL)
+    return root / "store", write_corpus(root / "corpus", segs, comments, corpus_vocab(), EMOTIONAL)
+
+
+def write_corpus(out: Path, segs: list, comments: list, vocab: list[str], emotional: list[str]) -> Path:
+    """A corpus folder in the format of `tam comments prepare` (every video one selected segment): segments
+    (video, index, start, end, split, selected), comments (video, time, words, split), emotional words masked."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from tam.comments.process import MASK, START
+
+    ids, emo = {w: k for k, w in enumerate(vocab)}, set(emotional)
     li = pa.list_(pa.int32())
     seg_t = pa.table({k: [s[j] for s in segs] for j, k in enumerate(["video", "index", "start", "end", "split",
                                                                      "selected"])})
@@ -262,9 +267,8 @@ def make_pretrain_corpus(root: str | Path, spec: PowerSpec, cs: CorpusSpec, prog
         "masked_ids": pa.array([[ids[START]] + [ids[MASK] if w in emo else ids[w] for w in c[2]] for c in comments],
                                li),
         "target_ids": pa.array([[ids[w] for w in c[2] if w in emo] for c in comments], li)})
-    out = root / "corpus"
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "segments.parquet", lambda p: pq.write_table(seg_t, p))
     atomic_write(out / "comments.parquet", lambda p: pq.write_table(com_t, p))
     write_json(out / "vocab.json", {"tokens": vocab, "counts": [0] * len(vocab), "min_count": 1})
-    return root / "store", out
+    return out

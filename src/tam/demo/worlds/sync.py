@@ -26,10 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tam.demo.worlds.power import _times, write_labelled_world
+from tam.demo.worlds.power import _times, write_corpus, write_labelled_world
 from tam.errors import TamError
 from tam.features.store import Encoder, FeatureStore, Manifest
-from tam.io import atomic_write, write_json
 
 SYNC_WORLDS = ("sync", "valence")
 CLASSES = {"sync": ["sync", "off"], "valence": ["pleasant", "unpleasant"]}
@@ -140,31 +139,6 @@ def sync_comments(rng: np.random.Generator, plan: dict, y: int, T: int, cs: Sync
     return rows
 
 
-def _write_corpus(out: Path, segs: list, comments: list) -> Path:
-    """A corpus folder in the format of `tam comments prepare` (every video one selected segment)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from tam.comments.process import MASK, START
-
-    vocab = sync_vocab()
-    ids, emo = {w: k for k, w in enumerate(vocab)}, set(EMOTIONAL)
-    li = pa.list_(pa.int32())
-    seg_t = pa.table({k: [s[j] for s in segs] for j, k in enumerate(["video", "index", "start", "end", "split",
-                                                                     "selected"])})
-    com_t = pa.table({
-        "video": [c[0] for c in comments], "segment": pa.array([0] * len(comments), pa.int32()),
-        "time": [c[1] for c in comments], "split": [c[3] for c in comments],
-        "masked_ids": pa.array([[ids[START]] + [ids[MASK] if w in emo else ids[w] for w in c[2]] for c in comments],
-                               li),
-        "target_ids": pa.array([[ids[w] for w in c[2] if w in emo] for c in comments], li)})
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / "segments.parquet", lambda p: pq.write_table(seg_t, p))
-    atomic_write(out / "comments.parquet", lambda p: pq.write_table(com_t, p))
-    write_json(out / "vocab.json", {"tokens": vocab, "counts": [0] * len(vocab), "min_count": 1})
-    return out
-
-
 def make_sync_corpus(root: str | Path, spec: SyncSpec, cs: SyncCorpusSpec, progress=None) -> tuple[Path, Path]:
     """World A's unlabelled videos (`root/store`, the labelled store's manifest) and their comments (`root/corpus`;
     `root/corpus-<n>` for each n of `cs.corpora`: the first n videos). Idempotent."""
@@ -189,8 +163,8 @@ def make_sync_corpus(root: str | Path, spec: SyncSpec, cs: SyncCorpusSpec, progr
             progress(i + 1, cs.n_videos)
     for n in cs.corpora:
         if n < cs.n_videos:
-            _write_corpus(root / f"corpus-{n}", segs[:n], comments[:ends[n]])
-    return root / "store", _write_corpus(root / "corpus", segs, comments)
+            write_corpus(root / f"corpus-{n}", segs[:n], comments[:ends[n]], sync_vocab(), EMOTIONAL)
+    return root / "store", write_corpus(root / "corpus", segs, comments, sync_vocab(), EMOTIONAL)
 
 
 # ---------------------------------------------------------------- diagnostics: is the timing in the fusion's output?
