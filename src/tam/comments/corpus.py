@@ -565,8 +565,8 @@ def _stats(summaries: list[dict], segs, duplicates: list[str], vocab_size: int, 
     stage = {name: {"all": int(pc.sum(segs[c]).as_py() or 0), "selected": int(pc.sum(sel[c]).as_py() or 0)}
              for name, c in zip(("comments", "with emotional word", "3-15 words", "allowed characters only",
                                  "no repeat within 1 s"), FILTER_STAGES)}
-    return {"sources": len(summaries), "sources_failed": [s["error"] for s in summaries
-                                                         if s.get("error")],
+    return {"sources": len(summaries), "sources_failed": sorted(s["error"] for s in summaries
+                                                               if s.get("error")),  # same on every engine
             "sources_resumed": sum(bool(s.get("resumed")) for s in summaries),
             "videos": videos, "videos_without_comments": empty_videos, "duplicate_videos": duplicates,
             "comments_parsed": parsed, "comments_skipped": dict(skipped), "segments": segs.num_rows,
