@@ -211,11 +211,18 @@ def corpus_vocab() -> list[str]:
 def _comments(rng: np.random.Generator, plan: dict, T: int, cs: CorpusSpec) -> list[tuple[float, list[str]]]:
     t_cue = plan["audio"][0][0]
     kind = next(k for t, k in plan["image"] if t == t_cue)
+    return comment_rows(rng, T, lambda t: [("sound", f"emo_scene{kind}")] * int(rng.poisson(cs.at_cue))
+                        if t == t_cue else [], cs.chatter)
+
+
+def comment_rows(rng: np.random.Generator, T: int, reactions, chatter: float) -> list[tuple[float, list[str]]]:
+    """(time, words) of one video's comments: at each segment t the (topic or None, emotional word) pairs
+    `reactions(t)` draws, then Poisson(`chatter`) calm / meh comments; each with 1-3 filler words around them."""
     rows = []
     for t in range(T):
-        words = [("sound", f"emo_scene{kind}")] * int(rng.poisson(cs.at_cue)) if t == t_cue else []
-        words += [(None, str(rng.choice(["emo_calm", "emo_meh"]))) for _ in range(rng.poisson(cs.chatter))]
-        for topic, emo in words:
+        kinds = reactions(t)
+        kinds += [(None, str(rng.choice(["emo_calm", "emo_meh"]))) for _ in range(rng.poisson(chatter))]
+        for topic, emo in kinds:
             w = [str(x) for x in rng.choice(FILLERS, size=int(rng.integers(1, 4)))]
             w.insert(int(rng.integers(0, len(w) + 1)), emo)
             if topic:
@@ -234,19 +241,38 @@ def make_pretrain_corpus(root: str | Path, spec: PowerSpec, cs: CorpusSpec, prog
         from tam.errors import TamError
         raise TamError(f"a comment corpus exists only for the pretrain world, not {spec.world!r}")
     dirs = world_dirs(spec)
-    store = FeatureStore.create(root / "store", manifest(spec))
-    segs, comments = [], []
+    return write_unlabelled_world(root, spec, cs, manifest(spec), lambda rng: generate_video(rng, spec, dirs),
+                                  lambda rng, plan, y, T: _comments(rng, plan, T, cs), corpus_vocab(), EMOTIONAL,
+                                  progress)
+
+
+def write_unlabelled_world(root: str | Path, spec, cs, store_manifest: Manifest, generate, comments,
+                           vocab: list[str], emotional: list[str], progress=None,
+                           corpora: tuple[int, ...] = ()) -> tuple[Path, Path]:
+    """`cs.n_videos` unlabelled videos (`root/store`; video i drawn by `generate(rng)` -> (features, label, plan) from
+    its own rng [spec.seed, 2, cs.seed, i]) and their comments, `comments(rng, plan, label, T)` -> (time, words), as a
+    corpus (`root/corpus`; `root/corpus-<n>` of the first n videos for each n of `corpora`); a video is held out when
+    the hash of its name falls under `cs.heldout_fraction`. Idempotent once `root/corpus/vocab.json` exists."""
+    root = Path(root)
+    if (root / "corpus" / "vocab.json").is_file():
+        return root / "store", root / "corpus"
+    store = FeatureStore.create(root / "store", store_manifest)
+    segs, rows, ends = [], [], {}
     for i in range(cs.n_videos):
         rng = np.random.default_rng([spec.seed, 2, cs.seed, i])
-        feats, _, plan = generate_video(rng, spec, dirs)
+        feats, y, plan = generate(rng)
         T, vid = len(feats["image"]), f"u{i:05d}"
         store.write(vid, feats, _times(T))
         split = "test" if zlib.crc32(f"{cs.seed}:{vid}".encode()) % 10_000 < cs.heldout_fraction * 10_000 else "train"
         segs.append((vid, 0, 0.0, float(T), split, True))
-        comments += [(vid, time, words, split) for time, words in _comments(rng, plan, T, cs)]
+        rows += [(vid, time, words, split) for time, words in comments(rng, plan, y, T)]
+        ends[i + 1] = len(rows)
         if progress:
             progress(i + 1, cs.n_videos)
-    return root / "store", write_corpus(root / "corpus", segs, comments, corpus_vocab(), EMOTIONAL)
+    for n in corpora:
+        if n < cs.n_videos:
+            write_corpus(root / f"corpus-{n}", segs[:n], rows[:ends[n]], vocab, emotional)
+    return root / "store", write_corpus(root / "corpus", segs, rows, vocab, emotional)
 
 
 def write_corpus(out: Path, segs: list, comments: list, vocab: list[str], emotional: list[str]) -> Path:

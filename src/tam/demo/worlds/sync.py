@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tam.demo.worlds.power import _times, write_corpus, write_labelled_world
+from tam.demo.worlds.power import comment_rows, write_labelled_world, write_unlabelled_world
 from tam.errors import TamError
 from tam.features.store import Encoder, FeatureStore, Manifest
 
@@ -125,18 +125,12 @@ def sync_vocab() -> list[str]:
 def sync_comments(rng: np.random.Generator, plan: dict, y: int, T: int, cs: SyncCorpusSpec) -> list:
     """(time, words) of one video's comments: the timing decides the word at the flash and at the beep."""
     emo = "emo_together" if y == 0 else "emo_lagging"
-    rows = []
-    for t in range(T):
+
+    def reactions(t: int) -> list:
         kinds = [("flash", emo)] * int(rng.poisson(cs.at_flash)) if t == plan["image"] else []
-        kinds += [("bang", emo)] * int(rng.poisson(cs.at_beep)) if t == plan["audio"] else []
-        kinds += [(None, str(rng.choice(["emo_calm", "emo_meh"]))) for _ in range(rng.poisson(cs.chatter))]
-        for topic, word in kinds:
-            w = [str(x) for x in rng.choice(FILLERS, size=int(rng.integers(1, 4)))]
-            w.insert(int(rng.integers(0, len(w) + 1)), word)
-            if topic:
-                w.insert(int(rng.integers(0, len(w) + 1)), topic)
-            rows.append((t + float(rng.uniform(0, 1)), w))
-    return rows
+        return kinds + ([("bang", emo)] * int(rng.poisson(cs.at_beep)) if t == plan["audio"] else [])
+
+    return comment_rows(rng, T, reactions, cs.chatter)
 
 
 def make_sync_corpus(root: str | Path, spec: SyncSpec, cs: SyncCorpusSpec, progress=None) -> tuple[Path, Path]:
@@ -148,23 +142,9 @@ def make_sync_corpus(root: str | Path, spec: SyncSpec, cs: SyncCorpusSpec, progr
     if spec.world != "sync":
         raise TamError(f"comments exist only for the sync world (A), not {spec.world!r}")
     dirs = sync_dirs(spec)
-    store = FeatureStore.create(root / "store", sync_manifest(spec))
-    segs, comments, ends = [], [], {}
-    for i in range(cs.n_videos):
-        rng = np.random.default_rng([spec.seed, 2, cs.seed, i])
-        feats, y, plan = generate_sync_video(rng, spec, dirs)
-        T, vid = len(feats["image"]), f"u{i:05d}"
-        store.write(vid, feats, _times(T))
-        split = "test" if zlib.crc32(f"{cs.seed}:{vid}".encode()) % 10_000 < cs.heldout_fraction * 10_000 else "train"
-        segs.append((vid, 0, 0.0, float(T), split, True))
-        comments += [(vid, time, words, split) for time, words in sync_comments(rng, plan, y, T, cs)]
-        ends[i + 1] = len(comments)
-        if progress:
-            progress(i + 1, cs.n_videos)
-    for n in cs.corpora:
-        if n < cs.n_videos:
-            write_corpus(root / f"corpus-{n}", segs[:n], comments[:ends[n]], sync_vocab(), EMOTIONAL)
-    return root / "store", write_corpus(root / "corpus", segs, comments, sync_vocab(), EMOTIONAL)
+    return write_unlabelled_world(root, spec, cs, sync_manifest(spec), lambda rng: generate_sync_video(rng, spec, dirs),
+                                  lambda rng, plan, y, T: sync_comments(rng, plan, y, T, cs), sync_vocab(), EMOTIONAL,
+                                  progress, cs.corpora)
 
 
 # ---------------------------------------------------------------- diagnostics: is the timing in the fusion's output?
