@@ -305,23 +305,19 @@ def run_one(kind: str, cfg, run_dir) -> dict:
 
 def run_group(kind: str, runs: list) -> list[dict]:
     """Pre-training runs one after another, or fine-tuning runs (configs alike but for `tam.train.multiseed.VARY`)
-    as one `fit_many` (results equal to separate runs), quietly, on one torch and one BLAS thread; each run's
+    as one `fit_many` (results equal to separate runs), quietly, on the runs' torch threads (1 by default; the linear
+    baseline's BLAS follows them); each run's
     results plus `seconds`: the group's wall seconds shared equally among its runs."""
-    import sklearn.linear_model  # noqa: F401 - loads scipy's BLAS, so that the limit below reaches it
     import torch
-    from threadpoolctl import threadpool_limits
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(1)  # the linear baseline's BLAS follows it (tam.eval.linear)
     t0 = time.perf_counter()
-    # one BLAS thread: the linear baseline's logistic regression took 166-181 s with OpenBLAS's 2 threads per
-    # process beside other busy processes, 7-9 s with 1 (the same result; measured on the demo's full split)
-    with threadpool_limits(1):
-        if kind == "pretrain":
-            from tam.train.pretrain import pretrain
-            out = [pretrain(cfg, run_dir, log=lambda s: None) for cfg, run_dir in runs]
-        else:
-            from tam.train.multiseed import fit_many
-            out = fit_many([c for c, _ in runs], [d for _, d in runs], [lambda s: None] * len(runs))
+    if kind == "pretrain":
+        from tam.train.pretrain import pretrain
+        out = [pretrain(cfg, run_dir, log=lambda s: None) for cfg, run_dir in runs]
+    else:
+        from tam.train.multiseed import fit_many
+        out = fit_many([c for c, _ in runs], [d for _, d in runs], [lambda s: None] * len(runs))
     seconds = (time.perf_counter() - t0) / len(runs)
     return [{**r, "seconds": seconds} for r in out]
 
