@@ -87,6 +87,15 @@ def test_the_local_engine_never_imports_ray(tmp_path):
     assert done.returncode == 0, done.stderr
 
 
+@pytest.mark.parametrize("args, error", [((), "give video files"), (("v", "--image", "nope"), "--image 'nope'"),
+                                         (("v", "--workers", "0"), "--workers 0")])
+def test_extract_on_ray_checks_its_arguments_before_joining_the_cluster(tmp_path, args, error):
+    """Nothing listens at the address (joining it would wait for minutes): the argument's own error, at once."""
+    done = subprocess.run([sys.executable, "-m", "tam", "extract", *args, "-o", "out", "--engine", "ray", "--address",
+                           "127.0.0.1:9"], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert done.returncode == 2 and error in done.stderr, done.stderr
+
+
 @pytest.mark.slow
 def test_grid_on_ray_in_seed_groups_survives_the_driver_and_a_node_killed(cluster, tmp_path):
     from tam.demo.worlds.power import PowerSpec, make_power_world

@@ -75,27 +75,44 @@ def _on_ray(args, jobs, options):
                           args.actor_cpus, args.address, progress=not args.no_progress)
 
 
+def _check(args) -> tuple[int, int]:
+    """The arguments' own errors, found before anything slow (joining a Ray cluster, importing torch); returns the
+    shard (i, n)."""
+    import os
+
+    from tam import MODALITIES
+    from tam.encoders.cli_support import chosen_encoders, parse_shard
+    from tam.errors import TamError
+
+    if not args.inputs and not args.list:
+        raise TamError("give video files, folders or --list FILE")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise TamError(f"{args.out}: a file, not a feature store folder (-o/--out)")
+    chosen_encoders(args.modalities, {m: getattr(args, m) for m in MODALITIES}, args.tiny)
+    for name, value, least in (("batch", args.batch, 1), ("workers", args.workers, 1), ("threads", args.threads, 0),
+                               ("actors", args.actors, 0), ("actor-cpus", args.actor_cpus, 0),
+                               ("actor-gpus", args.actor_gpus or 0, 0)):
+        if value < least:
+            raise TamError(f"--{name} {value}: expected at least {least}")
+    return parse_shard(args.shard, os.environ)
+
+
 def run(args) -> int:
     import os
 
-    if args.engine == "ray":  # first: the actors' and decoding workers' imports overlap this process's own
+    index, count = _check(args)
+    if args.engine == "ray":  # then: the actors' and decoding workers' imports overlap this process's own
         from tam.engines import ray_engine
 
         ray_engine.connect(args.address)
         ray_engine.warm("tam.engines.extraction")
 
-    from tam.encoders.cli_support import build_encoders, parse_shard, pick_device
+    from tam.encoders.cli_support import build_encoders, pick_device
     from tam.encoders.extract import ExtractOptions, find_videos, run_extraction, shard_jobs
     from tam.encoders.video_io import SegmentPolicy
-    from tam.errors import TamError
     from tam.train.threads import set_threads
 
     set_threads(args.threads, args.workers)
-    if not args.inputs and not args.list:
-        raise TamError("give video files, folders or --list FILE")
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
-        raise TamError(f"{args.out}: a file, not a feature store folder (-o/--out)")
-    index, count = parse_shard(args.shard, os.environ)
     jobs = shard_jobs(find_videos(args.inputs, args.list, args.root, args.keep_extension), index, count)
     policy = SegmentPolicy(fps=args.fps, native=args.native_rate, motion=args.motion_frames)
     options = ExtractOptions(policy=policy, batch=args.batch, workers=args.workers, strict=args.strict)
