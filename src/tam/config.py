@@ -102,6 +102,9 @@ class TrainConfig:
     # fine-tuning: a .safetensors checkpoint (with its .json beside it) whose `fusion.*` weights initialise the
     # fusion module, e.g. the output of TSC pre-training; the head starts fresh. "" = train from scratch
     init_from: str = ""
+    # the input normalisation when fine-tuning from init_from: checkpoint (the statistics the fusion was pre-trained
+    # with, stored in it) | data (recomputed from this run's training rows, data.normalize; never validation/test)
+    init_norm: str = "checkpoint"
     # intra-op CPU threads of torch; 0 = auto: max(1, cores // (1 + num_workers)), so loader workers and the
     # training step do not oversubscribe the cores (tam.train.threads)
     threads: int = 0
@@ -168,6 +171,8 @@ class RunConfig:
         if self.data.normalize not in ("zscore", "log1p", "none") or self.data.normalize_clip < 0:
             raise TamError(f"data.normalize must be zscore, log1p or none and data.normalize_clip >= 0, got "
                            f"{self.data.normalize!r}, {self.data.normalize_clip}")
+        if self.train.init_norm not in ("checkpoint", "data"):
+            raise TamError(f"train.init_norm must be checkpoint or data, got {self.train.init_norm!r}")
         if self.train.select not in ("metric", "loss", "last") or self.train.threads < 0:
             raise TamError(f"train.select must be metric, loss or last and train.threads >= 0, got "
                            f"{self.train.select!r}, {self.train.threads}")

@@ -142,6 +142,26 @@ def test_run_folders_started_from_other_settings_are_refused_and_left_out(tmp_pa
         check_stale(load_grid(path))
 
 
+def test_an_option_added_after_a_run_is_its_default_not_other_settings(tmp_path, tiny_world):
+    import json
+
+    from tam.experiment.grid import load_grid
+    from tam.experiment.run import check_stale, fingerprint
+
+    path = write_grid(tmp_path / "g.yaml", tiny_world, tmp_path / "out", {"fusion": ["ctm"], "seed": [0]})
+    g = load_grid(path)
+    record = fingerprint(g, g.runs[0])
+    del record["config"]["train"]["init_norm"]  # a folder started by code without the option
+    g.runs[0].run_dir.mkdir(parents=True)
+    (g.runs[0].run_dir / "grid.json").write_text(json.dumps(record))
+    check_stale(g)  # it ran as the default does
+    data = yaml.safe_load(path.read_text())
+    data["set"]["train.init_norm"] = "data"  # the grid now asks for another value than the default
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(TamError, match="differs in train.init_norm"):
+        check_stale(load_grid(path))
+
+
 def _run_files(run_dir):
     return sorted(p.name for p in run_dir.iterdir() if p.name != "log.txt")
 

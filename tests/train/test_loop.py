@@ -165,6 +165,30 @@ def test_fine_tune_from_a_checkpoint_carries_every_fusion_weight(tiny_config, tm
     assert not torch.equal(ft["head.fc.weight"], pre["head.fc.weight"])  # the head is new
 
 
+def test_fine_tune_with_init_norm_data_normalises_with_its_own_training_rows(tiny_config, tmp_path):
+    from safetensors.torch import load_file
+
+    pre_cfg = replace(tiny_config, data=replace(tiny_config.data, normalize="log1p"),
+                      optim=replace(tiny_config.optim, epochs=1))
+    fit(pre_cfg, tmp_path / "pre", log=lambda s: None)
+    pre = load_file(str(tmp_path / "pre" / "best.safetensors"))
+    cfg = replace(tiny_config, train=replace(tiny_config.train, init_from=str(tmp_path / "pre" / "best.safetensors"),
+                                             init_norm="data"), optim=replace(tiny_config.optim, epochs=1))
+    lines = []
+    fit(cfg, tmp_path / "ft", log=lines.append)
+    ft = load_file(str(tmp_path / "ft" / "best.safetensors"))
+    stats = compute_stats(FeatureStore.open(tiny_config.data.store), prepare_data(cfg).train.videos,
+                          tiny_config.model.modalities, "zscore")  # this run's training rows, not validation/test
+    for m in tiny_config.model.modalities:
+        torch.testing.assert_close(ft[f"norm.mean_{m}"], torch.tensor(stats[m][0], dtype=torch.float32))
+    assert float(ft["norm.log1p"]) == 0 and not torch.equal(ft["norm.mean_image"], pre["norm.mean_image"])
+    served = load_model(tmp_path / "ft")[0]  # what evaluate / predict / export load: the statistics it trained with
+    torch.testing.assert_close(served.norm.state_dict()["mean_image"], ft["norm.mean_image"], atol=0, rtol=0)
+    assert any("feature normalisation: zscore, clip 5, training rows" in s for s in lines)
+    with pytest.raises(TamError, match="train.init_norm must be checkpoint or data"):
+        replace(cfg, train=replace(cfg.train, init_norm="test")).validate()
+
+
 def test_fine_tune_refuses_a_checkpoint_of_another_shape(tiny_config, tmp_path):
     fit(replace(tiny_config, optim=replace(tiny_config.optim, epochs=1)), tmp_path / "pre", log=lambda s: None)
     cfg = replace(tiny_config, model=replace(tiny_config.model, d=32),

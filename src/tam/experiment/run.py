@@ -102,18 +102,31 @@ def stale(grid: Grid, r: Run | PretrainStep) -> list[str]:
     keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k != "config")
     a, b = old.get("config"), new["config"]
     if a != b:
-        keys = _changed(a if isinstance(a, dict) else {}, b) + keys
+        keys = _changed(a if isinstance(a, dict) else {}, b, _defaults(r)) + keys
     return keys
 
 
-def _changed(a: dict, b: dict, prefix: str = "") -> list[str]:
-    """The dotted config paths whose values differ between `a` and `b`."""
+def _defaults(r: Run | PretrainStep) -> dict:
+    """The config's defaults: an option added to the code after a folder was started is absent from its record,
+    and it ran as the option's default does (new options are off by default)."""
+    from tam.config import RunConfig, to_dict
+
+    if isinstance(r, Run):
+        return to_dict(RunConfig())
+    from tam.train.pretrain import PretrainConfig
+
+    return to_dict(PretrainConfig())
+
+
+def _changed(a: dict, b: dict, default: dict, prefix: str = "") -> list[str]:
+    """The dotted config paths whose values differ between `a` and `b` (a key that `a` lacks and `b` holds at its
+    default value is the same)."""
     out = []
     for k in sorted(set(a) | set(b)):
         x, y = a.get(k), b.get(k)
         if isinstance(x, dict) and isinstance(y, dict):
-            out += _changed(x, y, f"{prefix}{k}.")
-        elif x != y:
+            out += _changed(x, y, default.get(k) if isinstance(default.get(k), dict) else {}, f"{prefix}{k}.")
+        elif x != y and not (k not in a and k in default and default[k] == y):
             out.append(prefix + k)
     return out
 

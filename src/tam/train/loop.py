@@ -203,9 +203,10 @@ def manifest_from(obj, where: Path) -> Manifest:
 
 def init_norm(model, cfg: RunConfig, data: Data) -> str:
     """Fill `model.norm`: the statistics of the pre-trained checkpoint when fine-tuning from one that has them
-    (the fusion was trained on inputs normalised so), else those of the training rows. Returns where they came from.
+    (the fusion was trained on inputs normalised so; `train.init_norm: checkpoint`), else those of the training rows
+    (`train.init_norm: data`: the target's own statistics). Returns where they came from; the run saves them.
     """
-    if cfg.train.init_from:
+    if cfg.train.init_from and cfg.train.init_norm == "checkpoint":
         from safetensors import safe_open
 
         try:
