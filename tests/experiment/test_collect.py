@@ -59,6 +59,27 @@ def test_layout_table_puts_an_axis_in_the_columns(tmp_path, tiny_world):
     assert t.rows[0][2] == f"{b.mean():.1f} [{lo:.1f}, {hi:.1f}]"
 
 
+def test_curve_over_another_axis(tmp_path, tiny_world):
+    import pytest
+
+    from tam.errors import TamError
+    from tam.experiment.collect import axis_curves
+
+    extra = {"curve": {"axis": "fusion", "x": [300, 100], "label": "unlabelled videos"}}
+    g = load_grid(write_grid(tmp_path / "g.yaml", tiny_world, tmp_path / "out", {**AXES, "labelled": [40]},
+                             extra=extra))
+    _fill(g)
+    lines = axis_curves(gather(g))
+    assert list(lines) == ["model"] and [x for x, _ in lines["model"]] == [100, 300]  # sorted by x
+    assert [ci.mean for _, ci in lines["model"]] == [np.mean(ACC["concat"]), np.mean(ACC["ctm"])]
+    _, _, paths = collect(g)
+    assert (paths["md"].parent / "curves_fusion.png").read_bytes()[:4] == b"\x89PNG"
+    assert "curves_fusion.png" in paths["md"].read_text()
+    with pytest.raises(TamError, match="curve: needs axis"):
+        load_grid(write_grid(tmp_path / "h.yaml", tiny_world, tmp_path / "out", AXES,
+                             extra={"curve": {"axis": "fusion", "x": [1]}}))
+
+
 def test_partial_results_are_drawn_and_named(tmp_path, tiny_world):
     g = load_grid(write_grid(tmp_path / "g.yaml", tiny_world, tmp_path / "out", AXES, [["ctm", ">", "concat"]]))
     missing = "fusion-concat__labelled-40__seed-4"

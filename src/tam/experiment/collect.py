@@ -272,33 +272,51 @@ def _mean_attr(outs: list[Outcome], attr: str, scale: float) -> str:
 
 def curves_png(c: Collected) -> bytes:
     """Test metric vs labelled videos per arm: mean over seeds with its 95% interval as a band."""
+    sizes = {n: [o.n_train for o in c.outcomes if _n_key(o.run) == n and o.status == "done"] for n in c.ns}
+    xs = {n: (n if n != math.inf else (np.mean(sizes[n]) if sizes[n] else math.nan)) for n in c.ns}
+    lines = {arm_name(c.grid, arm): [(xs[n], mean_ci(list(c.cells.get((arm, n), {}).values()))) for n in c.ns]
+             for arm in c.arms}
+    return _curves_figure(c, lines, "labelled videos (training + validation rows)")
+
+
+def axis_curves(c: Collected) -> dict[str, list[tuple[float, Interval]]]:
+    """The grid's `curve:` axis as the x of the learning curves: per arm without that axis (and per number of
+    labelled videos when there are several), the points (x of the axis value, mean [95% CI] over seeds)."""
+    axis, xs = c.grid.curve["axis"], c.grid.curve["x"]
+    lines: dict = {}
+    for arm in c.arms:
+        rest = tuple(kv for kv in arm if kv[0] != axis)
+        for n in c.ns:
+            name = arm_name(c.grid, rest) + ("" if len(c.ns) == 1 else f", {_n_text(n)} labelled")
+            lines.setdefault(name, []).append((xs[dict(arm)[axis]], mean_ci(list(c.cells.get((arm, n), {}).values()))))
+    return {k: sorted(v, key=lambda p: p[0]) for k, v in lines.items()}
+
+
+def _curves_figure(c: Collected, lines: dict, xlabel: str) -> bytes:
     from tam.report.plots import _plt, _png
 
     plt = _plt()
     g, s = c.grid, _scale(c.grid)
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    sizes = {n: [o.n_train for o in c.outcomes if _n_key(o.run) == n and o.status == "done"] for n in c.ns}
-    xs = {n: (n if n != math.inf else (np.mean(sizes[n]) if sizes[n] else math.nan)) for n in c.ns}
-    for arm in c.arms:
-        pts = [(xs[n], mean_ci(list(c.cells.get((arm, n), {}).values()))) for n in c.ns]
+    ticks = set()
+    for name, pts in lines.items():
         pts = [(x, ci) for x, ci in pts if ci.n and math.isfinite(x)]
         if not pts:
             continue
         x = [p[0] for p in pts]
-        ax.plot(x, [p[1].mean * s for p in pts], marker="o", ms=4, label=arm_name(g, arm))
+        ticks |= {float(v) for v in x}
+        ax.plot(x, [p[1].mean * s for p in pts], marker="o", ms=4, label=name)
         lo = [(p[1].low if math.isfinite(p[1].low) else p[1].mean) * s for p in pts]
         hi = [(p[1].high if math.isfinite(p[1].high) else p[1].mean) * s for p in pts]
         ax.fill_between(x, lo, hi, alpha=0.18)
     base = [o.baseline * s for o in c.outcomes if math.isfinite(o.baseline)]
     if base:
         ax.axhline(float(np.mean(base)), color="grey", ls="--", lw=1, label="trivial baseline")
-    ax.set(xlabel="labelled videos (training + validation rows)", ylabel=f"test {g.metric}",
-           title=f"{g.name}: learning curves (mean, 95% CI over seeds)")
-    ticks = sorted({float(x) for x in xs.values() if math.isfinite(x)})
+    ax.set(xlabel=xlabel, ylabel=f"test {g.metric}", title=f"{g.name}: learning curves (mean, 95% CI over seeds)")
     if len(ticks) > 1:
         ax.set_xscale("log")
         ax.minorticks_off()
-        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.set_xticks(sorted(ticks), [f"{t:g}" for t in sorted(ticks)])
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     return _png(fig)
@@ -332,7 +350,11 @@ def report(c: Collected) -> Document:
     if failed or missing:
         intro.append(f"**Partial results: {len(failed)} failed and {len(missing)} missing runs are left out of every "
                      "mean below (listed at the end).**")
-    sections = [Section("Learning curves", [Figure("curves.png", curves_png(c), "test metric vs labelled videos")]),
+    figures = [Figure("curves.png", curves_png(c), "test metric vs labelled videos")]
+    if g.curve:
+        figures.append(Figure(f"curves_{g.curve['file']}.png", _curves_figure(c, axis_curves(c), g.curve["label"]),
+                              f"test metric vs {g.curve['label']}"))
+    sections = [Section("Learning curves", figures),
                 Section("Results (arms × labelled videos)", [main_table(c), *[layout_table(c, a) for a in g.tables]]),
                 Section("Claims", [Checks(checks) if checks else "No claims in the grid.", claims]),
                 Section("Diagnostics: train vs validation", [diagnostics(c)])]

@@ -25,6 +25,7 @@ Grid YAML (paths relative to the current directory, like every tam config; see d
       - [ctm, ">", concat]             # at every number of labels; a 4th item restricts: max, min or a number
       - [inner, ">", 0.9, max]         # a number on the right: the arm's interval lies above it
     tables: [fusion]                   # extra tables with this axis as columns (the paper's layouts)
+    curve: {axis: pretrain.data.corpus, x: [100, 300], label: unlabelled videos}   # curves over another axis too
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import hashlib
 import io
 import itertools
 import json
+import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,7 +49,7 @@ from tam.errors import TamError
 SHORTHANDS = {"fusion": "model.fusion", "modalities": "model.modalities", "seed": "train.seed"}
 SPECIAL = ("labelled", "pretrained")
 KNOWN_KEYS = {"name", "out", "world", "config", "set", "metric", "axes", "pretrain", "claims", "jobs", "tables",
-              "batch"}
+              "batch", "curve"}
 # the overrides in which the runs of one seed group may differ (tam.train.multiseed.VARY checks it again)
 SEED_VARYING = ("train.seed=", "data.labels=", "train.init_from=")
 
@@ -107,6 +109,7 @@ class Grid:
     jobs: int = 2
     tables: list[str] = field(default_factory=list)  # extra tables: the axis whose values are the columns
     batch: int = 5  # runs that differ only in seed trained in one process, at most this many (1: one per run)
+    curve: dict | None = None  # another x of the learning curves: axis, x {value label: number}, label, file
 
 
 def _value_text(v: Any) -> str:
@@ -176,7 +179,7 @@ def load_grid(path: str | Path) -> Grid:
     claims = [_check_claim(path, c, axes) for c in data.get("claims") or []]
     return Grid(path, str(data.get("name", path.stem)), out, str(data.get("metric", "accuracy")), axes, runs,
                 claims, world, list(steps.values()), int(data.get("jobs", 2)), _check_tables(path, data, axes),
-                _positive(path, "batch", data.get("batch", 5)))
+                _positive(path, "batch", data.get("batch", 5)), _check_curve(path, data.get("curve"), axes))
 
 
 def _make_run(path: Path, data: dict, values: dict, base_set: dict, pre: dict, out: Path, steps: dict) -> Run:
@@ -292,6 +295,22 @@ def _check_tables(path: Path, data: dict, axes: dict) -> list[str]:
         if t not in axes or t == "seed":
             raise TamError(f"{path}: tables: {t!r} is not an axis of the grid (other than seed): {sorted(axes)}")
     return tables
+
+
+def _check_curve(path: Path, c, axes: dict) -> dict | None:
+    """`curve: {axis, x, label}`: the learning curves also drawn over an axis (e.g. the unlabelled corpus), x giving
+    one number per value of the axis, in its order."""
+    if c is None:
+        return None
+    x = c.get("x") if isinstance(c, dict) else None
+    if not (isinstance(c, dict) and c.get("axis") in axes and c["axis"] not in ("seed", "labelled")
+            and isinstance(x, list) and len(x) == len(axes[c["axis"]])
+            and all(isinstance(v, int | float) and not isinstance(v, bool) for v in x)):
+        raise TamError(f"{path}: curve: needs axis (an axis of the grid other than seed and labelled) and x (one "
+                       f"number per value of that axis), got {c!r}")
+    axis = c["axis"]
+    return {"axis": axis, "x": dict(zip((arm_label(axis, v) for v in axes[axis]), x)),
+            "label": str(c.get("label") or axis), "file": re.sub(r"[^A-Za-z0-9]+", "_", axis)}
 
 
 def _check_claim(path: Path, claim, axes: dict) -> list:
