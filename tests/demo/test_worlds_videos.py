@@ -41,7 +41,8 @@ def test_files_labels_and_truth(world):
         assert video == p.video and label == CLASSES[p.label]
         kind = max(p.scene)  # the one scene's kind
         assert p.label == (kind + p.sound) % 4 and sum(k >= 0 for k in p.scene) == 1
-        assert p.valence[p.cue] == AFFECT[label][0]
+        assert p.react == max(p.cue, p.scene.index(kind))  # where both the scene and the sound have happened
+        assert p.valence[p.react] == AFFECT[label][0] and p.valence.count(0.0) >= p.T - 2
     assert (root / "truth.json").is_file() and (root / "videos" / "unlabelled" / "U002.mp4").is_file()
 
 

@@ -1,6 +1,7 @@
 """Bilibili-format XML danmaku for the synthetic videos of `tam.demo.worlds.videos` (see docs/synthetic.md).
 
-Viewers comment on what they see. In the cue segment t* and the one after it (viewers react late), each
+Viewers comment on what they see and hear. At the reaction segment (`VideoPlan.react`: the later of the scene and
+the sound, where the emotion, a function of both, becomes known) and the one after it (viewers react late), each
 video draws `per_event` comments (Poisson mean) carrying an emotional word of its class's lexicon category
 (`tam.demo.worlds.words.CLASS_CATEGORY`), e.g. "这里太恐怖了吧" for fear; every segment draws `chatter`
 neutral comments without an emotional word. Realistic noise, each kind counted in the returned stats:
@@ -39,7 +40,7 @@ _SYMBOLS = ("2333{}", "666666", "★★★{}★★★", "(°ロ°){}", "{}!!!111
 
 @dataclass
 class DanmakuSpec:
-    per_event: float = 6.0  # mean emotional comments in the cue segment (and 60 % of it in the next)
+    per_event: float = 6.0  # mean emotional comments in the reaction segment (and 60 % of it in the next)
     chatter: float = 1.5  # mean neutral comments per segment
     noise: float = 0.25  # chance that a comment is replaced by a noisy one (kinds drawn uniformly)
     seed: int = 0
@@ -72,8 +73,8 @@ def video_comments(plan: VideoPlan, spec: DanmakuSpec, stats: Counter) -> list[t
     category = CLASS_CATEGORY[CLASSES[plan.label]]
     out: list[tuple[float, int, str]] = []
     for t in range(plan.T):
-        n_emo = rng.poisson(spec.per_event) if t == plan.cue else (
-            rng.poisson(0.6 * spec.per_event) if t == plan.cue + 1 else 0)
+        n_emo = rng.poisson(spec.per_event) if t == plan.react else (
+            rng.poisson(0.6 * spec.per_event) if t == plan.react + 1 else 0)
         texts = [("event", _pick(rng, _EMO_TEMPLATES).format(_emo(rng, category))) for _ in range(n_emo)]
         texts += [("chatter", _pick(rng, _CHATTER)) for _ in range(rng.poisson(spec.chatter))]
         for kind, text in texts:

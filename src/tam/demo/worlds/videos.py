@@ -18,8 +18,10 @@ nothing about the class by construction: given the scene's kind (image; the moti
 or the sound's kind (audio) alone, every class is equally likely. The label is a relation between the image and
 the audio, usually at different segments; a function of one vector per modality combined additively
 (concatenation, inner-modal only, with the f^0 readout) cannot represent it (it contains XOR: docs/synthetic.md).
-The latent affect of a segment is its class's (valence, arousal) at t* and 60 % of it at t* + 1 (viewers react to
-the sound, late), neutral elsewhere; the video's regression target is its class's (valence, arousal).
+The latent affect of a segment is its class's (valence, arousal) at the *reaction segment* max(t_s, t*), where the
+scene has been seen and the sound heard (`VideoPlan.react`), and 60 % of it at the segment after (viewers react
+late), neutral elsewhere; the video's regression target is its class's (valence, arousal). Viewers' comments name
+the emotion there (tam.demo.worlds.danmaku).
 """
 
 from __future__ import annotations
@@ -70,6 +72,12 @@ class VideoPlan:
     drone_hz: float
     sound: int = 0  # the cue's kind j (index into CUE_HZ)
 
+    @property
+    def react(self) -> int:
+        """The segment where the video's emotion becomes known: the later of the scene's and the cue's (before it,
+        a viewer has not both seen the scene and heard the sound)."""
+        return max(self.cue, max(range(self.T), key=lambda t: self.scene[t]))
+
 
 def plan_video(rng: np.random.Generator, video: str, spec: VideoWorldSpec) -> VideoPlan:
     """Draw the segments' events and the latent affect of one video."""
@@ -83,7 +91,8 @@ def plan_video(rng: np.random.Generator, video: str, spec: VideoWorldSpec) -> Vi
     label = (kind + sound) % len(CLASSES)
     v, a = AFFECT[CLASSES[label]]
     val, aro = [0.0] * T, [0.1] * T
-    for t, w in ((cue, 1.0), (cue + 1, 0.6)):
+    react = max(cue, scene.index(kind))
+    for t, w in ((react, 1.0), (react + 1, 0.6)):
         if t < T:
             val[t], aro[t] = round(v * w, 3), round(max(0.1, a * w), 3)
     return VideoPlan(video, T, cue, scene, move, label, val, aro, float(rng.uniform(110, 220)), sound)
