@@ -19,8 +19,9 @@ SUBSET_NAMES = {"image": "image", "motion": "motion", "audio": "audio", "image+m
                 "image+motion+audio": "image + motion + audio"}
 
 
-ALONE = {"image": "it shows every scene kind once, whatever the class", "motion": "it sees the same tints and the "
-         "distractor sweeps", "audio": "it holds only the cue's time"}
+ALONE = {"image": "it shows the scene's kind, and every class goes with each kind",
+         "motion": "it sees the same tint and the distractor sweeps",
+         "audio": "it holds the sound's kind and time, and every class goes with each kind"}
 """Why each modality alone carries no class in the video + danmaku world (docs/demo.md, "The world")."""
 
 
