@@ -38,16 +38,31 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def listening(pid: int, port: int) -> bool:
+    """Whether process `pid` holds the listening socket of LOOPBACK:`port` (not another test's process, which took
+    the same free port first: pytest-xdist workers and Ray clusters pick ports at the same time). Linux /proc."""
+    try:
+        rows = [r.split() for r in Path("/proc/net/tcp").read_text().splitlines()[1:]]
+        ours = {f"socket:[{r[9]}]" for r in rows if r[1] == f"0100007F:{port:04X}" and r[3] == "0A"}
+        return any(os.readlink(fd) in ours for fd in Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return not Path("/proc/net/tcp").exists()
+
+
 class Server:
-    """`tam serve` in a child process on a free loopback port; `kill()` is kill -9."""
+    """`tam serve` in a child process on a free loopback port (another one when that port was taken before the
+    server bound it); `kill()` is kill -9."""
 
     def __init__(self, model: Path, state: Path, *options: str, log: Path | None = None):
-        self.port, self.state = free_port(), state
+        self.state, self.log, self.starts = state, log or state.with_name(state.name + ".log"), 0
+        self.args = ["--model", str(model), "--host", LOOPBACK, "--state", str(state), "--threads", "1", *options]
+        self._start()
+
+    def _start(self) -> None:
+        self.port, self.starts = free_port(), self.starts + 1
         self.url = f"http://{LOOPBACK}:{self.port}"
-        cmd = [sys.executable, "-m", "tam", "serve", "--model", str(model), "--host", LOOPBACK,
-               "--port", str(self.port), "--state", str(state), "--threads", "1", *options]
-        self.log = log or state.with_name(state.name + ".log")
-        self.proc = subprocess.Popen(cmd, stdout=self.log.open("wb"), stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen([sys.executable, "-m", "tam", "serve", "--port", str(self.port), *self.args],
+                                     stdout=self.log.open("wb"), stderr=subprocess.STDOUT)
 
     def wait_ready(self, timeout: float = 180.0) -> Server:
         import httpx
@@ -55,9 +70,13 @@ class Server:
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             if self.proc.poll() is not None:
+                if "address already in use" in self.log.read_text() and self.starts < 3:
+                    self._start()
+                    continue
                 raise RuntimeError(f"tam serve exited {self.proc.returncode}: {self.log.read_text()[-2000:]}")
             try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200 and listening(self.proc.pid,
+                                                                                                 self.port):
                     return self
             except httpx.TransportError:
                 pass
