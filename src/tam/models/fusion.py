@@ -22,10 +22,11 @@ Masks (one convention everywhere: True = valid):
     keys, Eq. (4) averages over the *present* other modalities, Eq. (6) over the present modalities.
 
 The fast path computes the scores of all M² pairs (m, n) as one [M(T+1), M(T+1)] product Q Kᵀ per video and head
-(the same products as joint attention), takes a softmax within each (m, n) block, and reads I^m off the diagonal
-blocks and C^m from one product of the present-weighted blocks with V: big matmuls, no per-pair gathers or short
-attention calls, and only ops that batch under `torch.func.vmap` (tam.train.multiseed). Eq. (2) is one batched
-matmul over the modalities.
+(the same products as joint attention, 1/√d_h inside the product), takes a softmax within each (m, n) block, and
+reads I^m off the diagonal blocks and C^m from one product of all blocks with the present V^n, less the n = m term:
+big matmuls, no per-pair gathers, short attention calls or passes over weighted M²L² blocks, and only ops that batch
+under `torch.func.vmap` (tam.train.multiseed). Eq. (2) is one batched matmul over the modalities, copied once to
+head-major rows.
 `attention="inner"` and `"cross"` give the two ablations of Table 2 (O^m = I^m W_o or C^m W_o).
 
 Two options for learning timing from few labelled videos (both off = the paper; docs/synthetic.md, (a)):
@@ -179,23 +180,36 @@ class CTMLayer(nn.Module):
         h, dh = self.h, d // self.h
         # Eq. (2): Z^m [W_q^m | W_k^m | W_v^m] for all m as one batched matmul over modality-major rows [M, B·L, d]
         QKV = torch.bmm(self.norm1(Z).transpose(0, 1).reshape(M, B * L, d), self.W_qkv)  # [M, B·L, 3d]
-        Q, K, V = (t.reshape(M, B, L, h, dh).permute(1, 3, 0, 2, 4) for t in QKV.chunk(3, dim=-1))  # [B,h,M,L,dh]
-        Q = Q / math.sqrt(dh)  # the scale on Q (the copy the matmul needs anyway), not on the M²L² scores
+        # one copy to head-major rows (m, l) per video and head: Q, K, V [B·h, M·L, dh]
+        Q, K, V = QKV.view(M, B, L, 3, h, dh).permute(3, 1, 4, 0, 2, 5).reshape(3, B * h, M * L, dh).unbind(0)
         mask = key_ok | ~key_ok.any(-1, keepdim=True)  # absent key modality: finite, weighted 0 below
-        parts = []
         if self.attention == "inner":  # Eq. (3) alone: the M diagonal blocks
-            S = Q @ K.transpose(-1, -2) + self.bias(L, diagonal=True)  # [B, h, M, L, L]
-            parts.append(S.masked_fill(~mask[:, None, :, None, :], float("-inf")).softmax(-1) @ V)  # I^m
-        else:  # all M² blocks of Q^m K^nᵀ as one [M·L, M·L] product, each block its own softmax
-            S = Q.flatten(2, 3) @ K.flatten(2, 3).transpose(-1, -2)  # [B, h, M·L, M·L]
-            S = S.view(B, h, M, L, M, L) + self.bias(L, diagonal=False)
-            P = S.masked_fill(~mask[:, None, None, None], float("-inf")).softmax(-1)  # σ(Q^m K^nᵀ/√d_h + B^{mn})
-            if self.attention == "both":
-                parts.append(P.diagonal(dim1=2, dim2=4).permute(0, 1, 4, 2, 3) @ V)  # Eq. (3): I^m, n = m
-            parts.append(self.cross_mean(P, V, present))  # Eq. (4): C^m
-        IC = torch.stack([a.permute(0, 2, 3, 1, 4) for a in parts], dim=3).view(B, M, L, -1)  # I^m ⊕ C^m, heads merged
-        O = self.W_o(IC)  # Eq. (5): O^m = (I^m ⊕ C^m) W_o
-        Z = Z + self.drop_path(self.drop(O))
+            Q, K, V = (t.view(B * h, M, L, dh) for t in (Q, K, V))
+            S = (Q @ K.transpose(-1, -2)).mul_(dh**-0.5).view(B, h, M, L, L) + self.bias(L, diagonal=True)
+            I = S.masked_fill(~mask[:, None, :, None, :], float("-inf")).softmax(-1) @ V.view(B, h, M, L, dh)
+            return self.residual(Z, [I])
+        P = self.block_softmax(Q, K, mask, B, M, L)  # [B·h, M, L, M, L]: σ(Q^m K^nᵀ/√d_h + B^{mn}) for every (m, n)
+        V = V.view(B * h, M, L, dh)
+        I = (P.diagonal(dim1=1, dim2=3).permute(0, 3, 1, 2) @ V).view(B, h, M, L, dh)  # Eq. (3): I^m, n = m
+        C = self.cross_mean(P, V, I, present)  # Eq. (4): C^m
+        return self.residual(Z, [I, C] if self.attention == "both" else [C])
+
+    def block_softmax(self, Q: Tensor, K: Tensor, mask: Tensor, B: int, M: int, L: int) -> Tensor:
+        """All M² blocks of Q^m K^nᵀ/√d_h (+ B^{mn}) as one [M·L, M·L] product per video and head (the 1/√d_h in the
+        product), each block its own softmax over its L keys; masked keys -> 0. Q, K [B·h, M·L, dh], mask [B, M, L]."""
+        N, dh = M * L, Q.shape[-1]
+        S = torch.baddbmm(Q.new_zeros(()), Q, K.transpose(1, 2), beta=0, alpha=dh**-0.5)  # [B·h, N, N]
+        if self.b_rel is not None:
+            S = (S.view(B, self.h, M, L, M, L) + self.bias(L, diagonal=False)).view(B * self.h, N, N)
+        if torch._C._functorch.is_batchedtensor(mask) or not bool(mask.all()):  # a padded video or missing modality
+            S = S.view(B, self.h, N, N).masked_fill(~mask.view(B, 1, 1, N), float("-inf")).view(B * self.h, N, N)
+        return S.view(-1, N, M, L).softmax(-1).view(-1, M, L, M, L)
+
+    def residual(self, Z: Tensor, parts: list[Tensor]) -> Tensor:
+        """Eq. (5) O^m = (I^m ⊕ C^m) W_o from the parts [B, h, M, L, dh] (heads merged), its residual and the FFN."""
+        B, M, L, _ = Z.shape
+        IC = torch.stack([a.permute(0, 2, 3, 1, 4) for a in parts], dim=3).view(B, M, L, -1)  # I^m ⊕ C^m
+        Z = Z + self.drop_path(self.drop(self.W_o(IC)))
         return Z + self.drop_path(self.ffn(self.norm2(Z)))
 
     def bias(self, L: int, diagonal: bool) -> Tensor | float:
@@ -209,15 +223,18 @@ class CTMLayer(nn.Module):
             return b[self.pair_grid.diagonal()].transpose(0, 1)
         return b[self.pair_grid].permute(2, 0, 3, 1, 4)
 
-    def cross_mean(self, P: Tensor, V: Tensor, present: Tensor) -> Tensor:
+    @staticmethod
+    def cross_mean(P: Tensor, V: Tensor, I: Tensor, present: Tensor) -> Tensor:
         """Eq. (4)'s 1/(M-1) Σ_{n≠m} σ(Q^m K^nᵀ/√d_h) V^n, averaged over the present n ≠ m, from the attention P
-        [B, h, M, L, M, L] of all pairs and V [B, h, M, L, dh] -> [B, h, M, L, dh] (zeros when M = 1)."""
-        B, h, M, L, dh = V.shape
-        w = present[:, None, :].to(V.dtype) * (1 - torch.eye(M, dtype=V.dtype, device=V.device))  # [B, M, M]
-        w = w / w.sum(-1, keepdim=True).clamp(min=1)  # 1/(number of present n ≠ m) for present n ≠ m, else 0
-        P = P * w[:, None, :, None, :, None]
-        return (P.reshape(B, h, M * L, M * L) @ V.reshape(B, h, M * L, dh)).view(B, h, M, L, dh)
-
+        [B·h, M, L, M, L] of all pairs, V [B·h, M, L, dh] and I [B, h, M, L, dh] (the n = m terms) -> [B, h, M, L, dh]
+        (zeros when no other modality is present): one product of P with the present V^n over all n, minus the n = m
+        term, over the number of present n ≠ m (no pass over the M²L² weights)."""
+        B, h, M, L, dh = I.shape
+        p = present.to(V.dtype)
+        c = (p.sum(-1, keepdim=True) - p).clamp(min=1)[:, None, :, None, None]  # present n ≠ m, per (video, m)
+        p = p[:, None, :, None, None]
+        A = torch.bmm(P.view(B * h, M * L, M * L), (V.view(B, h, M, L, dh) * p).view(B * h, M * L, dh))
+        return (A.view(B, h, M, L, dh) - p * I) / c
 
 class CTMFusion(nn.Module):
     """The paper's fusion module: Eq. (1) embedding, L CTM layers (Eqs. 2-5 + FFN), Eq. (6) average.
