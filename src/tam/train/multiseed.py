@@ -16,7 +16,7 @@ moves exactly as its run's would alone). What stays per run is what makes it tha
     last.pt included: optimiser moments, scheduler and RNG state of its run).
 
 Results equal the separate runs' within floating-point tolerance (tests/train/test_multiseed.py). On CPU the
-vmap step is faster than the K runs' own steps only for small steps (`pays`: batch · M · (T+1) <= VMAP_TOKENS);
+vmap step is faster than the K runs' own steps only for small steps (`pays`: batch · M · (T+1) · d <= VMAP_WORK);
 above that each run takes its own steps in turn in this process (bit-identical to running alone; the process,
 imports and the feature store are still shared). Runs that cannot share a step (other configs beyond `VARY`,
 other numbers of training rows or resume epochs, several processes) are trained one after another by `fit`,
@@ -49,11 +49,12 @@ from tam.train.loop import Data, Run, autocast, end_epoch, finish, fit, open_run
 from tam.train.schedule import EMA, build_scheduler
 
 VARY = ("train.seed", "data.labels", "train.init_from")  # what may differ between the runs of one batch
-# tokens per training step (batch_size · M · (T+1)) up to which one vmap step of K runs beats their K own steps on
-# CPU (bench/bench_multiseed.py, K = 5, 1 thread; since the fusions' attention batches under vmap and the per-sample
-# uniform draws are lazy: 1.03-1.32x at 1,088 tokens, d = 32, on a shared machine; before: 0.77-0.84x, idle); the own
-# steps are bit-identical to separate runs, so the vmap is taken only where it gains (docs/training.md)
-VMAP_TOKENS = 1100
+# work per training step (tokens batch_size · M · (T+1), times the width d) up to which one vmap step of K runs beats
+# their K own steps on CPU (bench/bench_multiseed.py, K = 5, CTM, 1 thread, vmap / own steps): 1.25-1.45x at 17,408
+# (d = 32 batch 16, d = 64 batch 8), 0.79-1.02x at 34,816 (d = 32 batch 32, d = 64 batch 16), 0.85x at 69,632 (d = 64
+# batch 32); the vmap gains per-op overhead, which a wider or longer step amortises. The own steps are bit-identical
+# to separate runs, so the vmap is taken only where it gains (docs/training.md)
+VMAP_WORK = 24_000
 
 
 def batch_key(cfg: RunConfig) -> str:
@@ -303,7 +304,7 @@ def fit_many(cfgs: list[RunConfig], run_dirs: list[str | Path], logs: list | Non
 
 def pays(cfg: RunConfig) -> bool:
     """Whether one vmap step is faster than the K runs' own steps: on CPU only for small steps (bench_multiseed)."""
-    return cfg.optim.batch_size * len(cfg.model.modalities) * (cfg.model.T + 1) <= VMAP_TOKENS
+    return cfg.optim.batch_size * len(cfg.model.modalities) * (cfg.model.T + 1) * cfg.model.d <= VMAP_WORK
 
 
 def _own_epoch(run: Run, epoch: int, rngs: list[Tensor], k: int) -> float:
