@@ -10,8 +10,8 @@ group process per fusion arm (n = all) and the grid's time extrapolated from the
 400, 1000, all) at 25 epochs, each cell's time the arm's measured time x 25 / epochs x (its training videos /
 3,000), 2 jobs in parallel; an extrapolation (fixed costs such as the process start and the test scored are
 scaled too, so it errs high), not a run of the grid (target <= 15 min). First the training step
-alone (K = 5 separate steps against one vmap step, d = 32 and 64, batch 32 and 8). The timing world (3,000
-training videos) is made if missing.
+alone (K = 5 separate steps against one vmap step, d = 32 and 64, batch 32, 16 and 8: the points
+`multiseed.VMAP_WORK` was set from). The timing world (3,000 training videos) is made if missing.
 """
 
 from __future__ import annotations
@@ -147,7 +147,7 @@ def steps(d: int, K: int = 5, B: int = 32, T: int = 16, reps: int = 10) -> dict[
 def run() -> dict[str, float]:
     out: dict[str, float] = {}
     for d in (32, 64):
-        for B in (32, 8):
+        for B in (32, 16, 8):
             out |= {k.replace("step_", f"step_b{B}_"): v for k, v in steps(d, B=B).items()}
     out |= processes()
     print(f"  cell of 5 seeds: {out['separate_processes_s']} s as 5 processes, {out['one_group_process_s']} s as one "
