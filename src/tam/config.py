@@ -115,6 +115,9 @@ class TrainConfig:
     train_eval_videos: int = 64  # training videos scored like validation each epoch (train curves); 0 = off
     linear_baseline: bool = True  # fit the linear baseline (tam.eval.linear) beside every result
     patience: int = 0  # early stopping: stop after this many epochs without a better validation score; 0 = off
+    # epochs between writes of the resume state (last.pt, metrics.csv; under select last also the kept model), and
+    # always after the run's last epoch; 0 = after the last epoch only (a killed run starts again from epoch 1)
+    checkpoint_every: int = 1
     ema_decay: float = 0.0  # exponential moving average of the weights (evaluated, selected, saved); 0 = off
 
 
@@ -191,8 +194,9 @@ class RunConfig:
                 raise TamError(f"{name} must be in [0, 1), got {v}")
         if not 0 < a.crop_min_fraction <= 1:
             raise TamError(f"augment.crop_min_fraction must be in (0, 1], got {a.crop_min_fraction}")
-        if a.mixup_alpha < 0 or m.noise < 0 or o.warmup_epochs < 0 or t.patience < 0:
-            raise TamError("augment.mixup_alpha, model.noise, optim.warmup_epochs and train.patience must be >= 0")
+        if a.mixup_alpha < 0 or m.noise < 0 or o.warmup_epochs < 0 or t.patience < 0 or t.checkpoint_every < 0:
+            raise TamError("augment.mixup_alpha, model.noise, optim.warmup_epochs, train.patience and "
+                           "train.checkpoint_every must be >= 0")
         if o.epochs < 1 or o.batch_size < 1:
             raise TamError(f"optim.epochs and optim.batch_size must be at least 1, got {o.epochs}, {o.batch_size}")
         if o.schedule not in ("step", "cosine"):

@@ -69,6 +69,28 @@ def test_killed_run_resumes_to_the_same_result(tiny_config, tmp_path):
     assert [int(x["epoch"]) for x in rows] == [0, 1, 2]
 
 
+def test_checkpoint_every_writes_less_often_and_ends_with_the_same_files(tiny_config, tmp_path):
+    """train.checkpoint_every: last.pt (and, under select last, the kept model) every N epochs and after the last;
+    the finished run directory holds what writing every epoch leaves."""
+    last = replace(tiny_config, train=replace(tiny_config.train, select="last"))
+    seen = []
+
+    def on_epoch(epoch, score, row):
+        d = tmp_path / "every2"
+        seen.append((load_state(d / "last.pt")["epoch"] if (d / "last.pt").is_file() else None,
+                     (d / "best.safetensors").is_file()))
+
+    every = fit(replace(last, train=replace(last.train, checkpoint_every=2)), tmp_path / "every2",
+                log=lambda s: None, on_epoch=on_epoch)
+    assert seen == [(None, False), (1, True), (2, True)]
+    each = fit(last, tmp_path / "each", log=lambda s: None)
+    assert every["test"] == each["test"] and every["best_epoch"] == each["best_epoch"] == 2
+    for name in ("best.safetensors", "metrics.csv"):
+        assert (tmp_path / "every2" / name).read_bytes() == (tmp_path / "each" / name).read_bytes(), name
+    a, b = (load_state(tmp_path / d / "last.pt") for d in ("every2", "each"))
+    assert a["epoch"] == b["epoch"] == 2 and all(torch.equal(a["model"][k], b["model"][k]) for k in b["model"])
+
+
 def test_resume_refuses_another_config(tiny_config, tmp_path):
     fit(replace(tiny_config, optim=replace(tiny_config.optim, epochs=1)), tmp_path / "r", log=lambda s: None)
     other = replace(tiny_config, optim=replace(tiny_config.optim, epochs=1, lr=0.5))

@@ -230,8 +230,9 @@ def pipeline_configs(spec: PipelineSpec, out: Path):
                            heads=spec.heads, T=spec.T, dropout=0.1, readout=readout)
 
     def train(seed: int, init: str = "") -> TrainConfig:
+        # the resume state once, after the last epoch (a run is seconds; writing it every epoch was ~10% of them)
         return TrainConfig(seed=seed, num_workers=0, device="cpu", progress=False, init_from=init,
-                           threads=spec.threads)
+                           threads=spec.threads, checkpoint_every=0)
 
     def fine(fusion, subset, seed, init="") -> RunConfig:
         return RunConfig(model=model(fusion, subset), data=data, train=train(seed, init), optim=OptimConfig(

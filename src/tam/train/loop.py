@@ -462,6 +462,14 @@ def stopping(run: Run, epoch: int, log=print) -> bool:
     return False
 
 
+def checkpoint_due(run: Run, epoch: int) -> bool:
+    """Whether epoch `epoch` writes the resume state: every `train.checkpoint_every` epochs and after the run's last
+    epoch (the schedule's last, or the one early stopping ends the run after; `run.best_epoch` already updated)."""
+    t = run.cfg.train
+    last = epoch + 1 >= run.cfg.optim.epochs or should_stop(epoch + 1, run.best_epoch, t.patience)
+    return last or (t.checkpoint_every > 0 and (epoch + 1) % t.checkpoint_every == 0)
+
+
 def end_epoch(run: Run, epoch: int, lr: float, loss: float, tb, rows: list[dict], log=print,
               on_epoch=None) -> None:
     """After training epoch `epoch`: evaluate, record (metrics.csv, TensorBoard, last.pt), keep the best model
@@ -481,11 +489,15 @@ def end_epoch(run: Run, epoch: int, lr: float, loss: float, tb, rows: list[dict]
         for k, v in row.items():
             if k != "epoch":
                 tb.add_scalar(k, v, epoch)
-        if run.improves(score, val_loss):
+        kept = run.improves(score, val_loss)
+        if kept:
             run.best, run.best_epoch, run.best_loss = score, epoch, val_loss
+        due = checkpoint_due(run, epoch)
+        if kept and (due or cfg.train.select != "last"):  # under `last` the kept model is the one at the checkpoint
             save_model(run_dir, "best", run.eval_model, run.meta(epoch))
-        _write_metrics(run_dir / "metrics.csv", rows)
-        save_state(run_dir / "last.pt", run.state(epoch))
+        if due:
+            _write_metrics(run_dir / "metrics.csv", rows)
+            save_state(run_dir / "last.pt", run.state(epoch))
         shown = {"loss": val_loss, **val} if cfg.train.select == "loss" else val
         log(f"epoch {epoch + 1:>3}/{cfg.optim.epochs}  loss {loss:.4f}  val {_fmt(shown)}"
             + ("  *" if run.best_epoch == epoch else ""))
