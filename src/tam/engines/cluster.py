@@ -20,6 +20,10 @@ from pathlib import Path
 
 from tam.errors import TamError
 
+# A dead node is found in ~3 s (checks every 0.5 s, 6 failed in a row; Ray's default, 3 s x 5, took ~15 s, measured):
+# a killed node's tasks are retried that much sooner. A live node would have to miss 6 checks of 2 s each.
+HEALTH = {"RAY_health_check_period_ms": "500", "RAY_health_check_failure_threshold": "6",
+          "RAY_health_check_timeout_ms": "2000"}
 _JOIN = ("import sys; import ray._private.services as s; s.resolve_ip_for_localhost = lambda host: host; "
          "from ray.scripts.scripts import main; sys.argv[0] = 'ray'; main()")
 
@@ -67,7 +71,8 @@ class LocalCluster:
         # loopback only: the head keeps 127.0.0.1 when Ray treats the machine as a single-host cluster; a node joins
         # through `ray start` itself, told not to swap 127.0.0.1 for the machine's network address (`_JOIN`)
         head = "--head" in args
-        env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0" if head else "1")
+        env = dict(os.environ, **HEALTH, RAY_USAGE_STATS_ENABLED="0",
+                   RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0" if head else "1")
         cli = [str(Path(sys.executable).with_name("ray"))] if head else [sys.executable, "-c", _JOIN]
         log = self.temp / f"start-{len(self.nodes)}.log"
         with log.open("w") as f:  # a file, not a pipe: the node's daemons inherit it and outlive `ray start`
