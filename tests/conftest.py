@@ -17,6 +17,10 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
 
 QUICK_DEMO_TESTS = ("tests/e2e/test_demo_full.py::", "tests/e2e/test_cli.py::test_demo_quick")  # use quick_demo
+FOLDER_UNITS = ("tests/serve/", "tests/infer/", "tests/hub/")  # their conftests build a world (and servers) per worker
+SLOW_FIRST = ("tests/engines/test_ray_engine.py", "quick_demo", "tests/train/test_loop.py", "tests/serve/",
+              "tests/models/test_stochastic.py", "tests/encoders/test_extract.py", "tests/experiment/test_run.py",
+              "tests/train/test_checkpoint.py", "tests/e2e/test_cli.py")  # the longest units, longest first (below)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -28,18 +32,37 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
-    """`-n 2 --dist loadfile` (the Makefile's test target) with one more unit, the tests of the shared quick demo: a
-    file's tests run on one worker (its module fixtures are built once), the demo's tests on one worker (the demo runs
-    once). xdist's own `--dist loadgroup` does not group on pytest 9.2 (pytest-xdist issue 1386)."""
+    """`-n 2 --dist loadfile` (the Makefile's test target) with larger units where a fixture is costly: a file's tests
+    run on one worker (its module fixtures are built once), the shared quick demo's tests on one worker (the demo runs
+    once), and so do the tests of each folder of FOLDER_UNITS (their session fixtures are built once, not on both
+    workers). xdist's own `--dist loadgroup` does not group on pytest 9.2 (pytest-xdist issue 1386).
+    Longest first: the units of SLOW_FIRST (measured) in its order, then those with more tests marked slow, then
+    xdist's order (most tests first). xdist alone started the longest units, which have few tests, last, and one
+    worker then ran them alone at the end."""
     if config.getvalue("dist") != "loadfile":
         return None
     from xdist.scheduler import LoadFileScheduling
 
-    class QuickDemoOnce(LoadFileScheduling):
-        def _split_scope(self, nodeid: str) -> str:
-            return "quick_demo" if nodeid.startswith(QUICK_DEMO_TESTS) else super()._split_scope(nodeid)
+    rank, root, slow = {unit: i for i, unit in enumerate(SLOW_FIRST)}, Path(config.rootpath), {}
 
-    return QuickDemoOnce(config, log)
+    def marked_slow(unit: str) -> int:
+        if unit not in slow:
+            files = sorted((root / unit).glob("test_*.py")) if unit.endswith("/") else [root / unit]
+            slow[unit] = sum(f.read_text(errors="replace").count("mark.slow") for f in files if f.is_file())
+        return slow[unit]
+
+    class LongestFirst(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            if nodeid.startswith(QUICK_DEMO_TESTS):
+                return "quick_demo"
+            return next((f for f in FOLDER_UNITS if nodeid.startswith(f)), None) or super()._split_scope(nodeid)
+
+        def _assign_work_unit(self, node) -> None:
+            first = min(self.workqueue, key=lambda u: (rank.get(u, len(rank)), -marked_slow(u)))
+            self.workqueue.move_to_end(first, last=False)
+            super()._assign_work_unit(node)
+
+    return LongestFirst(config, log)
 
 
 @pytest.fixture(autouse=True, scope="session")
