@@ -3,18 +3,23 @@ side by side on the same inputs and the same resources, outputs compared, a YES/
 1.3x of local, outputs identical).
 
 A one-node cluster of 2 CPUs on loopback (`tam.engines.cluster.LocalCluster`; its start-up is reported apart: a
-cluster is started once for many jobs) against the local engines with 2 workers / jobs:
-- extraction: `TAM_BENCH_RAY_VIDEOS` synthetic videos (default 12, 4 s), tiny random-init encoders, `--batch 1`
-  (encoder calls of one decoded part each, so that the arrays can be compared bit for bit); locally one decoding
-  thread beside the encoders (1 torch thread), on Ray one actor of 1 CPU and its decoding task of 1 CPU;
-- corpus: the real danmaku of ../shared/realdata as they are (11 k comments; `TAM_BENCH_RAY_COMMENTS` > 0
-  replicates them to that many, as bench_comments does), with the DUTIR lexicon (synthetic sources when ../shared
-  is absent);
-- grid: 4 runs of a tiny timing world, 2 cells of 2 seeds: a process per cell (seed group) on both engines.
-Each stage runs local, ray, local, ray; the figure is the best wall time of each (the machine may be shared).
-`TAM_BENCH_RAY_STAGES` picks some (default `extract,corpus,grid`). `costs`: what the engine itself costs in a new
-driver (joining the cluster, the first task in a new worker process, a task after that, an actor, moving a decoded
-part of 12 MB through the object store), to split a stage's difference into a fixed start-up and a per-item part.
+cluster is started once for many jobs) against the local engines with 2 workers / jobs. Each stage at two sizes, a
+`small` row (jobs of seconds: the engine's fixed cost dominates) and a `large` row (`TAM_BENCH_RAY_LARGE=0` skips it):
+- extraction: synthetic 4 s videos (small `TAM_BENCH_RAY_VIDEOS`, default 12; large `TAM_BENCH_RAY_VIDEOS_LARGE`,
+  default 96), tiny random-init encoders, `--batch 1` (encoder calls of one decoded part each, so that the arrays
+  can be compared bit for bit); locally one decoding thread beside the encoders (1 torch thread), on Ray one actor
+  of 1 CPU and its decoding task of 1 CPU;
+- corpus: the real danmaku of ../shared/realdata as they are (11 k comments; large: replicated to
+  `TAM_BENCH_RAY_COMMENTS_LARGE`, default 1,000,000, as bench_comments does), with the DUTIR lexicon (synthetic
+  sources when ../shared is absent);
+- grid: a tiny timing world, 2 cells (ctm, concat) of 2 seeds (small) or 10 seeds (large, 20 runs): a process per
+  seed group (5 seeds at most) on both engines.
+Each stage and size runs local, ray, local, ray; the figure is the best wall time of each (the machine may be
+shared). From the two sizes, each engine's wall = fixed + per item x items: the fixed cost (process start, imports,
+for Ray joining the cluster and starting workers / actors) and the cost per item (a video, 1,000 comments, a run)
+are printed apart, and Ray's over local for both. `TAM_BENCH_RAY_STAGES` picks some (default `extract,corpus,grid`).
+`costs`: what the engine itself costs in a new driver (joining the cluster, the first task in a new worker process,
+a task after that, an actor, moving a decoded part of 12 MB through the object store).
 """
 
 from __future__ import annotations
@@ -75,42 +80,58 @@ def _same_grid(a: Path, b: Path) -> bool:
             out[p.parent.name] = {k: v for k, v in r.items() if k not in ("data_wait_seconds", "code_version")}
         return out
 
-    return results(a) == results(b) and len(results(a)) == 4
+    return results(a) == results(b) and len(results(a)) == len(list((a / "runs").iterdir())) > 0
 
 
-def _inputs(work: Path) -> dict[str, tuple]:
-    """stage -> (its command without --out and --engine, local-only and ray-only options, output comparison)."""
-    videos = work / "videos"
-    videos.mkdir()
-    for i in range(int(os.environ.get("TAM_BENCH_RAY_VIDEOS", "12"))):
-        _tests("encoders").make_video(videos / f"c{i:02d}.mp4", seconds=4.0, change_at=1.0 + 0.2 * i,
+def _videos(folder: Path, n: int) -> None:
+    folder.mkdir()
+    for i in range(n):
+        _tests("encoders").make_video(folder / f"c{i:03d}.mp4", seconds=4.0, change_at=1.0 + 0.2 * (i % 12),
                                       tone_at=1.5 if i % 2 else None)
-    danmaku, lexicon = [str(work / "danmaku")], str(DUTIR)
+
+
+def _danmaku(folder: Path, comments: int) -> tuple[str, int]:
+    """The real danmaku as they are (`comments` 0) or replicated to `comments`; returns the lexicon and the number
+    of comments."""
+    folder.mkdir()
     if (REAL / "danmaku").is_dir() and DUTIR.is_file():
         from bench.bench_comments import _real_files, _replicate
 
         files, texts = _real_files()
-        (work / "danmaku").mkdir()
-        _replicate(files, len(texts), int(os.environ.get("TAM_BENCH_RAY_COMMENTS", "0")), work / "danmaku")
-    else:
-        lexicon = str(work / "lex.txt")
-        (work / "danmaku").mkdir()
-        for i in range(200):
-            rows = "".join(f"v{i},{t},{x}\n" for t, x in ((1, "我今天很开心"), (50, "我真的好难过呀"), (90, "很开心")))
-            (work / "danmaku" / f"s{i}.csv").write_text("video,time,text\n" + rows, encoding="utf-8")
-        (work / "lex.txt").write_text("开心\n难过\n", encoding="utf-8")
+        return str(DUTIR), len(texts) * _replicate(files, len(texts), comments, folder)
+    for i in range(200 * max(1, comments // 600)):
+        rows = "".join(f"v{i},{t},{x}\n" for t, x in ((1, "我今天很开心"), (50, "我真的好难过呀"), (90, "很开心")))
+        (folder / f"s{i}.csv").write_text("video,time,text\n" + rows, encoding="utf-8")
+    (folder.parent / "lex.txt").write_text("开心\n难过\n", encoding="utf-8")
+    return str(folder.parent / "lex.txt"), 3 * 200 * max(1, comments // 600)
+
+
+SIZES = {"small": {"videos": int(os.environ.get("TAM_BENCH_RAY_VIDEOS", "12")), "comments": 0, "seeds": 2},
+         "large": {"videos": int(os.environ.get("TAM_BENCH_RAY_VIDEOS_LARGE", "96")),
+                   "comments": int(os.environ.get("TAM_BENCH_RAY_COMMENTS_LARGE", "1000000")), "seeds": 10}}
+UNIT = {"extract": "video", "corpus": "1,000 comments", "grid": "run"}
+
+
+def _inputs(work: Path, size: str) -> dict[str, tuple]:
+    """stage -> (its command without --out and --engine, local-only and ray-only options, output comparison, items)
+    for `size` (SIZES), under `work`."""
+    work.mkdir()
+    n = SIZES[size]
+    _videos(work / "videos", n["videos"])
+    lexicon, comments = _danmaku(work / "danmaku", n["comments"])
     from tam.demo.worlds.power import PowerSpec, make_power_world
 
     world = make_power_world(work / "world", PowerSpec(world="timing", n_train=60, n_test=40,
                                                        dims={"image": 8, "audio": 8}, rank=4, min_segments=8,
                                                        max_segments=10))
     grid = _tests("experiment").write_grid(work / "grid.yaml", world, work / "OUT",  # seed groups on both
-                                           {"fusion": ["ctm", "concat"], "seed": [0, 1]})
+                                           {"fusion": ["ctm", "concat"], "seed": list(range(n["seeds"]))})
     return {"extract": (["extract", "videos", "--tiny", "--batch", "1", "--threads", "1", "--no-progress"],
-                        ["--workers", "1"], ["--actors", "1", "--actor-cpus", "1", "--workers", "1"], _same_store),
-            "corpus": (["comments", "prepare", *danmaku, "--lexicon", lexicon, "--n", "500", "--no-progress"],
-                       ["--workers", "2"], [], _same_corpus),
-            "grid": (["experiment", "run", str(grid)], ["--jobs", "2"], [], _same_grid)}
+                        ["--workers", "1"], ["--actors", "1", "--actor-cpus", "1", "--workers", "1"], _same_store,
+                        n["videos"]),
+            "corpus": (["comments", "prepare", str(work / "danmaku"), "--lexicon", lexicon, "--n", "500",
+                        "--no-progress"], ["--workers", "2"], [], _same_corpus, comments / 1000),
+            "grid": (["experiment", "run", str(grid)], ["--jobs", "2"], [], _same_grid, 2 * n["seeds"])}
 
 
 def _out_args(stage: str, out: Path, work: Path) -> list[str]:
@@ -172,40 +193,66 @@ def _costs(address: str) -> dict[str, float]:
     return {f"costs_{k}": v for k, v in json.loads(done.stdout.strip().splitlines()[-1]).items()}
 
 
+def _stage(stage: str, spec: tuple, work: Path, address: str) -> tuple[dict[str, float], bool]:
+    """Best wall time per engine of local, ray, local, ray; whether both rounds' outputs are identical."""
+    args, local_args, ray_args, same, _ = spec
+    best = {"local": float("inf"), "ray": float("inf")}
+    for rnd in range(2):
+        for engine, extra in (("local", local_args), ("ray", [*ray_args, "--address", address])):
+            out = work / f"{stage}-{engine}-{rnd}"
+            cmd = [*args, *_out_args(stage, out, work), "--engine", engine, *extra]
+            if stage == "grid":
+                cmd[2] = str(out.parent / f"{out.name}.yaml")
+            best[engine] = min(best[engine], _timed(cmd, work))
+    return best, all(same(work / f"{stage}-local-{r}", work / f"{stage}-ray-{r}") for r in range(2))
+
+
+def _split(stage: str, rows: dict[str, tuple[float, dict]], figures: dict) -> None:
+    """Each engine's wall = fixed + per item x items, from the small and the large row."""
+    (n0, t0), (n1, t1) = rows["small"], rows["large"]
+    parts = {}
+    for engine in ("local", "ray"):
+        per = (t1[engine] - t0[engine]) / (n1 - n0)
+        parts[engine] = (t0[engine] - per * n0, per)
+        figures[f"{stage}_{engine}_fixed_s"] = round(parts[engine][0], 2)
+        figures[f"{stage}_{engine}_per_item_s"] = round(per, 4)
+    (fl, pl), (fr, pr) = parts["local"], parts["ray"]
+    print(f"   {stage}: fixed local {fl:.1f} s, ray {fr:.1f} s (ray's own: {fr - fl:+.1f} s); per {UNIT[stage]} local "
+          f"{pl * 1e3:.0f} ms, ray {pr * 1e3:.0f} ms ({pr / pl:.2f}x)", flush=True)
+
+
 def run() -> dict[str, float | str]:
     from tam.engines.cluster import LocalCluster
 
     work = Path(tempfile.mkdtemp(prefix="bench-ray-"))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a `timeout` still stops the cluster (its `with`)
     figures: dict[str, float | str] = {"load_average_1min": round(os.getloadavg()[0], 2)}  # > cores: not comparable
+    sizes = ["small"] + (["large"] if os.environ.get("TAM_BENCH_RAY_LARGE", "1") != "0" else [])
+    wanted = os.environ.get("TAM_BENCH_RAY_STAGES", "extract,corpus,grid").split(",")
     try:
-        stages = _inputs(work)
+        inputs = {size: _inputs(work / size, size) for size in sizes}
         t0 = time.perf_counter()
         with LocalCluster(head_cpus=2, node_cpus=()) as cluster:
             figures["cluster_start_s"] = round(time.perf_counter() - t0, 1)
             figures.update(_costs(cluster.address))
             print("   engine costs: " + ", ".join(f"{k[6:]} {v}" for k, v in figures.items() if k.startswith("costs_")),
                   flush=True)
-            wanted = os.environ.get("TAM_BENCH_RAY_STAGES", "extract,corpus,grid").split(",")
-            for stage, (args, local_args, ray_args, same) in ((k, v) for k, v in stages.items() if k in wanted):
-                best = {"local": float("inf"), "ray": float("inf")}
-                for rnd in range(2):
-                    for engine, extra in (("local", local_args), ("ray", [*ray_args, "--address", cluster.address])):
-                        out = work / f"{stage}-{engine}-{rnd}"
-                        cmd = [*args, *_out_args(stage, out, work), "--engine", engine, *extra]
-                        if stage == "grid":
-                            cmd[2] = str(out.parent / f"{out.name}.yaml")
-                        best[engine] = min(best[engine], _timed(cmd, work))
-                figures[f"{stage}_local_s"] = round(best["local"], 1)
-                figures[f"{stage}_ray_s"] = round(best["ray"], 1)
-                figures[f"{stage}_ray_over_local"] = round(best["ray"] / best["local"], 3)
-                same_out = all(same(work / f"{stage}-local-{r}", work / f"{stage}-ray-{r}") for r in range(2))
-                figures[f"{stage}_outputs_identical"] = str(same_out)
-                met = best["ray"] <= 1.3 * best["local"] and same_out
-                figures[f"{stage}_target"] = "YES" if met else "NO"
-                print(f"   {stage}: local {best['local']:.1f} s, ray {best['ray']:.1f} s "
-                      f"({best['ray'] / best['local']:.2f}x), outputs identical {same_out}: "
-                      f"{'YES' if met else 'NO'} (target: ray <= 1.3x local, outputs identical)", flush=True)
+            for stage in (k for k in inputs["small"] if k in wanted):
+                rows = {}
+                for size in sizes:
+                    spec = inputs[size][stage]
+                    best, same_out = _stage(stage, spec, work / size, cluster.address)
+                    rows[size] = (spec[4], best)
+                    key, ratio = f"{stage}_{size}", best["ray"] / best["local"]
+                    met = ratio <= 1.3 and same_out
+                    figures.update({f"{key}_items": spec[4], f"{key}_local_s": round(best["local"], 1),
+                                    f"{key}_ray_s": round(best["ray"], 1), f"{key}_ray_over_local": round(ratio, 3),
+                                    f"{key}_outputs_identical": str(same_out), f"{key}_target": "YES" if met else "NO"})
+                    print(f"   {stage} {size} ({spec[4]:g} x {UNIT[stage]}): local {best['local']:.1f} s, ray "
+                          f"{best['ray']:.1f} s ({ratio:.2f}x), outputs identical {same_out}: {'YES' if met else 'NO'} "
+                          "(target: ray <= 1.3x local, outputs identical)", flush=True)
+                if len(rows) == 2:
+                    _split(stage, rows, figures)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return figures
