@@ -18,8 +18,8 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
 QUICK_DEMO_TESTS = ("tests/e2e/test_demo_full.py::", "tests/e2e/test_cli.py::test_demo_quick")  # use quick_demo
 FOLDER_UNITS = ("tests/serve/", "tests/infer/", "tests/hub/")  # their conftests build a world (and servers) per worker
-SLOW_FIRST = ("tests/engines/test_ray_engine.py", "quick_demo", "tests/train/test_loop.py", "tests/serve/",
-              "tests/models/test_stochastic.py", "tests/encoders/test_extract.py", "tests/experiment/test_run.py",
+SLOW_FIRST = ("tests/train/test_loop.py", "tests/engines/test_ray_engine.py", "quick_demo", "tests/serve/",
+              "tests/encoders/test_extract.py", "tests/experiment/test_run.py", "tests/models/test_stochastic.py",
               "tests/train/test_checkpoint.py", "tests/e2e/test_cli.py")  # the longest units, longest first (below)
 
 
