@@ -12,6 +12,7 @@ from tam.datasets.labels import Labels
 from tam.eval import linear
 from tam.features.normalize import FeatureNorm, compute_stats
 from tam.features.store import Encoder, FeatureStore, Manifest
+from tam.memo import Memo
 
 
 def test_pooled_features_are_mean_and_std_of_the_normalised_segments(tmp_path):
@@ -29,6 +30,11 @@ def test_pooled_features_are_mean_and_std_of_the_normalised_segments(tmp_path):
     assert np.allclose(X[0, :2], z.mean(0), atol=1e-5) and np.allclose(X[0, 2:4], z.std(0), atol=1e-5)
     assert np.all(X[0, 4:] == 0)  # absent modality: zeros
     assert linear.pooled_features(store, [], ["a", "b"], norm).shape == (0, 6)  # an empty split
+    expected, X[:] = X.copy(), -1.0  # a caller's change never reaches the kept result
+    reopened = FeatureStore.open(store.root)  # another run's store object on the same folder
+    assert np.array_equal(linear.pooled_features(reopened, ["v0", "v1"], ["a", "b"], norm), expected)
+    other = FeatureNorm({"a": 2, "b": 1})  # another normalisation: pooled again, not the kept array
+    assert not np.allclose(linear.pooled_features(store, ["v0", "v1"], ["a", "b"], other)[0, :2], z.mean(0), atol=1e-3)
 
 
 def test_ridge_strength_is_chosen_on_validation_per_target():
@@ -92,7 +98,7 @@ def test_linear_baseline_is_fitted_once_per_split_and_process(tmp_path, monkeypa
     fits = []
     real = linear.fit_classification
     monkeypatch.setattr(linear, "fit_classification", lambda *a: fits.append(1) or real(*a))
-    monkeypatch.setattr(linear, "_CACHE", {})
+    monkeypatch.setattr(linear, "_CACHE", Memo(16))
     parts = [lab.subset("train"), lab.subset("val"), lab.subset("test")]
     first = linear.linear_baseline(store, ["a"], *parts)
     first["test"]["accuracy"] = -1.0  # a caller's change never reaches the cache

@@ -62,6 +62,21 @@ def test_statistics_use_only_the_given_videos_and_skip_absent_modalities(tmp_pat
     assert np.allclose(rows[0], np.concatenate([arrays["v0"]["a"][:2], arrays["v1"]["a"][1:3]]).mean(0))
 
 
+def test_statistics_are_kept_per_process_until_an_entry_is_rewritten(tmp_path):
+    rng = np.random.default_rng(3)
+    arrays = {f"v{i}": {"a": rng.normal(size=(4, 2)).astype(np.float32)} for i in range(3)}
+    store = make_store(tmp_path, arrays)
+    first = compute_stats(store, ["v0", "v1"], ["a"], "zscore")
+    first["a"][0][:] = 99.0  # a caller's change never reaches the kept result
+    reopened = FeatureStore.open(store.root)  # another run's store object on the same folder
+    again = compute_stats(reopened, ["v0", "v1"], ["a"], "zscore")
+    assert np.allclose(again["a"][0], np.concatenate([arrays["v0"]["a"], arrays["v1"]["a"]]).mean(0))
+    assert not np.allclose(compute_stats(store, ["v0", "v2"], ["a"], "zscore")["a"][0], again["a"][0])  # other videos
+    store.write("v1", {"a": arrays["v1"]["a"] + 10}, np.zeros((4, 2)), overwrite=True)
+    rewritten = compute_stats(reopened, ["v0", "v1"], ["a"], "zscore")["a"][0]
+    assert np.allclose(rewritten, np.concatenate([arrays["v0"]["a"], arrays["v1"]["a"] + 10]).mean(0))
+
+
 def test_a_modality_without_a_finite_value_is_a_one_line_error(tmp_path):
     store = make_store(tmp_path, {"v0": {"a": np.ones((3, 2), np.float32), "b": np.ones((3, 2), np.float32)}})
     np.save(store.root / "videos" / entry_name("v0") / "b.npy", np.full((3, 2), np.nan, np.float32))  # damaged

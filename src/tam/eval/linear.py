@@ -18,14 +18,28 @@ import numpy as np
 import torch
 
 from tam.eval.metrics import classification_metrics, regression_metrics, selection_score
+from tam.memo import Memo
 
 C_GRID = tuple(10.0 ** np.arange(-4, 3))  # logistic regression: inverse strength
 ALPHA_GRID = tuple(10.0 ** np.arange(-2, 6))  # ridge: strength
 
 
-@torch.no_grad()
+_POOLED = Memo(8)  # per process: [N, 2 sum D] arrays under the digest of the store's entries, modalities and norm
+
+
 def pooled_features(store, videos: list[str], modalities: list[str], norm=None) -> np.ndarray:
-    """[N, 2 * sum(D_m)]: per modality the mean and std over segments of the (normalised) features."""
+    """[N, 2 * sum(D_m)]: per modality the mean and std over segments of the (normalised) features.
+
+    Kept per process (`tam.memo`) under the store's entries, the modalities and the normalisation's buffers."""
+    h = hashlib.sha256(f"{store.fingerprint(videos)}|{list(modalities)}".encode())
+    for name, buf in (norm.state_dict().items() if norm is not None else ()):
+        h.update(name.encode())
+        h.update(buf.detach().cpu().contiguous().numpy().tobytes())
+    return _POOLED.get_or(h.hexdigest(), lambda: _pooled_features(store, videos, modalities, norm)).copy()
+
+
+@torch.no_grad()
+def _pooled_features(store, videos: list[str], modalities: list[str], norm) -> np.ndarray:
     rows = []
     for v in videos:
         f = store.read(v)
@@ -103,7 +117,7 @@ def fit_regression(Xtr, ytr, Xva, yva, Xte, yte) -> dict:
             "val": regression_metrics(yva, pv), "test": regression_metrics(yte, pt) if len(yte) else {}}
 
 
-_CACHE: dict[str, dict] = {}  # inputs' digest -> result, per process (runs that share a split share the baseline)
+_CACHE = Memo(16)  # inputs' digest -> result, per process (runs that share a split share the baseline)
 
 
 def _digest(task: str, classes: int, arrays: list[np.ndarray]) -> str:
@@ -125,22 +139,20 @@ def linear_baseline(store, modalities: list[str], train, val, test, norm=None) -
          (("train", train), ("val", val), ("test", test))}
     ys = [np.asarray(lab.targets) for lab in (train, val, test)]
     key = _digest(train.task, len(train.classes), [X["train"], X["val"], X["test"], *ys])
-    if key not in _CACHE:
-        import sklearn.linear_model  # noqa: F401 - loads scipy's and sklearn's BLAS, so that the limit below reaches them
-        from threadpoolctl import threadpool_limits
+    return copy.deepcopy(_CACHE.get_or(key, lambda: _fit(X, train, val, test)))
 
-        # BLAS gets the run's torch threads: OpenBLAS's own default (every core) in each of several processes made the
-        # logistic regression 20x slower beside other busy processes (166-181 s vs 7-9 s on the demo's split)
-        with threadpool_limits(torch.get_num_threads()):
-            if train.task == "classification":
-                out = fit_classification(X["train"], train.targets, X["val"], val.targets, X["test"], test.targets,
-                                         len(train.classes))
-            else:
-                out = fit_regression(X["train"], train.targets, X["val"], val.targets, X["test"], test.targets)
-        if len(_CACHE) >= 16:
-            _CACHE.pop(next(iter(_CACHE)))
-        _CACHE[key] = out
-    return copy.deepcopy(_CACHE[key])
+
+def _fit(X: dict[str, np.ndarray], train, val, test) -> dict:
+    import sklearn.linear_model  # noqa: F401 - loads scipy's and sklearn's BLAS, so that the limit below reaches them
+    from threadpoolctl import threadpool_limits
+
+    # BLAS gets the run's torch threads: OpenBLAS's own default (every core) in each of several processes made the
+    # logistic regression 20x slower beside other busy processes (166-181 s vs 7-9 s on the demo's split)
+    with threadpool_limits(torch.get_num_threads()):
+        if train.task == "classification":
+            return fit_classification(X["train"], train.targets, X["val"], val.targets, X["test"], test.targets,
+                                      len(train.classes))
+        return fit_regression(X["train"], train.targets, X["val"], val.targets, X["test"], test.targets)
 
 
 def loses_to(task: str, model_metrics: dict, linear_metrics: dict) -> bool:

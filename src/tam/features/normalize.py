@@ -15,6 +15,7 @@ gets scale 1. `FeatureNorm` holds the statistics as buffers, so they are saved i
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -23,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from tam.errors import TamError
+from tam.memo import Memo
 
 MODES = ("zscore", "log1p", "none")
 
@@ -72,17 +74,29 @@ class Moments:
         return np.sqrt(np.divide(self.m2, self.n, out=np.zeros_like(self.m2), where=self.n > 0))
 
 
+_STATS = Memo(32)  # per process, under the digest of the store's entries and the arguments
+
+
 def compute_stats(store, videos: Iterable[str], modalities: list[str], mode: str,
                   rows: Iterable[slice] | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per-modality (mean, scale) over the segments of `videos` (the training rows; `rows`: only these segments of
     each video), in the space of `mode`.
 
     Absent modalities of a video are skipped; a constant dimension gets scale 1. Raises `TamError` naming the
-    modality when none of its values is finite (nothing to normalise with).
+    modality when none of its values is finite (nothing to normalise with). Kept per process (`tam.memo`): runs
+    on the same training split get the same arrays without reading every video again.
     """
+    videos = list(videos)
+    rows = list(rows) if rows is not None else None
+    key = hashlib.sha256(f"{store.fingerprint(videos)}|{list(modalities)}|{mode}|{rows}".encode()).hexdigest()
+    stats = _STATS.get_or(key, lambda: _compute_stats(store, videos, modalities, mode, rows))
+    return {m: (mean.copy(), scale.copy()) for m, (mean, scale) in stats.items()}
+
+
+def _compute_stats(store, videos: list[str], modalities: list[str], mode: str,
+                   rows: list[slice] | None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     dims = store.manifest.dims
     moments = {m: Moments.zeros(dims[m]) for m in modalities}
-    videos = list(videos)
     for v, sl in zip(videos, rows if rows is not None else [slice(None)] * len(videos), strict=True):
         f = store.read(v)
         for m in modalities:

@@ -233,6 +233,19 @@ class FeatureStore:
     def __len__(self) -> int:
         return len(self.videos())
 
+    def fingerprint(self, videos: Iterable[str]) -> str:
+        """A digest of this store (folder, encoders) and of the entries of `videos` as they are now: keys caches of
+        values computed from those entries (an entry is replaced only by renaming a new folder in, so its
+        meta.json's inode, size and modification time change with it; a missing entry counts as missing)."""
+        h = hashlib.sha256(f"{self.root.resolve()}|{self.manifest.identity()!r}".encode())
+        for v in videos:
+            try:
+                st = os.stat(self._videos / entry_name(v) / "meta.json")
+                h.update(f"{v}\0{st.st_ino}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+            except FileNotFoundError:
+                h.update(f"{v}\0-\n".encode())
+        return h.hexdigest()
+
     def read(self, video: str) -> VideoFeatures:
         """One video's features as read-only memory maps; a damaged entry is a TamError naming video and file.
 
