@@ -201,8 +201,8 @@ class CTMLayer(nn.Module):
         S = torch.baddbmm(Q.new_zeros(()), Q, K.transpose(1, 2), beta=0, alpha=dh**-0.5)  # [B·h, N, N]
         if self.b_rel is not None:
             S = (S.view(B, self.h, M, L, M, L) + self.bias(L, diagonal=False)).view(B * self.h, N, N)
-        if torch._C._functorch.is_batchedtensor(mask) or not bool(mask.all()):  # a padded video or missing modality
-            S = S.view(B, self.h, N, N).masked_fill(~mask.view(B, 1, 1, N), float("-inf")).view(B * self.h, N, N)
+        # always (no branch on the data: the ONNX export traces an unpadded batch)
+        S = S.view(B, self.h, N, N).masked_fill(~mask.view(B, 1, 1, N), float("-inf")).view(B * self.h, N, N)
         return S.view(-1, N, M, L).softmax(-1).view(-1, M, L, M, L)
 
     def residual(self, Z: Tensor, parts: list[Tensor]) -> Tensor:
