@@ -2,7 +2,7 @@
 
 HELP = "run the whole pipeline (comments, extraction, pre-training, fine-tuning) on a synthetic world; write a report"
 EXAMPLES = """\
-  tam demo                       # 360 + 240 videos, every table, 5 seeds (10 for the headline); see docs/demo.md
+  tam demo                       # 360 + 420 videos, every table, 5 seeds (10 for the headline); see docs/demo.md
   tam demo --quick               # a small world, 1 seed, CTM vs concatenation; about a minute (the tests)
   tam demo --out /tmp/demo --seeds 0 1 2 3 4 --fusions ctm joint
   tam demo --features-only       # only the fusion table on the feature-level world (docs/synthetic.md)
