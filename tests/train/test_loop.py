@@ -190,11 +190,12 @@ def test_fine_tune_from_a_checkpoint_carries_every_fusion_weight(tiny_config, tm
 def test_fine_tune_with_init_norm_data_normalises_with_its_own_training_rows(tiny_config, tmp_path):
     from safetensors.torch import load_file
 
-    pre_cfg = replace(tiny_config, data=replace(tiny_config.data, normalize="log1p"),
+    fast = replace(tiny_config.train, linear_baseline=False, train_eval_videos=0)
+    pre_cfg = replace(tiny_config, data=replace(tiny_config.data, normalize="log1p"), train=fast,
                       optim=replace(tiny_config.optim, epochs=1))
     fit(pre_cfg, tmp_path / "pre", log=lambda s: None)
     pre = load_file(str(tmp_path / "pre" / "best.safetensors"))
-    cfg = replace(tiny_config, train=replace(tiny_config.train, init_from=str(tmp_path / "pre" / "best.safetensors"),
+    cfg = replace(tiny_config, train=replace(fast, init_from=str(tmp_path / "pre" / "best.safetensors"),
                                              init_norm="data"), optim=replace(tiny_config.optim, epochs=1))
     lines = []
     fit(cfg, tmp_path / "ft", log=lines.append)
