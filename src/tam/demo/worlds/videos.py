@@ -76,7 +76,7 @@ class VideoPlan:
     def react(self) -> int:
         """The segment where the video's emotion becomes known: the later of the scene's and the cue's (before it,
         a viewer has not both seen the scene and heard the sound)."""
-        return max(self.cue, max(range(self.T), key=lambda t: self.scene[t]))
+        return max(self.cue, next(t for t, k in enumerate(self.scene) if k >= 0))
 
 
 def plan_video(rng: np.random.Generator, video: str, spec: VideoWorldSpec) -> VideoPlan:
@@ -89,13 +89,12 @@ def plan_video(rng: np.random.Generator, video: str, spec: VideoWorldSpec) -> Vi
     for t in rng.choice(T, size=int(rng.integers(1, 3)), replace=False):
         move[int(t)] = int(rng.choice([-1, 1]))
     label = (kind + sound) % len(CLASSES)
+    plan = VideoPlan(video, T, cue, scene, move, label, [0.0] * T, [0.1] * T, float(rng.uniform(110, 220)), sound)
     v, a = AFFECT[CLASSES[label]]
-    val, aro = [0.0] * T, [0.1] * T
-    react = max(cue, scene.index(kind))
-    for t, w in ((react, 1.0), (react + 1, 0.6)):
+    for t, w in ((plan.react, 1.0), (plan.react + 1, 0.6)):
         if t < T:
-            val[t], aro[t] = round(v * w, 3), round(max(0.1, a * w), 3)
-    return VideoPlan(video, T, cue, scene, move, label, val, aro, float(rng.uniform(110, 220)), sound)
+            plan.valence[t], plan.arousal[t] = round(v * w, 3), round(max(0.1, a * w), 3)
+    return plan
 
 
 def render_frames(plan: VideoPlan, size: int, seed: int) -> np.ndarray:
