@@ -311,9 +311,8 @@ def run_one(kind: str, cfg, run_dir) -> dict:
 
 def run_group(kind: str, runs: list) -> list[dict]:
     """Pre-training runs one after another, or fine-tuning runs (configs alike but for `tam.train.multiseed.VARY`)
-    as one `fit_many` (results equal to separate runs), quietly, on the runs' torch threads (1 by default; the linear
-    baseline's BLAS follows them); each run's
-    results plus `seconds`: the group's wall seconds shared equally among its runs."""
+    as one `fit_many` (results equal to separate runs), quietly, on one torch thread (the linear baseline's BLAS
+    follows it); each run's results plus `seconds`: the group's wall seconds shared equally among its runs."""
     import torch
 
     torch.set_num_threads(1)  # the linear baseline's BLAS follows it (tam.eval.linear)

@@ -126,13 +126,18 @@ def _scale(grid: Grid) -> float:
     return 100.0 if grid.metric in ("accuracy", "macro_f1") else 1.0
 
 
+def cell_ci(c: Collected, arm: tuple, n: float) -> Interval:
+    """Mean and 95% CI over the seeds of one cell (arm, number of labelled videos)."""
+    return mean_ci(list(c.cells.get((arm, n), {}).values()))
+
+
 def main_table(c: Collected) -> Table:
     """Arms as rows, numbers of labelled videos as columns: mean [95% CI] (runs), trivial baseline last."""
     g, s = c.grid, _scale(c.grid)
     seeds = len(g.axes.get("seed", [0]))
     rows = []
     for arm in c.arms:
-        cells = [_fmt(mean_ci(list(c.cells.get((arm, n), {}).values())), s)
+        cells = [_fmt(cell_ci(c, arm, n), s)
                  + f" ({len(c.cells.get((arm, n), {}))}/{seeds})" for n in c.ns]
         rows.append([arm_name(g, arm), *cells])
     for attr, name in (("linear", "linear baseline (engine's, on pooled features)"),
@@ -274,8 +279,7 @@ def curves_png(c: Collected) -> bytes:
     """Test metric vs labelled videos per arm: mean over seeds with its 95% interval as a band."""
     sizes = {n: [o.n_train for o in c.outcomes if _n_key(o.run) == n and o.status == "done"] for n in c.ns}
     xs = {n: (n if n != math.inf else (np.mean(sizes[n]) if sizes[n] else math.nan)) for n in c.ns}
-    lines = {arm_name(c.grid, arm): [(xs[n], mean_ci(list(c.cells.get((arm, n), {}).values()))) for n in c.ns]
-             for arm in c.arms}
+    lines = {arm_name(c.grid, arm): [(xs[n], cell_ci(c, arm, n)) for n in c.ns] for arm in c.arms}
     return _curves_figure(c, lines, "labelled videos (training + validation rows)")
 
 
@@ -288,7 +292,7 @@ def axis_curves(c: Collected) -> dict[str, list[tuple[float, Interval]]]:
         rest = tuple(kv for kv in arm if kv[0] != axis)
         for n in c.ns:
             name = arm_name(c.grid, rest) + ("" if len(c.ns) == 1 else f", {_n_text(n)} labelled")
-            lines.setdefault(name, []).append((xs[dict(arm)[axis]], mean_ci(list(c.cells.get((arm, n), {}).values()))))
+            lines.setdefault(name, []).append((xs[dict(arm)[axis]], cell_ci(c, arm, n)))
     return {k: sorted(v, key=lambda p: p[0]) for k, v in lines.items()}
 
 

@@ -236,6 +236,7 @@ class CTMLayer(nn.Module):
         A = torch.bmm(P.view(B * h, M * L, M * L), (V.view(B, h, M, L, dh) * p).view(B * h, M * L, dh))
         return (A.view(B, h, M, L, dh) - p * I) / c
 
+
 class CTMFusion(nn.Module):
     """The paper's fusion module: Eq. (1) embedding, L CTM layers (Eqs. 2-5 + FFN), Eq. (6) average.
 
