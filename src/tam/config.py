@@ -54,6 +54,7 @@ class ModelConfig:
     rel_bias_scale: float = 1.0  # the bias is stored as b / this: Adam moves it this many times faster (lr-limited)
     rel_bias_init: float = 0.0  # σ of the bias's normal init (0: starts at 0, the paper's scores)
     centre: bool = False  # per-video centring: each modality's features minus their mean over the clip's segments
+    tie_projections: bool = False  # one W_q, W_k, W_v per CTM layer shared by every modality (off = the paper)
 
 
 @dataclass
@@ -156,11 +157,12 @@ class RunConfig:
             raise TamError(f"model.readout must be one of {READOUTS}, got {m.readout!r}")
         if m.pos_init not in POS_INITS:
             raise TamError(f"model.pos_init must be one of {POS_INITS}, got {m.pos_init!r}")
-        ctm_only = (m.rel_bias or m.centre) and m.fusion not in ("ctm", "inner", "cross")
+        ctm_only = (m.rel_bias or m.centre or m.tie_projections) and m.fusion not in ("ctm", "inner", "cross")
         if not 0 <= m.rel_bias <= m.T or not 0 < m.rel_bias_scale <= 1000 or ctm_only:
             raise TamError(f"model.rel_bias must be in [0, model.T = {m.T}], model.rel_bias_scale in (0, 1000], and "
-                           f"like model.centre they need a CTM fusion (ctm, inner, cross); got {m.rel_bias}, "
-                           f"{m.rel_bias_scale}, centre {m.centre}, fusion {m.fusion!r}")
+                           f"like model.centre and model.tie_projections they need a CTM fusion (ctm, inner, cross); "
+                           f"got {m.rel_bias}, {m.rel_bias_scale}, centre {m.centre}, tie_projections "
+                           f"{m.tie_projections}, fusion {m.fusion!r}")
         if not 0 <= m.rel_bias_init <= 10:
             raise TamError(f"model.rel_bias_init (σ of the bias's init, in logits) must be in [0, 10], got "
                            f"{m.rel_bias_init}")

@@ -37,6 +37,8 @@ Two options for learning timing from few labelled videos (both off = the paper; 
     `rel_bias_scale` s stores b as s · b_rel, so that Adam moves it s times faster than the other weights.
   - `centre`: per-video centring before the projections, X^m ← X^m − mean_t X_t^m over the valid segments of the
     clip, which removes the per-video offset a model can memorise.
+  - `tie_projections`: one W_q, W_k, W_v per layer shared by every modality (W_q^m = W_q for all m; M times fewer
+    attention weights); the per-modality input layers of Eq. (1) stay.
 """
 
 from __future__ import annotations
@@ -141,12 +143,14 @@ class CTMLayer(nn.Module):
     stochastic depth on both residual branches (training only)."""
 
     def __init__(self, M: int, d: int, heads: int, ffn_hidden: int, dropout: float, attention: str = "both",
-                 drop_path: float = 0.0, rel_bias: int = 0, rel_bias_scale: float = 1.0, rel_bias_init: float = 0.0):
+                 drop_path: float = 0.0, rel_bias: int = 0, rel_bias_scale: float = 1.0, rel_bias_init: float = 0.0,
+                 tie_projections: bool = False):
         super().__init__()
         if attention not in ("both", "inner", "cross"):
             raise ValueError(f"attention must be both, inner or cross, got {attention!r}")
         self.M, self.d, self.h, self.attention = M, d, heads, attention
-        self.W_qkv = nn.Parameter(torch.empty(M, d, 3 * d))  # [W_q^m | W_k^m | W_v^m] for each modality m
+        # [W_q^m | W_k^m | W_v^m] for each modality m; [1, d, 3d] (shared by every m) with tie_projections
+        self.W_qkv = nn.Parameter(torch.empty(1 if tie_projections else M, d, 3 * d))
         nn.init.normal_(self.W_qkv, std=1 / math.sqrt(d))
         self.W_o = nn.Linear((2 if attention == "both" else 1) * d, d, bias=False)
         self.norm1, self.norm2 = nn.LayerNorm(d), nn.LayerNorm(d)
@@ -179,7 +183,8 @@ class CTMLayer(nn.Module):
         B, M, L, d = Z.shape
         h, dh = self.h, d // self.h
         # Eq. (2): Z^m [W_q^m | W_k^m | W_v^m] for all m as one batched matmul over modality-major rows [M, B·L, d]
-        QKV = torch.bmm(self.norm1(Z).transpose(0, 1).reshape(M, B * L, d), self.W_qkv)  # [M, B·L, 3d]
+        W = self.W_qkv.expand(M, -1, -1)  # [M, d, 3d] (one copy per modality when tied)
+        QKV = torch.bmm(self.norm1(Z).transpose(0, 1).reshape(M, B * L, d), W)  # [M, B·L, 3d]
         # one copy to head-major rows (m, l) per video and head: Q, K, V [B·h, M·L, dh]
         Q, K, V = QKV.view(M, B, L, 3, h, dh).permute(3, 1, 4, 0, 2, 5).reshape(3, B * h, M * L, dh).unbind(0)
         mask = key_ok | ~key_ok.any(-1, keepdim=True)  # absent key modality: finite, weighted 0 below
@@ -242,20 +247,20 @@ class CTMFusion(nn.Module):
 
     Regularisation (training only, all off in the paper): `drop_path` = stochastic depth of the last layer
     (linear from 0 in the first), `noise` = σ of Gaussian noise on the input features. `rel_bias` (max offset R
-    of the relative-position bias) and `centre` (per-video centring): see the module docstring; 0 / False = the
-    paper."""
+    of the relative-position bias), `centre` (per-video centring) and `tie_projections`: see the module docstring;
+    0 / False = the paper."""
 
     def __init__(self, dims: dict[str, int], d: int = 768, layers: int = 12, heads: int = 8, ffn_mult: int = 4,
                  dropout: float = 0.1, T: int = 64, attention: str = "both", drop_path: float = 0.0,
                  noise: float = 0.0, pos_init: str = "sinusoidal", rel_bias: int = 0, centre: bool = False,
-                 rel_bias_scale: float = 1.0, rel_bias_init: float = 0.0):
+                 rel_bias_scale: float = 1.0, rel_bias_init: float = 0.0, tie_projections: bool = False):
         super().__init__()
         self.modalities = list(dims)
         self.d = self.out_dim = d
         self.centre = centre
         self.embed = ModalityEmbedding(dims, d, T, noise, pos_init)
         self.layers = nn.ModuleList([CTMLayer(len(dims), d, heads, ffn_mult * d, dropout, attention, p, rel_bias,
-                                              rel_bias_scale, rel_bias_init)
+                                              rel_bias_scale, rel_bias_init, tie_projections)
                                      for p in depth_rates(drop_path, layers)])
         self.norm = nn.LayerNorm(d)
 
@@ -280,7 +285,7 @@ def layer_attention(layer: CTMLayer, Z: Tensor, key_ok: Tensor) -> Tensor:
     the layer's (query modality, key modality) pairs (`CTMLayer.pairs`: the M inner ones first); 0 on masked keys."""
     B, M, L, d = Z.shape
     h, dh = layer.h, d // layer.h
-    QKV = torch.einsum("bmld,mde->bmle", layer.norm1(Z), layer.W_qkv)
+    QKV = torch.einsum("bmld,mde->bmle", layer.norm1(Z), layer.W_qkv.expand(M, -1, -1))
     Q, K, _ = (t.reshape(B, M, L, h, dh).transpose(2, 3) for t in QKV.chunk(3, dim=-1))  # [B, M, h, L, dh]
     S = torch.einsum("bphqe,bphke->bphqk", Q[:, layer.q_idx], K[:, layer.k_idx]) / math.sqrt(dh)
     if layer.b_rel is not None:

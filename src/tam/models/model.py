@@ -49,7 +49,7 @@ def build_fusion(cfg: ModelConfig, dims: dict[str, int]) -> nn.Module:
               drop_path=cfg.drop_path, noise=cfg.noise, pos_init=cfg.pos_init)
     # the options of the CTM fusions only
     ctm = dict(kw, rel_bias=cfg.rel_bias, rel_bias_scale=cfg.rel_bias_scale, rel_bias_init=cfg.rel_bias_init,
-               centre=cfg.centre)
+               centre=cfg.centre, tie_projections=cfg.tie_projections)
     fusions = {
         "ctm": lambda: CTMFusion(dims, attention="both", **ctm),
         "inner": lambda: CTMFusion(dims, attention="inner", **ctm),
