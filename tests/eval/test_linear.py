@@ -68,6 +68,27 @@ def test_logistic_handles_classes_missing_from_training():
     assert linear.fit_classification(X[:5], np.zeros(5, int), X[5:9], y[5:9], X[9:12], y[9:12], 2) == {}
 
 
+@pytest.mark.parametrize("n, p", [(40, 300), (200, 12)])  # more pooled dims than training rows, and fewer
+def test_logistic_in_the_training_rows_span_is_the_fit_on_all_columns(n, p):
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 3, n + 60)
+    X = rng.normal(size=(3, p))[y] * 0.3 + rng.normal(size=(n + 60, p))
+    tr, va, te = slice(0, n), slice(n, n + 30), slice(n + 30, n + 60)
+    Ztr, Zva, Zte = linear.row_span(X[tr], X[va], X[te])
+    assert Ztr.shape == (n, min(n - 1, p)) and Zte.shape == (30, Ztr.shape[1])  # centred: rank n - 1 at most
+    val_accuracy = []
+    for C in linear.C_GRID:  # the fit on all p standardised columns, run to convergence
+        full = make_pipeline(StandardScaler(), LogisticRegression(C=C, tol=1e-10, max_iter=10000)).fit(X[tr], y[tr])
+        span = linear._classifier(C).fit(Ztr, y[tr])
+        for rows, Z in ((va, Zva), (te, Zte)):
+            assert np.abs(span.predict_proba(Z) - full.predict_proba(X[rows])).max() < 1e-4, C
+        val_accuracy.append(np.mean(full.predict(X[va]) == y[va]))
+    r = linear.fit_classification(X[tr], y[tr], X[va], y[va], X[te], y[te], num_classes=3)
+    C = linear.C_GRID[int(np.argmax(val_accuracy))]  # the first best: the stronger regularisation
+    full = make_pipeline(StandardScaler(), LogisticRegression(C=C, tol=1e-10, max_iter=10000)).fit(X[tr], y[tr])
+    assert r["strength"] == C and r["test"]["accuracy"] == np.mean(full.predict(X[te]) == y[te])
+
+
 def test_linear_baseline_on_labels_and_the_loses_to_flag(tmp_path):
     store = FeatureStore.create(tmp_path / "s", Manifest(encoders={"a": Encoder("t", 3)}))
     rng = np.random.default_rng(3)
