@@ -314,3 +314,17 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | No
 
 def dump_config(cfg: RunConfig) -> str:
     return yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True)
+
+
+def changed_fields(old: dict, new: dict, default: dict, prefix: str = "") -> list[str]:
+    """The dotted config paths whose values differ between a recorded config `old` and `new`. A key that `old` lacks
+    and `new` holds at its `default` value is the same: an option added to the code after the record was written
+    ran as its default does (new options are off by default)."""
+    out = []
+    for k in sorted(set(old) | set(new)):
+        x, y = old.get(k), new.get(k)
+        if isinstance(x, dict) and isinstance(y, dict):
+            out += changed_fields(x, y, default.get(k) if isinstance(default.get(k), dict) else {}, f"{prefix}{k}.")
+        elif x != y and not (k not in old and k in default and default[k] == y):
+            out.append(prefix + k)
+    return out

@@ -27,3 +27,23 @@ def test_lists_and_unknown_keys_are_parsed_as_before():
     assert cfg.data.classes == ["a", "b"]
     with pytest.raises(TamError, match="unknown keys"):
         load_config(overrides=["data.stor=2024"])
+
+
+def test_resume_state_written_before_an_option_existed_is_the_same_config():
+    """A resume state's config without an option added since (at its default) matches; a changed field does not,
+    and the message names it."""
+    import yaml
+
+    from tam.config import RunConfig, dump_config
+    from tam.train.loop import _config_changes
+
+    cfg = RunConfig()
+    old = yaml.safe_load(dump_config(cfg))
+    del old["model"]["fusion"]  # as if `model.fusion` had been added to the code after the state was written
+    assert _config_changes(yaml.safe_dump(old), cfg) == []
+    old["optim"]["lr"] = cfg.optim.lr * 2
+    assert _config_changes(yaml.safe_dump(old), cfg) == ["optim.lr"]
+    assert _config_changes(None, cfg) == ["config"]
+    changed = RunConfig()
+    changed.model.fusion = "joint" if cfg.model.fusion != "joint" else "ctm"
+    assert _config_changes(dump_config(cfg), changed) == ["model.fusion"]

@@ -95,6 +95,8 @@ def fingerprint(grid: Grid, r: Run | PretrainStep) -> dict:
 def stale(grid: Grid, r: Run | PretrainStep) -> list[str]:
     """The fingerprint keys in which the folder's `grid.json` differs from what the grid starts it from now
     (empty: same, or a folder without one)."""
+    from tam.config import changed_fields
+
     path = r.run_dir / "grid.json"
     if not path.is_file():
         return []
@@ -102,7 +104,7 @@ def stale(grid: Grid, r: Run | PretrainStep) -> list[str]:
     keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k != "config")
     a, b = old.get("config"), new["config"]
     if a != b:
-        keys = _changed(a if isinstance(a, dict) else {}, b, _defaults(r)) + keys
+        keys = changed_fields(a if isinstance(a, dict) else {}, b, _defaults(r)) + keys
     return keys
 
 
@@ -116,19 +118,6 @@ def _defaults(r: Run | PretrainStep) -> dict:
     from tam.train.pretrain import PretrainConfig
 
     return to_dict(PretrainConfig())
-
-
-def _changed(a: dict, b: dict, default: dict, prefix: str = "") -> list[str]:
-    """The dotted config paths whose values differ between `a` and `b` (a key that `a` lacks and `b` holds at its
-    default value is the same)."""
-    out = []
-    for k in sorted(set(a) | set(b)):
-        x, y = a.get(k), b.get(k)
-        if isinstance(x, dict) and isinstance(y, dict):
-            out += _changed(x, y, default.get(k) if isinstance(default.get(k), dict) else {}, f"{prefix}{k}.")
-        elif x != y and not (k not in a and k in default and default[k] == y):
-            out.append(prefix + k)
-    return out
 
 
 def check_stale(grid: Grid) -> None:

@@ -23,10 +23,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from tam.config import RunConfig, dump_config, to_dict
+from tam.config import RunConfig, changed_fields, dump_config, to_dict
 from tam.datasets.labels import Labels, carve_validation, read_labels
 from tam.errors import TamError, first_line
 from tam.eval.linear import linear_baseline, loses_to
@@ -382,8 +383,9 @@ class Run:
         if not path.is_file():
             return
         s = load_state(path)
-        if s.get("config") != dump_config(self.cfg):
-            raise TamError(f"{path}: the run directory holds a run with another config; use a new --run-dir")
+        if s.get("config") != dump_config(self.cfg) and (diff := _config_changes(s.get("config"), self.cfg)):
+            raise TamError(f"{path}: the run directory holds a run with another config (differs in "
+                           f"{', '.join(diff[:4])}); use a new --run-dir")
         restore_state(path, s, self.model, self.opt, self.sched)  # a mismatch: one line naming last.pt
         if self.ema is not None:
             if "ema" not in s:
@@ -393,6 +395,14 @@ class Run:
         self.start_epoch, self.best, self.best_epoch = s["epoch"] + 1, s["best"], s["best_epoch"]
         self.best_loss = float(s.get("best_loss", math.inf))
 
+
+def _config_changes(recorded, cfg: RunConfig) -> list[str]:
+    """The fields in which a resume state's recorded config (YAML text) differs from `cfg`; an option added to the
+    code since it was written counts as unchanged at its default."""
+    old = yaml.safe_load(recorded) if isinstance(recorded, str) else None
+    if not isinstance(old, dict):
+        return ["config"]
+    return changed_fields(old, to_dict(cfg), to_dict(RunConfig()))
 
 
 def _write_metrics(path: Path, rows: list[dict]) -> None:
