@@ -20,6 +20,18 @@ for Ray joining the cluster and starting workers / actors) and the cost per item
 are printed apart, and Ray's over local for both. `TAM_BENCH_RAY_STAGES` picks some (default `extract,corpus,grid`).
 `costs`: what the engine itself costs in a new driver (joining the cluster, the first task in a new worker process,
 a task after that, an actor, moving a decoded part of 12 MB through the object store).
+
+What a row times: the whole command on each engine, `python -m tam ...` from its start to its exit (Python's start,
+imports, for Ray `import ray` and joining the running cluster, the job, writing the outputs, Ray's shutdown); the
+cluster is started once before the rows (`cluster_start_s`, not in them), as a cluster serves many jobs. Beside the
+wall time each row gives the CPU seconds of each engine: the command and every process it waited for (the local
+pools, a grid's run processes) plus, for Ray, every process of the cluster while the command ran (daemons, workers,
+actors; sampled every 0.1 s). On a shared machine wall ratios favour the engine with more processes (each gets its
+share of the CPUs); CPU seconds are the fairer cost there. The cluster's nodes run their workers at the niceness of
+the bench (`tam.engines.cluster.NICE`), as the local engines' processes run.
+
+Time: about 7 minutes on 2 idle cores with the default sizes (inputs ~1 min, small rows ~1.5, large rows ~4); each
+command is stopped after `COMMAND_LIMIT_S` (the bench then fails), so a run is bounded by ~25 x that.
 """
 
 from __future__ import annotations
@@ -27,11 +39,13 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import resource
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -49,13 +63,67 @@ def _tests(folder: str):
     return mod
 
 
-def _timed(args: list[str], cwd: Path) -> float:
+COMMAND_LIMIT_S = 900  # one command past this fails the bench, rather than the bench waiting for ever
+
+
+class _ClusterCPU:
+    """CPU seconds used by the cluster's processes (daemons, workers, actors) while a command runs: each process
+    of the cluster's process group and its descendants sampled every 0.1 s (a process's last < 0.1 s before it
+    exits can be missed). The local engines' processes are all waited for by the command: `RUSAGE_CHILDREN`."""
+
+    def __init__(self, pgid: int | None) -> None:
+        self.pgid, self.seen, self.stop = pgid, {}, threading.Event()
+
+    def _sample(self) -> dict:
+        from tam.engines.cluster import _tree
+
+        out, hz = {}, os.sysconf("SC_CLK_TCK")
+        for pid in _tree(self.pgid):
+            try:
+                f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            out[(pid, f[19])] = (int(f[11]) + int(f[12])) / hz  # (pid, start time): user + system
+        return out
+
+    def __enter__(self) -> _ClusterCPU:
+        if self.pgid is not None:
+            self.base = self._sample()
+            self.seen = dict(self.base)
+            self.thread = threading.Thread(target=self._poll, daemon=True)
+            self.thread.start()
+        return self
+
+    def _poll(self) -> None:
+        while not self.stop.wait(0.1):
+            self.seen.update(self._sample())
+
+    def __exit__(self, *exc) -> None:
+        if self.pgid is not None:
+            self.stop.set()
+            self.thread.join()
+            self.seen.update(self._sample())
+
+    @property
+    def seconds(self) -> float:
+        return sum(v - self.base.get(k, 0.0) for k, v in self.seen.items()) if self.pgid is not None else 0.0
+
+
+def _timed(args: list[str], cwd: Path, cluster_pgid: int | None = None) -> tuple[float, float]:
+    """Wall seconds of `python -m tam ARGS` (the whole command: Python's start, imports, joining the cluster, the
+    job, its outputs, exit) and its CPU seconds (the command and the processes it waited for, plus the cluster's
+    processes when `cluster_pgid` is given)."""
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "tam", *args], cwd=cwd, env=env, capture_output=True, text=True)
+    with _ClusterCPU(cluster_pgid) as cluster:
+        done = subprocess.run([sys.executable, "-m", "tam", *args], cwd=cwd, env=env, capture_output=True, text=True,
+                              timeout=COMMAND_LIMIT_S)
+        wall = time.perf_counter() - t0
     if done.returncode != 0:
         raise RuntimeError(f"tam {' '.join(args[:2])} failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
-    return time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime + cluster.seconds
 
 
 def _same_store(a: Path, b: Path) -> bool:
@@ -193,18 +261,21 @@ def _costs(address: str) -> dict[str, float]:
     return {f"costs_{k}": v for k, v in json.loads(done.stdout.strip().splitlines()[-1]).items()}
 
 
-def _stage(stage: str, spec: tuple, work: Path, address: str) -> tuple[dict[str, float], bool]:
-    """Best wall time per engine of local, ray, local, ray; whether both rounds' outputs are identical."""
+def _stage(stage: str, spec: tuple, work: Path, address: str, pgid: int) -> tuple[dict, dict, bool]:
+    """Best wall time and least CPU time per engine of local, ray, local, ray; whether both rounds' outputs are
+    identical."""
     args, local_args, ray_args, same, _ = spec
     best = {"local": float("inf"), "ray": float("inf")}
+    cpu = dict(best)
     for rnd in range(2):
         for engine, extra in (("local", local_args), ("ray", [*ray_args, "--address", address])):
             out = work / f"{stage}-{engine}-{rnd}"
             cmd = [*args, *_out_args(stage, out, work), "--engine", engine, *extra]
             if stage == "grid":
                 cmd[2] = str(out.parent / f"{out.name}.yaml")
-            best[engine] = min(best[engine], _timed(cmd, work))
-    return best, all(same(work / f"{stage}-local-{r}", work / f"{stage}-ray-{r}") for r in range(2))
+            wall, seconds = _timed(cmd, work, pgid if engine == "ray" else None)
+            best[engine], cpu[engine] = min(best[engine], wall), min(cpu[engine], seconds)
+    return best, cpu, all(same(work / f"{stage}-local-{r}", work / f"{stage}-ray-{r}") for r in range(2))
 
 
 def _split(stage: str, rows: dict[str, tuple[float, dict]], figures: dict) -> None:
@@ -234,6 +305,10 @@ def run() -> dict[str, float | str]:
         t0 = time.perf_counter()
         with LocalCluster(head_cpus=2, node_cpus=()) as cluster:
             figures["cluster_start_s"] = round(time.perf_counter() - t0, 1)
+            print(f"   a cluster of 2 CPUs started in {figures['cluster_start_s']} s (not in the rows); each row: the "
+                  "whole command on both engines (Python's start, imports, joining the cluster, the job, exit), best "
+                  "wall of two and least CPU of two (the command, its waited children, the cluster's processes)",
+                  flush=True)
             figures.update(_costs(cluster.address))
             print("   engine costs: " + ", ".join(f"{k[6:]} {v}" for k, v in figures.items() if k.startswith("costs_")),
                   flush=True)
@@ -241,16 +316,19 @@ def run() -> dict[str, float | str]:
                 rows = {}
                 for size in sizes:
                     spec = inputs[size][stage]
-                    best, same_out = _stage(stage, spec, work / size, cluster.address)
+                    best, cpu, same_out = _stage(stage, spec, work / size, cluster.address, cluster.nodes[0].pid)
                     rows[size] = (spec[4], best)
-                    key, ratio = f"{stage}_{size}", best["ray"] / best["local"]
+                    key, ratio, cpu_ratio = f"{stage}_{size}", best["ray"] / best["local"], cpu["ray"] / cpu["local"]
                     met = ratio <= 1.3 and same_out
-                    figures.update({f"{key}_items": spec[4], f"{key}_local_s": round(best["local"], 1),
+                    c = {f"{key}_local_cpu_s": round(cpu["local"], 1), f"{key}_ray_cpu_s": round(cpu["ray"], 1)}
+                    figures.update({**c, f"{key}_items": spec[4], f"{key}_local_s": round(best["local"], 1),
                                     f"{key}_ray_s": round(best["ray"], 1), f"{key}_ray_over_local": round(ratio, 3),
+                                    f"{key}_cpu_ray_over_local": round(cpu_ratio, 3),
                                     f"{key}_outputs_identical": str(same_out), f"{key}_target": "YES" if met else "NO"})
                     print(f"   {stage} {size} ({spec[4]:g} x {UNIT[stage]}): local {best['local']:.1f} s, ray "
                           f"{best['ray']:.1f} s ({ratio:.2f}x), outputs identical {same_out}: {'YES' if met else 'NO'} "
-                          "(target: ray <= 1.3x local, outputs identical)", flush=True)
+                          f"(target: ray <= 1.3x local, outputs identical); CPU local {cpu['local']:.1f} s, ray "
+                          f"{cpu['ray']:.1f} s ({cpu_ratio:.2f}x); load {os.getloadavg()[0]:.1f}", flush=True)
                 if len(rows) == 2:
                     _split(stage, rows, figures)
     finally:

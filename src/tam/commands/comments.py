@@ -71,7 +71,7 @@ def _prepare(args: argparse.Namespace) -> int:
         from tam.engines import ray_engine
 
         ray_engine.connect(args.address)
-        ray_engine.warm("tam.comments.corpus")
+        ray_engine.warm("tam.comments.corpus", "rjieba", "pyarrow")  # rjieba loads its dictionary on import
     stats = prepare_corpus(args.inputs, args.out, args.lexicon, n_per_polarity=args.n, durations=args.durations,
                            scorer=args.scorer, masking=args.masking, workers=args.workers,
                            test_fraction=args.test_fraction, seed=args.seed, progress=not args.no_progress,

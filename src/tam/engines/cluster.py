@@ -24,6 +24,11 @@ from tam.errors import TamError
 # a killed node's tasks are retried that much sooner. A live node would have to miss 6 checks of 2 s each.
 HEALTH = {"RAY_health_check_period_ms": "500", "RAY_health_check_failure_threshold": "6",
           "RAY_health_check_timeout_ms": "2000"}
+# Ray runs its workers at niceness 15 over the node's (`worker_niceness`): on a machine shared with other jobs they
+# then yield to everything, while the local engines' worker processes run at the niceness of their command. The
+# nodes started here run their workers at the niceness they were started with, so that the two engines compete
+# for the CPUs alike (bench_ray compares them).
+NICE = {"RAY_worker_niceness": "0"}
 _JOIN = ("import sys; import ray._private.services as s; s.resolve_ip_for_localhost = lambda host: host; "
          "from ray.scripts.scripts import main; sys.argv[0] = 'ray'; main()")
 
@@ -71,7 +76,7 @@ class LocalCluster:
         # loopback only: the head keeps 127.0.0.1 when Ray treats the machine as a single-host cluster; a node joins
         # through `ray start` itself, told not to swap 127.0.0.1 for the machine's network address (`_JOIN`)
         head = "--head" in args
-        env = dict(os.environ, **HEALTH, RAY_USAGE_STATS_ENABLED="0",
+        env = dict(os.environ, **HEALTH, **NICE, RAY_USAGE_STATS_ENABLED="0",
                    RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0" if head else "1")
         cli = [str(Path(sys.executable).with_name("ray"))] if head else [sys.executable, "-c", _JOIN]
         log = self.temp / f"start-{len(self.nodes)}.log"
