@@ -32,22 +32,34 @@ GRID_EPOCHS, GRID_JOBS, GRID_TARGET_MIN = 25, 2, 15
 
 def _cell(out: Path, fusion: str | None = None, labelled: str | None = None) -> list[dict]:
     """The cell's runs as {config, overrides, run_dir}, labels subsampled as the grid does, epochs shortened."""
-    from tam.experiment.grid import load_grid, subsample_labels
+    grid = _grid()
+    fusion = fusion or os.environ.get("TAM_BENCH_MULTISEED_FUSION", "ctm")
+    labelled = labelled or os.environ.get("TAM_BENCH_MULTISEED_LABELLED", "all")
+    return _entries([r for r in grid.runs if r.values["fusion"] == fusion and str(r.values["labelled"]) == labelled],
+                    out, lambda r: f"seed{r.seed}")
+
+
+def _grid():
+    from tam.experiment.grid import load_grid
     from tam.experiment.run import make_world
 
     os.chdir(ROOT)
     grid = load_grid(ROOT / "configs" / "experiments" / "timing.yaml")
     make_world(grid)
-    fusion = fusion or os.environ.get("TAM_BENCH_MULTISEED_FUSION", "ctm")
-    labelled = labelled or os.environ.get("TAM_BENCH_MULTISEED_LABELLED", "all")
+    return grid
+
+
+def _entries(runs: list, out: Path, name=lambda r: r.name, epochs: int | None = None) -> list[dict]:
+    """Grid runs as group-file entries {config, overrides, run_dir} under `out`, labels subsampled as the grid does,
+    `epochs` (default EPOCHS) instead of the grid's."""
+    from tam.experiment.grid import subsample_labels
+
     group = []
-    for r in grid.runs:
-        if r.values["fusion"] != fusion or str(r.values["labelled"]) != labelled:
-            continue
-        run_dir = out / f"seed{r.seed}"
+    for r in runs:
+        run_dir = out / name(r)
         drop = ("optim.epochs=",) if r.labelled is None else ("data.labels=", "optim.epochs=")  # None: all labels
         overrides = [o for o in r.overrides if not o.startswith(drop)]
-        overrides.append(f"optim.epochs={EPOCHS}")
+        overrides.append(f"optim.epochs={epochs or EPOCHS}")
         if r.labelled is not None:
             run_dir.mkdir(parents=True)
             (run_dir / "labels.csv").write_text(subsample_labels(r.labels, r.labelled, r.seed, r.task, r.classes))
@@ -88,23 +100,116 @@ def processes() -> dict[str, float]:
             "group_speedup": round(separate / one, 2), "max_test_metric_difference": diff}
 
 
-def grid_estimate() -> dict[str, float]:
-    """One group process (five seeds, n = all) per fusion arm, and the whole grid's wall time extrapolated."""
-    from tam.experiment.grid import load_grid
+PER_EPOCH = ("train steps", "per-epoch validation", "per-epoch writing", "per-epoch other")
 
-    grid = load_grid(ROOT / "configs" / "experiments" / "timing.yaml")
+
+def phases(group_file: str, out_file: str) -> None:
+    """Run one group file (`python -m tam.train.multiseed`) with the CPU seconds of each phase recorded, exclusive
+    (a phase inside another counts once), into `out_file` as JSON; `imports` is the process's CPU time before it."""
+    import resource
+
+    from tam.eval import linear
+    from tam.train import loop, multiseed
+
+    acc, stack, mark = {"imports": time.process_time()}, ["other"], [time.process_time()]
+    where = {"epoch": False}
+
+    def charge():
+        now = time.process_time()
+        acc[stack[-1]] = acc.get(stack[-1], 0.0) + now - mark[0]
+        mark[0] = now
+
+    def wrap(owner, name, phase):
+        f = getattr(owner, name)
+
+        def timed(*a, **k):
+            charge()
+            stack.append(phase if isinstance(phase, str) else phase())
+            try:
+                return f(*a, **k)
+            finally:
+                charge()
+                stack.pop()
+        setattr(owner, name, timed)
+
+    def epoch(f):
+        def inside(*a, **k):
+            where["epoch"] = True
+            try:
+                return f(*a, **k)
+            finally:
+                where["epoch"] = False
+        return inside
+
+    multiseed.end_epoch = epoch(multiseed.end_epoch)
+    wrap(multiseed, "shared_data", "reading the store and labels")
+    wrap(loop, "compute_stats", "normalisation statistics")
+    wrap(linear, "pooled_features", "linear baseline: pooled features")
+    wrap(linear, "_fit", "linear baseline: fit")
+    wrap(multiseed, "_own_epoch", "train steps")
+    wrap(multiseed.Batched, "train_epoch", "train steps")
+    wrap(multiseed.Batched, "sync", "per-epoch other")
+    wrap(loop.Run, "eval_split", lambda: "per-epoch validation" if where["epoch"] else "final val + test scoring")
+    for name in ("save_model", "save_state", "_write_metrics", "write_json", "write_text"):
+        wrap(loop, name, lambda: "per-epoch writing" if where["epoch"] else "final writing")
+    wrap(multiseed, "open_run", "opening runs (models, other)")
+    wrap(multiseed, "end_epoch", "per-epoch other")
+    wrap(multiseed, "finish", "finishing (curves, results, other)")
+    mark[0] = time.process_time()
+    multiseed.main([group_file])
+    charge()
+    acc["total"] = time.process_time()
+    acc["max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    Path(out_file).write_text(json.dumps({k: round(v, 2) for k, v in acc.items()}))
+
+
+def _phased(group: list[dict], tmp: Path) -> dict[str, float]:
+    """One group process with its phases' CPU seconds (`phases`), as `tam experiment run` starts it."""
+    Path(tmp, "group.json").write_text(json.dumps({"runs": group, "batched": None}))
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    subprocess.run([sys.executable, __file__, "--phases", str(Path(tmp, "group.json")), str(Path(tmp, "p.json"))],
+                   cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
+    return json.loads(Path(tmp, "p.json").read_text())
+
+
+def schedule(costs: list[float], jobs: int) -> float:
+    """The finishing time of `costs` started in this order on `jobs` workers, each taking the next when it is free
+    (the runner's thread pool)."""
+    free = [0.0] * jobs
+    for c in costs:
+        free[free.index(min(free))] += c
+    return max(free)
+
+
+def grid_estimate() -> dict[str, float]:
+    """The grid's processes as `tam experiment run` forms and orders them (`processes`), each run at EPOCHS epochs
+    with its phases' CPU seconds; each extrapolated to the grid's epochs (the per-epoch phases x GRID_EPOCHS /
+    EPOCHS, the rest once), then scheduled in the runner's order on GRID_JOBS cores. CPU seconds, so a loaded
+    machine inflates it less than wall time would; it assumes GRID_JOBS idle cores."""
+    from tam.experiment.grid import seed_groups
+    from tam.experiment.run import _group_name, processes
+
+    grid = _grid()
     out: dict[str, float] = {}
+    costs, totals = [], {}
     with tempfile.TemporaryDirectory() as tmp:
-        for fusion in dict.fromkeys(r.values["fusion"] for r in grid.runs):
-            cell = _cell(Path(tmp) / fusion, fusion, "all")
-            out[f"group_{fusion}_all_{EPOCHS}ep_s"] = round(_group(cell, Path(tmp)), 1)
-    share = sum((3000 if n == "all" else int(n)) / 3000 for n in dict.fromkeys(r.values["labelled"]
-                                                                                 for r in grid.runs))
-    minutes = sum(out.values()) * GRID_EPOCHS / EPOCHS * share / GRID_JOBS / 60
-    out["grid_minutes_extrapolated"] = round(minutes, 1)
-    print(f"  timing.yaml grid: {minutes:.1f} min extrapolated from one n=all cell per arm at {EPOCHS} epochs "
-          f"({GRID_JOBS} jobs); target <= {GRID_TARGET_MIN} min: {'YES' if minutes <= GRID_TARGET_MIN else 'NO'} "
-          "(an extrapolation, not a run of the grid)")
+        for i, runs in enumerate(processes(seed_groups(grid.runs, grid.batch))):
+            name = _group_name(runs)
+            p = _phased(_entries(runs, Path(tmp) / str(i)), Path(tmp))
+            per_epoch = sum(p.get(k, 0.0) for k in PER_EPOCH)
+            costs.append(p["total"] + per_epoch * (GRID_EPOCHS / EPOCHS - 1))
+            out[f"{name}_cpu_s_at_{GRID_EPOCHS}ep"] = round(costs[-1], 1)
+            for k, v in p.items():
+                if k not in ("total", "max_rss_mb"):
+                    totals[k] = totals.get(k, 0.0) + v * (GRID_EPOCHS / EPOCHS if k in PER_EPOCH else 1)
+    whole = sum(costs)
+    out |= {f"phase_{k}_cpu_s".replace(" ", "_"): round(v, 1) for k, v in sorted(totals.items(), key=lambda x: -x[1])}
+    minutes = schedule(costs, GRID_JOBS) / 60
+    out |= {"grid_cpu_s_extrapolated": round(whole, 1), "grid_minutes_extrapolated": round(minutes, 1),
+            "grid_minutes_if_balanced": round(whole / GRID_JOBS / 60, 1)}
+    print(f"  timing.yaml grid: {minutes:.1f} min extrapolated ({len(costs)} processes at {EPOCHS} epochs, per-epoch "
+          f"phases x {GRID_EPOCHS / EPOCHS:g}, {GRID_JOBS} jobs in the runner's order); target <= {GRID_TARGET_MIN} "
+          f"min: {'YES' if minutes <= GRID_TARGET_MIN else 'NO'} (an extrapolation, not a run of the grid)")
     return out
 
 
@@ -156,4 +261,7 @@ def run() -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    print(json.dumps(run(), indent=1))
+    if sys.argv[1:2] == ["--phases"]:
+        phases(*sys.argv[2:4])
+    else:
+        print(json.dumps(run(), indent=1))

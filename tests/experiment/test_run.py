@@ -205,3 +205,21 @@ def test_seed_groups_and_the_batch_key(tmp_path, tiny_world):
     assert len(groups) == 4 and [len(g) for g in seed_groups(grid.runs, 1)] == [1] * 8
     with pytest.raises(TamError, match="batch must be a positive whole number"):
         load_grid(write_grid(tmp_path / "h.yaml", tiny_world, tmp_path / "out", AXES, extra={"batch": 0}))
+
+
+def test_processes_share_data_within_the_longest_group_and_start_longest_first(tmp_path, tiny_world):
+    """Cells on the same data (labelled, seeds) share a process while it stays within the longest cell's cost; the
+    processes start longest first (training rows x epochs), so the pool's tail is short; each run exactly once."""
+    from tam.experiment.grid import load_grid, seed_groups
+    from tam.experiment.run import _group_name, processes
+
+    axes = {"fusion": ["ctm", "concat", "joint"], "labelled": [10, 20, "all"], "seed": [0, 1]}
+    grid = load_grid(write_grid(tmp_path / "g.yaml", tiny_world, tmp_path / "out", axes))
+    procs = processes(seed_groups(grid.runs, grid.batch))
+    names = [_group_name(p) for p in procs]
+    assert names == ["fusion-ctm+concat+joint__labelled-20__seeds-0+1", "fusion-ctm__labelled-all__seeds-0+1",
+                     "fusion-concat__labelled-all__seeds-0+1", "fusion-joint__labelled-all__seeds-0+1",
+                     "fusion-ctm+concat+joint__labelled-10__seeds-0+1"]
+    assert sorted(r.name for p in procs for r in p) == sorted(r.name for r in grid.runs)
+    alone = processes(seed_groups(grid.runs, grid.batch), share=False)
+    assert [len(p) for p in alone] == [2] * 9 and _group_name(alone[-1]) == "fusion-joint__labelled-10__seeds-0+1"

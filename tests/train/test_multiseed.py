@@ -124,16 +124,26 @@ def test_batched_seeds_equal_separate_runs(tiny_config, tmp_path):
     assert len({round(float(_rows(tmp_path / f"alone{k}")[-1]["train_loss"]), 6) for k in range(3)}) == 3
 
 
-def test_other_configs_are_trained_one_after_another(tiny_config, tmp_path):
-    one = replace(tiny_config, optim=replace(tiny_config.optim, epochs=1),
-                  train=replace(tiny_config.train, linear_baseline=False, train_eval_videos=0))
+def test_cells_of_other_models_share_the_process_and_equal_separate_runs(tiny_config, tmp_path):
+    """Two cells (other widths) of two seeds each, interleaved in one group: trained cell by cell over one Data, each
+    run bit for bit as `fit` alone (the shared data, normalisation statistics and linear baseline change nothing)."""
+    one = replace(tiny_config, optim=replace(tiny_config.optim, epochs=1), train=replace(tiny_config.train,
+                                                                                          train_eval_videos=0))
     other = replace(one, model=replace(one.model, d=8))
     assert batch_key(one) == batch_key(replace(one, train=replace(one.train, seed=5)))
     assert batch_key(one) != batch_key(other)
-    lines = []
-    results = fit_many([one, other], [tmp_path / "a", tmp_path / "b"], logs=[lines.append, _quiet])
-    assert "one after another" in lines[0] and not any("one process" in x for x in lines)
-    assert len(results) == 2 and (tmp_path / "b" / "results.json").is_file()
+    cfgs = [*_seeds(one, [0]), *_seeds(other, [0]), *_seeds(one, [1]), *_seeds(other, [1])]
+    lines = [[] for _ in cfgs]
+    together = fit_many(cfgs, [tmp_path / f"one{k}" for k in range(4)], logs=[x.append for x in lines],
+                        batched=False)
+    assert all(any("1 run(s) of other seeds" in y for y in x) for x in lines)
+    assert not any("one after another" in y for x in lines for y in x)
+    for k, c in enumerate(cfgs):
+        alone = fit(c, tmp_path / f"alone{k}", log=_quiet)
+        assert _rows(tmp_path / f"one{k}") == _rows(tmp_path / f"alone{k}")  # bit for bit
+        assert together[k]["test"] == alone["test"] and together[k]["linear"] == alone["linear"]
+        assert together[k]["config"] == alone["config"]
+    assert together[0]["test"] != together[1]["test"]  # the cells differ, so the comparison tells them apart
 
 
 @pytest.mark.slow

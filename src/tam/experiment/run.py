@@ -280,22 +280,67 @@ def run_grid(grid: Grid, jobs: int, threads: int = 1, engine: str = "local", add
             summary.failed[r.name] = msg
         else:
             todo.append(r)
-    groups = seed_groups(todo, grid.batch)
-    _pool([_group_job(grid, g) for g in groups], jobs, threads, "runs", summary, engine, address)
-    again = _expand(summary, [g for g in groups if len(g) > 1])
+    procs = processes(seed_groups(todo, grid.batch), grid.batch > 1)
+    _pool([_group_job(grid, g) for g in procs], jobs, threads, "runs", summary, engine, address)
+    again = _expand(summary, [g for g in procs if len(g) > 1])
     _pool([(r.name, r.argv(), r.run_dir) for r in again], jobs, threads, "runs again alone", summary, engine, address)
     return summary
 
 
+def cost(r: Run, rows: dict[str, int]) -> int:
+    """What a run's time grows with: its training rows times its epochs (the steps it takes). `rows` caches the
+    training rows of each labels file."""
+    from tam.config import load_config
+    from tam.datasets.labels import read_labels
+
+    if r.labelled is None and r.labels not in rows:
+        rows[r.labels] = sum(s != "test" for s in read_labels(r.labels, r.task, r.classes or None).split)
+    return (rows[r.labels] if r.labelled is None else r.labelled) * load_config(r.config, r.overrides).optim.epochs
+
+
+def _data_key(r: Run) -> str:
+    """Runs with equal keys train on the same data: the same labels and subsample, and the same data settings."""
+    data = sorted(o for o in r.overrides if o.startswith("data.") and not o.startswith("data.labels="))
+    return json.dumps([r.config, r.labels, r.store, r.labelled, data])
+
+
+def processes(groups: list[list[Run]], share: bool = True) -> list[list[Run]]:
+    """The seed groups as processes, the longest first (`cost`). With `share`, groups on the same data (`_data_key`,
+    the same seeds) go into one process while its cost stays within the longest group's: the process start, the
+    store, the normalisation statistics and the linear baseline are paid once (tam.train.multiseed trains them cell
+    by cell) and no process outlasts the longest group. Longest first, the pool's last processes are the shortest:
+    no job is left with a long tail while the others idle."""
+    rows: dict[str, int] = {}
+    costs = [sum(cost(r, rows) for r in g) for g in groups]
+    cap, procs, open_ = max(costs, default=0), [], {}
+    for g, c in zip(groups, costs, strict=True):
+        key = (_data_key(g[0]), tuple(r.seed for r in g))
+        p = open_.get(key) if share else None
+        if p is None or p[0] + c > cap:
+            p = open_[key] = [0, []]
+            procs.append(p)
+        p[0] += c
+        p[1] += g
+    return [runs for _, runs in sorted(procs, key=lambda p: -p[0])]
+
+
 def _group_name(runs: list[Run]) -> str:
-    cell = [part for part in runs[0].name.split("__") if not part.startswith("seed-")]
-    return "__".join([*cell, "seeds-" + "+".join(str(r.seed) for r in runs)])
+    """OUT/groups/<name>: the cell's axis values (several cells: each axis's values joined by +), then the seeds."""
+    parts: list[dict[str, None]] = []
+    for r in runs:
+        cell = [part for part in r.name.split("__") if not part.startswith("seed-")]
+        parts = parts or [{} for _ in cell]
+        for values, part in zip(parts, cell, strict=True):
+            values[part] = None
+    cell = [next(iter(v)) if len(v) == 1 else
+            next(iter(v)).split("-", 1)[0] + "-" + "+".join(x.split("-", 1)[1] for x in v) for v in parts]
+    return "__".join([*cell, "seeds-" + "+".join(str(s) for s in dict.fromkeys(r.seed for r in runs))])
 
 
 def _group_job(grid: Grid, runs: list[Run]) -> tuple[str, list[str], Path]:
-    """A job of `_pool`: one run as `tam train`, or a seed group as one `tam train --group` process
-    (tam.train.multiseed) whose file and output go to OUT/groups/<name>/; each run still logs to its own log.txt,
-    which starts with its own `tam train` command (it reproduces the run alone)."""
+    """A job of `_pool`: one run as `tam train`, or a seed group (or several, `processes`) as one `tam train --group`
+    process (tam.train.multiseed) whose file and output go to OUT/groups/<name>/; each run still logs to its own
+    log.txt, which starts with its own `tam train` command (it reproduces the run alone)."""
     if len(runs) == 1:
         return runs[0].name, runs[0].argv(), runs[0].run_dir
     group_dir = grid.out / "groups" / _group_name(runs)
@@ -309,8 +354,8 @@ def _group_job(grid: Grid, runs: list[Run]) -> tuple[str, list[str], Path]:
 
 
 def _expand(summary: Summary, groups: list[list[Run]]) -> list[Run]:
-    """The summary per run, not per seed group; returns the runs of failed groups, to be run again one by one
-    (each resumes from the last epoch its group saved; a failure is then its own)."""
+    """The summary per run, not per seed group; returns the unfinished runs of failed groups, to be run again one by
+    one (each resumes from the last epoch its group saved; a failure is then its own)."""
     again = []
     for runs in groups:
         name = _group_name(runs)
@@ -319,8 +364,9 @@ def _expand(summary: Summary, groups: list[list[Run]]) -> list[Run]:
             summary.done += [r.name for r in runs]
             for r in runs:
                 (r.run_dir / "error.txt").unlink(missing_ok=True)
-        elif summary.failed.pop(name, None) is not None:
-            again += runs
+        elif summary.failed.pop(name, None) is not None:  # runs it finished are done
+            summary.done += [r.name for r in runs if finished(r)]
+            again += [r for r in runs if not finished(r)]
     return again
 
 

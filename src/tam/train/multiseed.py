@@ -246,40 +246,65 @@ class Batched:
             r.sched.load_state_dict(sched)
 
 
+def _data_key(c: RunConfig) -> str:
+    return json.dumps([to_dict(c)["data"], c.model.modalities], sort_keys=True)
+
+
 def shared_data(cfgs: list[RunConfig]) -> list[Data]:
     """Each config's Data, prepared once per distinct data section, over one open feature store per store folder
     (its memory maps are shared: K stores of thousands of videos would exhaust the open-file limit)."""
     stores: dict[str, FeatureStore] = {}
     cache: dict[str, Data] = {}
     for c in cfgs:
-        key = json.dumps(to_dict(c)["data"], sort_keys=True)
+        key = _data_key(c)
         if key not in cache:
             if c.data.store not in stores:
                 stores[c.data.store] = FeatureStore.open(c.data.store)
             cache[key] = prepare_data(c, stores[c.data.store])
-    return [cache[json.dumps(to_dict(c)["data"], sort_keys=True)] for c in cfgs]
+    return [cache[_data_key(c)] for c in cfgs]
+
+
+def cells(cfgs: list[RunConfig]) -> list[list[int]]:
+    """The indices of the runs that can share a batch (equal `batch_key`), in order of first appearance."""
+    out: dict[str, list[int]] = {}
+    for i, c in enumerate(cfgs):
+        out.setdefault(batch_key(c), []).append(i)
+    return list(out.values())
 
 
 def fit_many(cfgs: list[RunConfig], run_dirs: list[str | Path], logs: list | None = None, test: bool = True,
              batched: bool | None = None) -> list[dict]:
-    """`fit` for each (config, run directory) in this process: one vmap step for all when the runs allow it
-    (`why_not`) and `batched` (None: `pays(cfg)`), else each run's own steps in turn; returns each run's results.
-    `logs[k]` receives run k's log lines."""
+    """`fit` for each (config, run directory) in this process; returns each run's results. The runs are trained
+    cell by cell (`cells`: runs whose configs differ only in `VARY`), over one feature store and one prepared Data
+    per data section for all of them (cells of one grid that differ in the model share the data, the normalisation
+    statistics and the linear baseline: the per-process caches of tam.features.normalize and tam.eval.linear).
+    In a cell, one vmap step for all when the runs allow it (`why_not`) and `batched` (None: `pays(cfg)`), else
+    each run's own steps in turn. `logs[k]` receives run k's log lines."""
     logs = logs or [print] * len(cfgs)
-    if len(cfgs) < 2 or len({batch_key(c) for c in cfgs}) > 1:
-        return _separately(cfgs, run_dirs, logs, test, "one run" if len(cfgs) < 2 else
-                           f"their configs differ beyond {', '.join(VARY)}")
-    opened = [open_run(cfg, run_dir, log, data) + (torch.get_rng_state(),)  # the RNG state its `fit` would save
-              for cfg, run_dir, log, data in zip(cfgs, run_dirs, logs, shared_data(cfgs), strict=True)]
+    data = shared_data(cfgs)
+    results: list[dict] = [{}] * len(cfgs)
+    for idx in cells(cfgs):
+        done = _fit_cell(*([xs[i] for i in idx] for xs in (cfgs, run_dirs, logs, data)), test, batched)
+        for i, r in zip(idx, done, strict=True):
+            results[i] = r
+    return results
+
+
+def _fit_cell(cfgs: list[RunConfig], run_dirs: list, logs: list, data: list[Data], test: bool,
+              batched: bool | None) -> list[dict]:
+    """The runs of one cell (equal `batch_key`): one batch (`Batched`), own steps in turn (a run alone: as `fit`),
+    or one after another by `fit` (`why_not`)."""
+    opened = [open_run(cfg, run_dir, log, d) + (torch.get_rng_state(),)  # the RNG state its `fit` would save
+              for cfg, run_dir, log, d in zip(cfgs, run_dirs, logs, data, strict=True)]
     runs, rngs = [o[0] for o in opened], [o[4] for o in opened]
-    reason = why_not(runs)
+    reason = why_not(runs) if len(runs) > 1 else ""
     if reason:
         for o in opened:
             if o[1] is not None:
                 o[1].close()
         return _separately(cfgs, run_dirs, logs, test, reason)
-    step = Batched(runs) if (pays(cfgs[0]) if batched is None else batched) else None
-    for log in logs:
+    step = Batched(runs) if len(runs) > 1 and (pays(cfgs[0]) if batched is None else batched) else None
+    for log in logs if len(runs) > 1 else []:
         log(f"trained in one process with {len(runs) - 1} run(s) of other seeds (tam.train.multiseed), "
             + ("one vmap step for all" if step else "each run's own steps in turn"))
     active = list(range(len(runs)))
