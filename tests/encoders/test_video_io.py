@@ -167,9 +167,15 @@ def test_decoding_threads_and_the_rgb_path_leave_the_pixels_unchanged(tmp_path, 
     assert len(runs[0]) == len(runs[1]) >= 1
     for a, b in zip(*runs):
         assert np.array_equal(a.motion, b.motion) and np.array_equal(a.image, b.image)
-    with av.open(str(path)) as c:
-        for frame in c.decode(video=0):  # the fast path is the plain full-size RGB conversion, byte for byte
-            assert np.array_equal(np.asarray(display_image(frame, 0, 1.0)), frame.to_ndarray(format="rgb24"))
+    other = video_maker(tmp_path / "even.mp4", seconds=0.5, tone_at=None, size=(64, 48), noise=True)
+    frames = []
+    for f in (path, other):
+        with av.open(str(f)) as c:
+            frames += list(c.decode(video=0))
+    # the fast path is the plain full-size RGB conversion, byte for byte, with this thread's kept converter going
+    # from one size and format to the other and back
+    for frame in frames[::-1] + frames:
+        assert np.array_equal(np.asarray(display_image(frame, 0, 1.0)), frame.to_ndarray(format="rgb24"))
 
 
 def test_ten_bit_and_hevc_decode(tmp_path, video_maker):
