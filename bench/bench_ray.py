@@ -278,18 +278,20 @@ def _stage(stage: str, spec: tuple, work: Path, address: str, pgid: int) -> tupl
     return best, cpu, all(same(work / f"{stage}-local-{r}", work / f"{stage}-ray-{r}") for r in range(2))
 
 
-def _split(stage: str, rows: dict[str, tuple[float, dict]], figures: dict) -> None:
-    """Each engine's wall = fixed + per item x items, from the small and the large row."""
-    (n0, t0), (n1, t1) = rows["small"], rows["large"]
-    parts = {}
-    for engine in ("local", "ray"):
-        per = (t1[engine] - t0[engine]) / (n1 - n0)
-        parts[engine] = (t0[engine] - per * n0, per)
-        figures[f"{stage}_{engine}_fixed_s"] = round(parts[engine][0], 2)
-        figures[f"{stage}_{engine}_per_item_s"] = round(per, 4)
-    (fl, pl), (fr, pr) = parts["local"], parts["ray"]
-    print(f"   {stage}: fixed local {fl:.1f} s, ray {fr:.1f} s (ray's own: {fr - fl:+.1f} s); per {UNIT[stage]} local "
-          f"{pl * 1e3:.0f} ms, ray {pr * 1e3:.0f} ms ({pr / pl:.2f}x)", flush=True)
+def _split(stage: str, rows: dict[str, tuple[float, dict, dict]], figures: dict) -> None:
+    """Each engine's wall (and CPU) = fixed + per item x items, from the small and the large row."""
+    for k, what in ((1, ""), (2, "_cpu")):
+        (n0, t0), (n1, t1) = (rows["small"][0], rows["small"][k]), (rows["large"][0], rows["large"][k])
+        parts = {}
+        for engine in ("local", "ray"):
+            per = (t1[engine] - t0[engine]) / (n1 - n0)
+            parts[engine] = (t0[engine] - per * n0, per)
+            figures[f"{stage}_{engine}{what}_fixed_s"] = round(parts[engine][0], 2)
+            figures[f"{stage}_{engine}{what}_per_item_s"] = round(per, 4)
+        (fl, pl), (fr, pr) = parts["local"], parts["ray"]
+        print(f"   {stage}{' CPU' if what else ' wall'}: fixed local {fl:.1f} s, ray {fr:.1f} s (ray's own: "
+              f"{fr - fl:+.1f} s); per {UNIT[stage]} local {pl * 1e3:.0f} ms, ray {pr * 1e3:.0f} ms ({pr / pl:.2f}x)",
+              flush=True)
 
 
 def run() -> dict[str, float | str]:
@@ -317,7 +319,7 @@ def run() -> dict[str, float | str]:
                 for size in sizes:
                     spec = inputs[size][stage]
                     best, cpu, same_out = _stage(stage, spec, work / size, cluster.address, cluster.nodes[0].pid)
-                    rows[size] = (spec[4], best)
+                    rows[size] = (spec[4], best, cpu)
                     key, ratio, cpu_ratio = f"{stage}_{size}", best["ray"] / best["local"], cpu["ray"] / cpu["local"]
                     met = ratio <= 1.3 and same_out
                     c = {f"{key}_local_cpu_s": round(cpu["local"], 1), f"{key}_ray_cpu_s": round(cpu["ray"], 1)}
