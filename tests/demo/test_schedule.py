@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from tam.demo.run import GROUP_RUNS, PipelineSpec, _labelled_rows, _Progress, demo_jobs, pipeline_configs, small_labels
+from tam.demo.run import (
+    GROUP_RUNS,
+    PipelineSpec,
+    _labelled_rows,
+    _Progress,
+    cpu_line,
+    demo_jobs,
+    pipeline_configs,
+    small_labels,
+)
 from tam.train.multiseed import batch_key
 
 
@@ -34,6 +43,16 @@ def test_every_run_is_in_one_job_of_alike_configs_after_the_pre_training_it_star
     assert [len(j["runs"]) for j in small] == [5, 5] and all(j["units"] > 0 for j in jobs)
     world = tmp_path / "world"
     assert _labelled_rows(world / "labels_va.csv") == _labelled_rows(world / "labels.csv") == 40  # no test row
+
+
+def test_only_the_curves_and_the_linear_baseline_the_report_shows_are_computed(tmp_path):
+    _, fits, _ = _jobs(tmp_path)
+    spec = PipelineSpec()
+    curves = {n for n, _, c, _ in fits if c.train.train_eval_videos}  # train vs validation: the small-label runs
+    assert curves == {n for n, *_ in fits if n.startswith("small-")} and len(curves) == 20
+    assert {n for n, _, c, _ in fits if c.train.linear_baseline} == {f"{spec.fusions[0]}-seed{s}" for s in spec.seeds}
+    assert cpu_line({"world": 30.0, "extraction": 270.0}, 2).endswith("300 in all, at least 150 s of wall time on 2 "
+                                                                      "processes")
 
 
 def test_the_time_left_comes_from_measured_rates(tmp_path):

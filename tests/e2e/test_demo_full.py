@@ -36,6 +36,10 @@ def test_quick_demo_runs_every_stage_and_writes_the_report(quick_demo):
     for r in s["runs"].values():
         assert 0 <= r["test"].get("accuracy", 0) <= 1
     assert s["regression"]["mean"]["valence_mse"] >= 0
+    assert s["linear"]["test"]  # the linear baseline the report prints: the first fusion row's
+    cpu = s["cpu_seconds_by_stage"]  # each stage's CPU seconds, its worker processes' included
+    assert set(cpu) == set(s["seconds_by_stage"]) and all(v > 0 for k, v in cpu.items() if k != "comments")
+    assert "CPU seconds: world" in p.stdout
     # the world's files are real: MP4s, Bilibili XML, the lexicon, and the stages' outputs
     assert len(list((out / "world" / "videos").rglob("*.mp4"))) == 56
     assert len(list((out / "world" / "danmaku").rglob("*.xml"))) == 56

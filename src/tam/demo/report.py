@@ -255,6 +255,13 @@ def _stage_seconds(stages: dict) -> str:
     return "Seconds by stage: " + ", ".join(f"{k} {v:.0f}{notes.get(k, '')}" for k, v in stages.items()) + "."
 
 
+def _stage_cpu(cpu: dict, workers: int) -> str:
+    """The stages' CPU seconds (each stage's own runs only; what they cost on a shared machine)."""
+    from tam.demo.run import cpu_line
+
+    return cpu_line(cpu, workers) + "."
+
+
 def write_report(out: str | Path, s: dict) -> dict:
     """Write the report folder and out/report.md; return the paths and a short text for the terminal."""
 
@@ -263,8 +270,10 @@ def write_report(out: str | Path, s: dict) -> dict:
     intro = [f"Every number below was computed by this run of `tam demo` ({s['seconds']:.0f} s) on the built-in "
              "synthetic video + danmaku world (docs/synthetic.md); the expectations come from the world's "
              "construction and each is checked against this run.",
-             _stage_seconds(s.get("seconds_by_stage", {})),
-             "**Features come from tiny randomly initialised encoders: these are not real results.**"]
+             _stage_seconds(s.get("seconds_by_stage", {}))]
+    if "cpu_seconds_by_stage" in s:
+        intro.append(_stage_cpu(s["cpu_seconds_by_stage"], s["spec"]["workers"]))
+    intro.append("**Features come from tiny randomly initialised encoders: these are not real results.**")
     if s["n"]["train"] < 60:
         intro.append(f"**This world is small ({s['n']['train']} training videos, e.g. `--quick`): a smoke test of "
                      "the pipeline; the expectations are not meant to hold at this size.**")

@@ -229,14 +229,19 @@ def pipeline_configs(spec: PipelineSpec, out: Path):
         return ModelConfig(fusion=fusion, modalities=subset.split("+"), d=spec.d, layers=spec.layers,
                            heads=spec.heads, T=spec.T, dropout=0.1, readout=readout)
 
-    def train(seed: int, init: str = "") -> TrainConfig:
-        # the resume state once, after the last epoch (a run is seconds; writing it every epoch was ~10% of them)
+    def train(seed: int, init: str = "", curves: bool = False, linear: bool = False) -> TrainConfig:
+        # the resume state once, after the last epoch (a run is seconds; writing it every epoch was ~10% of them);
+        # the training subset scored every epoch (`curves`) only in the runs whose train vs validation curves the
+        # report draws, and the linear baseline only in the row whose baseline it prints (`linear`): both are
+        # results of their own, the runs' other results are the same without them
         return TrainConfig(seed=seed, num_workers=0, device="cpu", progress=False, init_from=init,
-                           threads=spec.threads, checkpoint_every=0)
+                           threads=spec.threads, checkpoint_every=0, train_eval_videos=64 if curves else 0,
+                           linear_baseline=linear)
 
-    def fine(fusion, subset, seed, init="") -> RunConfig:
-        return RunConfig(model=model(fusion, subset), data=data, train=train(seed, init), optim=OptimConfig(
-            lr=spec.lr, fusion_lr=spec.lr if init else 0.0, batch_size=spec.batch_size, epochs=spec.epochs))
+    def fine(fusion, subset, seed, init="", linear=False) -> RunConfig:
+        return RunConfig(model=model(fusion, subset), data=data, train=train(seed, init, linear=linear),
+                         optim=OptimConfig(lr=spec.lr, fusion_lr=spec.lr if init else 0.0, batch_size=spec.batch_size,
+                                           epochs=spec.epochs))
 
     pre = [(f"pretrain-seed{s}", "pretrain", PretrainConfig(
         model=model(), decoder=DecoderConfig(layers=spec.decoder_layers, heads=spec.heads),
@@ -245,8 +250,9 @@ def pipeline_configs(spec: PipelineSpec, out: Path):
             optimizer="adam", lr=spec.lr, weight_decay=0.0, batch_size=spec.batch_size, epochs=spec.pretrain_epochs,
             lr_step_epochs=spec.pretrain_lr_step or max(1, -(-spec.pretrain_epochs // 4)))),
             runs / f"pretrain-seed{s}") for s in spec.pretrain_seeds]
-    fits = [(f"{f}-seed{s}", "fit", fine(f, "image+motion+audio", s), runs / f"{f}-seed{s}")
-            for f in spec.fusions for s in spec.seeds]
+    # the report's linear baseline is the first fusion row's (`summarise`: the same for every seed and fusion)
+    fits = [(f"{f}-seed{s}", "fit", fine(f, "image+motion+audio", s, linear=f == spec.fusions[0]),
+             runs / f"{f}-seed{s}") for f in spec.fusions for s in spec.seeds]
     fits += [(f"ctm-{m}-seed{s}", "fit", fine("ctm", m, s), runs / f"ctm-{m}-seed{s}")
              for m in spec.subsets for s in spec.seeds[:spec.subset_seeds]]
     va = DataConfig(store=str(store), labels=str(out / "world" / "labels_va.csv"), task="regression")
@@ -299,7 +305,7 @@ def small_config(spec: PipelineSpec, out: Path, model: ModelConfig, train, reado
     optim = OptimConfig(lr=spec.head_lr, fusion_lr=spec.fusion_lr if init else 0.0, batch_size=spec.batch_size,
                         epochs=spec.small_epochs)
     name = f"small-{readout}-{arm}-seed{seed}"
-    tc = replace(train(seed, init), select=spec.small_select)
+    tc = replace(train(seed, init, curves=True), select=spec.small_select)  # its seed 0: the report's curves
     return name, "fit", RunConfig(model=model, data=data, optim=optim, train=tc), runs / name
 
 
@@ -316,15 +322,26 @@ def run_group(kind: str, runs: list) -> list[dict]:
     import torch
 
     torch.set_num_threads(1)  # the linear baseline's BLAS follows it (tam.eval.linear)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), cpu_seconds()
     if kind == "pretrain":
         from tam.train.pretrain import pretrain
         out = [pretrain(cfg, run_dir, log=lambda s: None) for cfg, run_dir in runs]
     else:
         from tam.train.multiseed import fit_many
         out = fit_many([c for c, _ in runs], [d for _, d in runs], [lambda s: None] * len(runs))
-    seconds = (time.perf_counter() - t0) / len(runs)
-    return [{**r, "seconds": seconds} for r in out]
+    seconds, cpu = (time.perf_counter() - t0) / len(runs), (cpu_seconds() - c0) / len(runs)
+    return [{**r, "seconds": seconds, "cpu_seconds": cpu} for r in out]
+
+
+def cpu_seconds(children: bool = False) -> float:
+    """CPU seconds (user + system, every thread) this process has used; with `children`, also those of its ended
+    and waited-for child processes (the world's rendering pool). A run's cost on a shared machine, where its wall
+    time says how busy the machine was."""
+    import resource
+
+    r = [resource.getrusage(resource.RUSAGE_SELF)] + ([resource.getrusage(resource.RUSAGE_CHILDREN)] if children
+                                                       else [])
+    return sum(u.ru_utime + u.ru_stime for u in r)
 
 
 def _job(args) -> list[dict]:
@@ -471,14 +488,15 @@ def build_world(out: Path, spec: PipelineSpec, log) -> dict:
     from tam.demo.worlds.videos import VideoWorldSpec, make_videos
     from tam.demo.worlds.words import write_lexicon
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), cpu_seconds(children=True)
     world = out / "world"
     vspec = VideoWorldSpec(labelled=spec.labelled, unlabelled=spec.unlabelled, min_segments=spec.min_segments,
                            max_segments=spec.max_segments, test_fraction=spec.test_fraction)
     plans = make_videos(world, vspec, progress=True, workers=spec.workers)
     kinds = make_danmaku(world, plans, DanmakuSpec())
     write_lexicon(world / "lexicon.csv")
-    return {"plans": plans, "comment_kinds": kinds, "seconds": time.perf_counter() - t0}
+    return {"plans": plans, "comment_kinds": kinds, "seconds": time.perf_counter() - t0,
+            "cpu_seconds": cpu_seconds(children=True) - c0}
 
 
 def prepare_comments(out: Path, spec: PipelineSpec, log) -> dict:
@@ -493,9 +511,11 @@ def prepare_comments(out: Path, spec: PipelineSpec, log) -> dict:
     return stats
 
 
-def _extract_shard(args) -> list:
-    """Extract every `count`-th video from the `index`-th into the store (one process, one CPU thread)."""
+def _extract_shard(args) -> tuple[list, float]:
+    """Extract every `count`-th video from the `index`-th into the store (one process, one CPU thread); the
+    outcomes and the CPU seconds the shard took."""
     out, index, count = args
+    c0 = cpu_seconds()
     import torch
 
     from tam.encoders.extract import ExtractOptions, find_videos, run_extraction, shard_jobs
@@ -507,7 +527,7 @@ def _extract_shard(args) -> list:
     jobs = find_videos([str(videos / "labelled")]) + find_videos([str(videos / "unlabelled")])
     outcomes, _ = run_extraction(shard_jobs(jobs, index, count), str(Path(out) / "features"), encoders,
                                  ExtractOptions(batch=32), progress=index == 0)
-    return outcomes
+    return outcomes, cpu_seconds() - c0
 
 
 def extract_features(out: Path, spec: PipelineSpec, log) -> dict:
@@ -520,16 +540,17 @@ def extract_features(out: Path, spec: PipelineSpec, log) -> dict:
     t0 = time.perf_counter()
     n = max(1, spec.workers)
     if n == 1:
-        outcomes = _extract_shard((out, 0, 1))
+        shards = [_extract_shard((out, 0, 1))]
     else:
         with _workers(n) as pool:
-            outcomes = [o for part in pool.map(_extract_shard, [(out, i, n) for i in range(n)]) for o in part]
+            shards = list(pool.map(_extract_shard, [(out, i, n) for i in range(n)]))
+    outcomes = [o for part, _ in shards for o in part]
     wall = time.perf_counter() - t0
     log(summary(outcomes, wall, FeatureStore.open(out / "features").manifest))
     return {"videos": len(outcomes), "written": sum(o.status == "done" for o in outcomes),
             "resumed": sum(o.status == "skipped" for o in outcomes),
             "failed": [o.error for o in outcomes if o.status == "failed"], "segments": sum(o.T for o in outcomes),
-            "encoders": dict(TINY), "random_init": True, "seconds": wall}
+            "encoders": dict(TINY), "random_init": True, "seconds": wall, "cpu_seconds": sum(c for _, c in shards)}
 
 
 def run_pipeline(out: str | Path, spec: PipelineSpec, log=print) -> dict:
@@ -541,7 +562,9 @@ def run_pipeline(out: str | Path, spec: PipelineSpec, log=print) -> dict:
     log(f"[1/6] synthetic world: {spec.labelled} labelled + {spec.unlabelled} unlabelled videos -> {out / 'world'}")
     world = build_world(out, spec, log)
     log("[2/6] comments prepare (the unlabelled videos' danmaku)")
+    c1 = cpu_seconds()
     corpus = prepare_comments(out, spec, log)
+    comments_cpu = cpu_seconds() - c1
     log("[3/6] extract features with tiny RANDOM-INIT encoders (NOT real features: a demo of the pipeline)")
     extraction = extract_features(out, spec, log)
     for s in spec.small_seeds:
@@ -565,6 +588,10 @@ def run_pipeline(out: str | Path, spec: PipelineSpec, log=print) -> dict:
     summary["seconds_by_stage"] = {"world": world["seconds"], "comments": corpus["seconds"],
                                    "extraction": extraction["seconds"], "pre-training": t2[0] - t1,
                                    "fine-tuning": time.perf_counter() - t2[0]}
+    summary["cpu_seconds_by_stage"] = {"world": world["cpu_seconds"], "comments": comments_cpu,
+                                       "extraction": extraction["cpu_seconds"],
+                                       "pre-training": sum(r["cpu_seconds"] for r in pre.values()),
+                                       "fine-tuning": sum(r["cpu_seconds"] for r in fits.values())}
     summary["seconds"] = time.perf_counter() - t0
     log("[6/6] report")
     paths = write_report(out, summary)
@@ -572,8 +599,17 @@ def run_pipeline(out: str | Path, spec: PipelineSpec, log=print) -> dict:
     log("\n" + table2(summary).split("\n\nExpectations")[0])
     log(paths["text"])
     log("seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in summary["seconds_by_stage"].items()))
+    log(cpu_line(summary["cpu_seconds_by_stage"], spec.workers))
     log(f"report: {paths['html']}  (and {paths['md']}; {summary['seconds']:.0f} s in all)")
     return summary
+
+
+def cpu_line(cpu: dict[str, float], workers: int) -> str:
+    """The stages' CPU seconds and what they allow: their sum over `workers` processes is the shortest wall time
+    the stages could take with every process busy throughout."""
+    total = sum(cpu.values())
+    return ("CPU seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in cpu.items())
+            + f"; {total:.0f} in all, at least {total / max(1, workers):.0f} s of wall time on {workers} processes")
 
 
 def pipeline_summary(spec: PipelineSpec, world: dict, corpus: dict, extraction: dict, pre: dict, fits: dict) -> dict:
@@ -601,7 +637,7 @@ def pipeline_summary(spec: PipelineSpec, world: dict, corpus: dict, extraction: 
         "corpus": corpus, "comment_kinds": kinds, "extraction": extraction, "world_seconds": world["seconds"],
         "classes": first.get("classes", []),
         "runs": {k: {"test": v["test"], "val": v["val"], "best_epoch": v["best_epoch"], "seconds": v["seconds"],
-                     "confusion": v.get("confusion")} for k, v in fits.items()},
+                     "cpu_seconds": v.get("cpu_seconds"), "confusion": v.get("confusion")} for k, v in fits.items()},
         "fusion_diffs": _paired(fusion, "ctm") if "ctm" in fusion else {},
         "small": {r: _small(spec, group, r) for r in spec.readouts},
     }
