@@ -119,6 +119,7 @@ class TrainConfig:
     # epochs between writes of the resume state (last.pt, metrics.csv; under select last also the kept model), and
     # always after the run's last epoch; 0 = after the last epoch only (a killed run starts again from epoch 1)
     checkpoint_every: int = 1
+    curves: bool = True  # draw curves.png (train / validation curves) beside each run's results; metrics.csv stays
     ema_decay: float = 0.0  # exponential moving average of the weights (evaluated, selected, saved); 0 = off
 
 

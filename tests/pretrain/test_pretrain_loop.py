@@ -32,7 +32,7 @@ def small_config(store, corpus, epochs=2, **loss) -> PretrainConfig:
                           data=PretrainDataConfig(store=str(store), corpus=str(corpus), comments_per_clip=8),
                           loss=LossConfig(**loss),
                           optim=OptimConfig(optimizer="adam", lr=1e-3, weight_decay=0.0, batch_size=8, epochs=epochs),
-                          train=TrainConfig(num_workers=0, progress=False, device="cpu")).validate()
+                          train=TrainConfig(num_workers=0, progress=False, device="cpu", threads=1)).validate()
 
 
 @pytest.fixture(scope="module")
@@ -134,3 +134,18 @@ def test_pretraining_normalises_with_the_rows_of_its_training_clips(pretrained, 
         torch.testing.assert_close(saved[f"norm.scale_{m}"], torch.tensor(stats[m][1], dtype=torch.float32))
     everything = compute_stats(fs, fs.videos(), ["image"], "zscore")["image"][0]
     assert not torch.allclose(saved["norm.mean_image"], torch.tensor(everything, dtype=torch.float32))
+
+
+def test_checkpoint_every_zero_writes_the_resume_state_after_the_last_epoch_only(comment_world, pretrained, tmp_path,
+                                                                                  monkeypatch):
+    """train.checkpoint_every = 0 (as `tam demo` sets it): last.pt once, after the last epoch; the same results."""
+    import tam.train.pretrain as module
+
+    store, corpus = comment_world
+    written, save = [], module.save_state
+    monkeypatch.setattr(module, "save_state", lambda path, state: (written.append(state["epoch"]), save(path, state)))
+    cfg = small_config(store, corpus)
+    cfg.train.checkpoint_every = 0
+    results = pretrain(cfg, tmp_path / "run", log=lambda s: None)
+    assert written == [1] and (tmp_path / "run" / "last.pt").is_file()
+    assert results["heldout"] == pretrained[1]["heldout"]

@@ -476,7 +476,12 @@ def checkpoint_due(run: Run, epoch: int) -> bool:
     """Whether epoch `epoch` writes the resume state: every `train.checkpoint_every` epochs and after the run's last
     epoch (the schedule's last, or the one early stopping ends the run after; `run.best_epoch` already updated)."""
     t = run.cfg.train
-    last = epoch + 1 >= run.cfg.optim.epochs or should_stop(epoch + 1, run.best_epoch, t.patience)
+    return every_due(t, epoch, epoch + 1 >= run.cfg.optim.epochs or should_stop(epoch + 1, run.best_epoch, t.patience))
+
+
+def every_due(t, epoch: int, last: bool) -> bool:
+    """`train.checkpoint_every` (a TrainConfig `t`): epoch `epoch` writes the resume state, `last` being whether it
+    ends the run (fine-tuning here, pre-training in tam.train.pretrain)."""
     return last or (t.checkpoint_every > 0 and (epoch + 1) % t.checkpoint_every == 0)
 
 
@@ -580,7 +585,7 @@ def finish(run: Run, score_test: bool = True, rows: list[dict] | None = None, lo
     if d.main:
         write_json(run.run_dir / "results.json", results)
         write_text(run.run_dir / "results.md", results_table(results))
-        if rows:
+        if rows and cfg.train.curves:
             from tam.io import atomic_write
             from tam.report.plots import run_curves
 
@@ -607,7 +612,7 @@ def diagnostics(run: Run, rows: list[dict], results: dict, score_test: bool) -> 
     split = "test" if results["test"] else "val"
     if linear and loses_to(cfg.data.task, results[split], linear.get(split, {})):
         warnings.append(f"the fusion model is below the linear baseline on {split} ({linear['name']})")
-    return {"linear": linear, "warnings": warnings, "curves": "curves.png" if rows else ""}
+    return {"linear": linear, "warnings": warnings, "curves": "curves.png" if rows and cfg.train.curves else ""}
 
 
 def _num(v) -> float:

@@ -38,7 +38,7 @@ from tam.models.model import build_fusion
 from tam.objectives.pretrain import accuracy_counts, pretrain_losses
 from tam.train import distributed
 from tam.train.checkpoint import load_state, restore_state, save_model, save_state
-from tam.train.loop import autocast
+from tam.train.loop import autocast, every_due
 from tam.train.readout_init import readout_query, write_query
 from tam.train.threads import set_threads
 from tam.version import code_version
@@ -334,7 +334,8 @@ def pretrain(cfg: PretrainConfig, run_dir: str | Path, log=print) -> dict:
         run.rows.append(run.train_epoch(epoch))
         run.sched.step()
         if d.main:
-            save_state(run_dir / "last.pt", run.state(epoch))
+            if every_due(cfg.train, epoch, epoch + 1 >= cfg.optim.epochs):  # train.checkpoint_every
+                save_state(run_dir / "last.pt", run.state(epoch))
             _write_rows(run_dir / "metrics.csv", run.rows)
         distributed.barrier(d)
     results = finish(run, time.perf_counter() - t0)
