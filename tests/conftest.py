@@ -87,7 +87,8 @@ def tiny_world(tmp_path_factory):
 
 @pytest.fixture
 def tiny_config(tiny_world):
-    """A small, fast config on the tiny world (dropout 0 so that runs are exactly comparable)."""
+    """A small, fast config on the tiny world (dropout 0 so that runs are exactly comparable; one torch thread: the
+    suite's processes share 2 cores, and `train.threads` 0 would give each of them both)."""
     from tam.config import DataConfig, ModelConfig, OptimConfig, RunConfig, TrainConfig
     from tam.demo.worlds.features import CLASSES
 
@@ -95,7 +96,7 @@ def tiny_config(tiny_world):
     return RunConfig(model=ModelConfig(d=16, layers=1, heads=2, T=8, dropout=0.0),
                      data=DataConfig(store=str(store), labels=str(labels), classes=list(CLASSES)),
                      optim=OptimConfig(lr=1e-3, batch_size=8, epochs=3),
-                     train=TrainConfig(num_workers=0, progress=False, device="cpu"))
+                     train=TrainConfig(num_workers=0, progress=False, device="cpu", threads=1))
 
 
 @pytest.fixture(scope="session")

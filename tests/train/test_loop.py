@@ -1,8 +1,11 @@
 """The training engine: a run directory, model selection on validation, resume, bad input."""
 
+import copy
 import csv
 import json
+import shutil
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,9 +20,33 @@ from tam.train.checkpoint import load_model, load_state
 from tam.train.loop import diagnose, fit, prepare_data
 
 
-def test_run_directory_and_results(tiny_config, tmp_path):
-    r = fit(tiny_config, tmp_path / "run", log=lambda s: None)
-    run = tmp_path / "run"
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """finished(cfg) -> (results, run directory) of fit(cfg), trained once per module for each config: the tests that
+    only read a finished run share it (a test that resumes or changes one works on a copy, `copied`)."""
+    done = {}
+
+    def run(cfg):
+        key = repr(cfg)
+        if key not in done:
+            folder = tmp_path_factory.mktemp("finished") / "run"
+            done[key] = (fit(cfg, folder, log=lambda s: None), folder)
+        return copy.deepcopy(done[key][0]), done[key][1]
+
+    return run
+
+
+def copied(folder: Path, to: Path) -> Path:
+    shutil.copytree(folder, to)
+    return to
+
+
+def one_epoch(cfg):
+    return replace(cfg, optim=replace(cfg.optim, epochs=1))
+
+
+def test_run_directory_and_results(tiny_config, finished):
+    r, run = finished(tiny_config)
     for name in ("config.yaml", "features_manifest.json", "skipped.csv", "metrics.csv", "best.safetensors",
                  "best.json", "last.pt", "results.json", "results.md"):
         assert (run / name).is_file(), name
@@ -55,10 +82,9 @@ def test_validation_is_carved_from_training_rows_only(tiny_world):
     assert carve_validation(labels, 0.15, seed=0).split == carved.split  # deterministic
 
 
-def test_killed_run_resumes_to_the_same_result(tiny_config, tmp_path):
-    full = fit(tiny_config, tmp_path / "full", log=lambda s: None)
-    short = replace(tiny_config, optim=replace(tiny_config.optim, epochs=1))
-    fit(short, tmp_path / "resumed", log=lambda s: None)  # "killed" after epoch 1 ...
+def test_killed_run_resumes_to_the_same_result(tiny_config, tmp_path, finished):
+    full, _ = finished(tiny_config)
+    copied(finished(one_epoch(tiny_config))[1], tmp_path / "resumed")  # "killed" after epoch 1 ...
     state = load_state(tmp_path / "resumed" / "last.pt")
     state["config"] = state["config"].replace("epochs: 1", "epochs: 3")  # ... of a 3-epoch run
     torch.save(state, tmp_path / "resumed" / "last.pt")
@@ -69,7 +95,7 @@ def test_killed_run_resumes_to_the_same_result(tiny_config, tmp_path):
     assert [int(x["epoch"]) for x in rows] == [0, 1, 2]
 
 
-def test_checkpoint_every_writes_less_often_and_ends_with_the_same_files(tiny_config, tmp_path):
+def test_checkpoint_every_writes_less_often_and_ends_with_the_same_files(tiny_config, tmp_path, finished):
     """train.checkpoint_every: last.pt (and, under select last, the kept model) every N epochs and after the last;
     the finished run directory holds what writing every epoch leaves."""
     last = replace(tiny_config, train=replace(tiny_config.train, select="last"))
@@ -83,19 +109,19 @@ def test_checkpoint_every_writes_less_often_and_ends_with_the_same_files(tiny_co
     every = fit(replace(last, train=replace(last.train, checkpoint_every=2)), tmp_path / "every2",
                 log=lambda s: None, on_epoch=on_epoch)
     assert seen == [(None, False), (1, True), (2, True)]
-    each = fit(last, tmp_path / "each", log=lambda s: None)
+    each, each_dir = finished(last)
     assert every["test"] == each["test"] and every["best_epoch"] == each["best_epoch"] == 2
     for name in ("best.safetensors", "metrics.csv"):
-        assert (tmp_path / "every2" / name).read_bytes() == (tmp_path / "each" / name).read_bytes(), name
-    a, b = (load_state(tmp_path / d / "last.pt") for d in ("every2", "each"))
+        assert (tmp_path / "every2" / name).read_bytes() == (each_dir / name).read_bytes(), name
+    a, b = (load_state(d / "last.pt") for d in (tmp_path / "every2", each_dir))
     assert a["epoch"] == b["epoch"] == 2 and all(torch.equal(a["model"][k], b["model"][k]) for k in b["model"])
 
 
-def test_resume_refuses_another_config(tiny_config, tmp_path):
-    fit(replace(tiny_config, optim=replace(tiny_config.optim, epochs=1)), tmp_path / "r", log=lambda s: None)
+def test_resume_refuses_another_config(tiny_config, tmp_path, finished):
+    r = copied(finished(one_epoch(tiny_config))[1], tmp_path / "r")
     other = replace(tiny_config, optim=replace(tiny_config.optim, epochs=1, lr=0.5))
     with pytest.raises(TamError, match="another config"):
-        fit(other, tmp_path / "r", log=lambda s: None)
+        fit(other, r, log=lambda s: None)
 
 
 def test_missing_videos_are_listed_and_skipped(tiny_config, tmp_path):
@@ -212,10 +238,10 @@ def test_fine_tune_with_init_norm_data_normalises_with_its_own_training_rows(tin
         replace(cfg, train=replace(cfg.train, init_norm="test")).validate()
 
 
-def test_fine_tune_refuses_a_checkpoint_of_another_shape(tiny_config, tmp_path):
-    fit(replace(tiny_config, optim=replace(tiny_config.optim, epochs=1)), tmp_path / "pre", log=lambda s: None)
+def test_fine_tune_refuses_a_checkpoint_of_another_shape(tiny_config, tmp_path, finished):
+    pre = finished(one_epoch(tiny_config))[1]
     cfg = replace(tiny_config, model=replace(tiny_config.model, d=32),
-                  train=replace(tiny_config.train, init_from=str(tmp_path / "pre" / "best.safetensors")))
+                  train=replace(tiny_config.train, init_from=str(pre / "best.safetensors")))
     with pytest.raises(TamError, match="do not fit this model config"):
         fit(cfg, tmp_path / "ft", log=lambda s: None)
 
@@ -229,10 +255,10 @@ def test_store_of_other_encoders_is_refused(tiny_config, tmp_path):
     fit(ok, tmp_path / "run", log=lambda s: None)
 
 
-def test_resume_refuses_a_store_of_other_encoders(tiny_config, tmp_path):
+def test_resume_refuses_a_store_of_other_encoders(tiny_config, tmp_path, finished):
     import json as _json
 
-    fit(replace(tiny_config, optim=replace(tiny_config.optim, epochs=1)), tmp_path / "run", log=lambda s: None)
+    copied(finished(one_epoch(tiny_config))[1], tmp_path / "run")
     path = tmp_path / "run" / "features_manifest.json"
     m = _json.loads(path.read_text())
     m["encoders"]["audio"]["name"] = "vggish"
@@ -346,12 +372,12 @@ def test_memorisation_is_diagnosed_from_the_curves():
     assert "mean PCC" in diagnose("regression", reg, {"valence_mse": 1.0})[0]
 
 
-def test_select_last_tests_the_last_epoch_whatever_validation_says(tiny_config, tmp_path):
+def test_select_last_tests_the_last_epoch_whatever_validation_says(tiny_config, finished):
     cfg = replace(tiny_config, optim=replace(tiny_config.optim, epochs=3), train=replace(tiny_config.train,
                                                                                          select="last"))
-    r = fit(cfg, tmp_path / "run", log=lambda s: None)
+    r, run = finished(cfg)
     assert r["best_epoch"] == 2
-    ev = evaluate_run(str(tmp_path / "run"), cfg.data.store, cfg.data.labels, "test")
+    ev = evaluate_run(str(run), cfg.data.store, cfg.data.labels, "test")
     assert ev["metrics"]["accuracy"] == pytest.approx(r["test"]["accuracy"])
     with pytest.raises(TamError, match="train.select"):
         replace(cfg, train=replace(cfg.train, select="first")).validate()

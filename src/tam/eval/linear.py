@@ -176,9 +176,11 @@ def _fit(X: dict[str, np.ndarray], train, val, test) -> dict:
     import sklearn.linear_model  # noqa: F401 - loads scipy's and sklearn's BLAS, so that the limit below reaches them
     from threadpoolctl import threadpool_limits
 
-    # BLAS gets the run's torch threads: OpenBLAS's own default (every core) in each of several processes made the
-    # logistic regression 20x slower beside other busy processes (166-181 s vs 7-9 s on the demo's split)
-    with threadpool_limits(torch.get_num_threads()):
+    # one thread for BLAS and OpenMP (scikit-learn's loss): the fits are on at most n coordinates (`row_span`), where
+    # threads only add waiting. OpenBLAS's own default (every core) in each of several processes made the logistic
+    # regression 20x slower beside other busy processes (166-181 s vs 7-9 s on the demo's split), and the run's 2
+    # torch threads in a test worker beside another 17x (2.2-4.3 vs 0.15 CPU-s on the tiny world's split)
+    with threadpool_limits(1):
         if train.task == "classification":
             return fit_classification(X["train"], train.targets, X["val"], val.targets, X["test"], test.targets,
                                       len(train.classes))
