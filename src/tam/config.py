@@ -106,8 +106,9 @@ class TrainConfig:
     # the input normalisation when fine-tuning from init_from: checkpoint (the statistics the fusion was pre-trained
     # with, stored in it) | data (recomputed from this run's training rows, data.normalize; never validation/test)
     init_norm: str = "checkpoint"
-    # intra-op CPU threads of torch; 0 = auto: max(1, cores // (1 + num_workers)), so loader workers and the
-    # training step do not oversubscribe the cores (tam.train.threads)
+    # intra-op CPU threads of torch; 0 = auto: OMP_NUM_THREADS where the environment sets it, else
+    # max(1, cores // (1 + num_workers)), so loader workers and the training step do not oversubscribe the cores
+    # (tam.train.threads)
     threads: int = 0
     # model selection on validation: metric (accuracy / mean PCC; ties broken by the lower validation loss) |
     # loss (the lowest validation loss; steadier on tiny validation splits) | last (no selection: the last epoch's

@@ -16,10 +16,31 @@ def test_auto_budget_shares_the_cores_with_the_loader_workers():
 
 def test_set_threads_explicit_and_auto(monkeypatch):
     monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     before = torch.get_num_threads()
     try:
         assert threads.set_threads(1) == 1 and torch.get_num_threads() == 1
         n = threads.set_threads(0, workers=1)
         assert n == threads.auto_threads(1) and torch.get_num_threads() == n
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_auto_honours_omp_num_threads_and_explicit_wins(monkeypatch):
+    """threads 0 takes OMP_NUM_THREADS where the environment sets it (as torch does); an explicit count wins; a
+    value that is not a positive count is ignored."""
+    before = torch.get_num_threads()
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    try:
+        monkeypatch.setenv("OMP_NUM_THREADS", "3")
+        assert threads.set_threads(0) == 3 and torch.get_num_threads() == 3
+        assert threads.set_threads(2) == 2
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # torchrun sets OMP_NUM_THREADS=1 itself: the share applies
+        assert threads.env_threads() == 0
+        monkeypatch.delenv("LOCAL_WORLD_SIZE")
+        monkeypatch.setenv("OMP_NUM_THREADS", "0")
+        assert threads.env_threads() == 0 and threads.set_threads(0) == threads.auto_threads(0)
+        monkeypatch.setenv("OMP_NUM_THREADS", "four")
+        assert threads.env_threads() == 0
     finally:
         torch.set_num_threads(before)

@@ -28,8 +28,19 @@ def auto_threads(workers: int, n_cores: int | None = None, procs: int | None = N
     return max(1, (n_cores or cores()) // (max(1, procs) * (1 + max(0, workers))))
 
 
+def env_threads() -> int:
+    """OMP_NUM_THREADS when the environment sets it to a positive count (torch's own default honours it), else 0.
+    Not under torchrun (LOCAL_WORLD_SIZE set), which sets it to 1 for every rank itself: there each rank takes its
+    share of the cores (`auto_threads`)."""
+    value = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if "LOCAL_WORLD_SIZE" in os.environ or not value.isdigit():
+        return 0
+    return int(value)
+
+
 def set_threads(threads: int, workers: int = 0) -> int:
-    """Set torch's intra-op threads (`threads` > 0, or 0 = auto for `workers` loader workers); returns the count."""
-    n = threads if threads > 0 else auto_threads(workers)
+    """Set torch's intra-op threads (`threads` > 0, or 0 = auto: OMP_NUM_THREADS where the environment sets it, else
+    `auto_threads` for `workers` loader workers); returns the count."""
+    n = threads if threads > 0 else env_threads() or auto_threads(workers)
     torch.set_num_threads(n)
     return n
