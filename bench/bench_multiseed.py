@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SEEDS = [0, 1, 2, 3, 4]
 EPOCHS = int(os.environ.get("TAM_BENCH_MULTISEED_EPOCHS", "3"))
 GRID_EPOCHS, GRID_JOBS, GRID_TARGET_MIN = 25, 2, 15
+PARALLEL = int(os.environ.get("TAM_BENCH_MULTISEED_PARALLEL", str(GRID_JOBS)))  # processes measured at a time
 
 
 def _cell(out: Path, fusion: str | None = None, labelled: str | None = None) -> list[dict]:
@@ -165,6 +166,7 @@ def phases(group_file: str, out_file: str) -> None:
 
 def _phased(group: list[dict], tmp: Path) -> dict[str, float]:
     """One group process with its phases' CPU seconds (`phases`), as `tam experiment run` starts it."""
+    Path(tmp).mkdir(parents=True, exist_ok=True)
     Path(tmp, "group.json").write_text(json.dumps({"runs": group, "batched": None}))
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     subprocess.run([sys.executable, __file__, "--phases", str(Path(tmp, "group.json")), str(Path(tmp, "p.json"))],
@@ -186,16 +188,20 @@ def grid_estimate() -> dict[str, float]:
     with its phases' CPU seconds; each extrapolated to the grid's epochs (the per-epoch phases x GRID_EPOCHS /
     EPOCHS, the rest once), then scheduled in the runner's order on GRID_JOBS cores. CPU seconds, so a loaded
     machine inflates it less than wall time would; it assumes GRID_JOBS idle cores."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from tam.experiment.grid import seed_groups
     from tam.experiment.run import _group_name, processes
 
     grid = _grid()
     out: dict[str, float] = {}
     costs, totals = [], {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for i, runs in enumerate(processes(seed_groups(grid.runs, grid.batch))):
+    procs = processes(seed_groups(grid.runs, grid.batch))
+    with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(PARALLEL) as pool:  # CPU seconds: side by side
+        measured = pool.map(lambda i: _phased(_entries(procs[i], Path(tmp) / str(i)), Path(tmp) / str(i)),
+                            range(len(procs)))
+        for runs, p in zip(procs, measured, strict=True):
             name = _group_name(runs)
-            p = _phased(_entries(runs, Path(tmp) / str(i)), Path(tmp))
             per_epoch = sum(p.get(k, 0.0) for k in PER_EPOCH)
             costs.append(p["total"] + per_epoch * (GRID_EPOCHS / EPOCHS - 1))
             out[f"{name}_cpu_s_at_{GRID_EPOCHS}ep"] = round(costs[-1], 1)
@@ -211,6 +217,36 @@ def grid_estimate() -> dict[str, float]:
           f"phases x {GRID_EPOCHS / EPOCHS:g}, {GRID_JOBS} jobs in the runner's order); target <= {GRID_TARGET_MIN} "
           f"min: {'YES' if minutes <= GRID_TARGET_MIN else 'NO'} (an extrapolation, not a run of the grid)")
     return out
+
+
+def epochs(fusion: str, labelled: str = "1000", reps: int = 2, sets: tuple[str, ...] = ()) -> dict[str, float]:
+    """Whole training epochs of a cell's K = 5 runs (data, loss, backward, optimiser): each run's own epoch in turn
+    against one vmap epoch (`Batched`), interleaved in one process after a first epoch of each, CPU seconds."""
+    import torch
+
+    from tam.config import load_config
+    from tam.train import multiseed
+    from tam.train.loop import open_run
+
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        group = _cell(Path(tmp), fusion, labelled)
+        cfgs = [load_config(g["config"], [*g["overrides"], *sets]) for g in group]
+        runs = [open_run(c, g["run_dir"], lambda _: None, d)[0]
+                for c, g, d in zip(cfgs, group, multiseed.shared_data(cfgs), strict=True)]
+        stacked, rngs, cpu = multiseed.Batched(runs), [torch.get_rng_state()] * len(runs), {"own": 0.0, "vmap": 0.0}
+        for epoch in range(reps + 1):
+            t0 = time.process_time()
+            for k, r in enumerate(runs):
+                multiseed._own_epoch(r, epoch, rngs, k)
+            t1 = time.process_time()
+            stacked.train_epoch(epoch)
+            if epoch:
+                cpu["own"] += t1 - t0
+                cpu["vmap"] += time.process_time() - t1
+    key = f"epochs_{fusion}_{labelled}" + "".join(f"_{x}" for x in sets)
+    return {f"{key}_own_cpu_s": round(cpu["own"], 2), f"{key}_vmap_cpu_s": round(cpu["vmap"], 2),
+            f"{key}_vmap_speedup": round(cpu["own"] / cpu["vmap"], 2)}
 
 
 def steps(d: int, K: int = 5, B: int = 32, T: int = 16, reps: int = 10) -> dict[str, float]:
@@ -254,6 +290,8 @@ def run() -> dict[str, float]:
     for d in (32, 64):
         for B in (32, 16, 8):
             out |= {k.replace("step_", f"step_b{B}_"): v for k, v in steps(d, B=B).items()}
+    for fusion in ("ctm", "joint", "concat", "inner", "divide"):
+        out |= epochs(fusion)
     out |= processes()
     print(f"  cell of 5 seeds: {out['separate_processes_s']} s as 5 processes, {out['one_group_process_s']} s as one "
           f"group ({out['group_speedup']}x); largest test-metric difference {out['max_test_metric_difference']:.2g}")
