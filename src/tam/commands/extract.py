@@ -105,7 +105,7 @@ def run(args) -> int:
         from tam.engines import ray_engine
 
         ray_engine.connect(args.address)
-        ray_engine.warm("tam.engines.extraction")
+        ray_engine.warm("tam.engines.extraction", cpus=0)  # holding no CPU that the encoders' actors ask for
 
     from tam.encoders.cli_support import build_encoders, pick_device
     from tam.encoders.extract import ExtractOptions, find_videos, run_extraction, shard_jobs

@@ -153,7 +153,8 @@ def extract_on_ray(jobs: list[Job], store_root: str, build: Callable[[], dict[st
     ray_engine.connect(address)
     fits, resources = _actors(cpus, gpus, max(1, options.workers))
     n, t0 = min(actors or fits, fits), time.perf_counter()
-    ray_engine.warm(__name__, tasks=n * max(1, options.workers))  # the decoding workers import while the actors build
+    # the decoding workers import while the actors build; no CPU held (the actors may need it)
+    ray_engine.warm(__name__, tasks=n * max(1, options.workers), cpus=0)
     groups = [jobs[i:i + GROUP_VIDEOS] for i in range(0, len(jobs), GROUP_VIDEOS)]
     outcomes: list[Outcome | None] = [None] * len(jobs)
     with tqdm(total=len(jobs), unit="video", disable=not progress, dynamic_ncols=True) as bar:

@@ -60,16 +60,18 @@ def _import(*modules: str) -> None:
         importlib.import_module(module)
 
 
-def warm(*modules: str, tasks: int = 0) -> None:
+def warm(*modules: str, tasks: int = 0, cpus: float = 1) -> None:
     """Start worker processes importing `modules` now, so that a stage's first tasks find their workers ready: their
     imports (seconds: numpy, torch, jieba and its dictionary) overlap the driver's own preparation (loading a
     lexicon, the actors building their encoders). Ray reuses a worker for the job's tasks. `tasks` (0: one per
     CPU of the cluster, less one: Ray starts one worker more than the tasks asked for, measured on Ray 2.60, and
-    a worker that starts for nothing costs ~0.5 CPU-s while the others start)."""
+    a worker that starts for nothing costs ~0.5 CPU-s while the others start). `cpus` 0 where actors follow: a
+    warm-up task of 1 CPU holds it until its imports end, and an actor asking for that CPU waits (extraction: the
+    encoders' actor started ~5 s later at load 16, watched)."""
     import ray
 
     n = tasks or max(1, int(ray.cluster_resources().get("CPU", 1)) - 1)
-    _WARM.extend(ray.remote(_import).options(num_cpus=1).remote(*modules) for _ in range(n))
+    _WARM.extend(ray.remote(_import).options(num_cpus=cpus).remote(*modules) for _ in range(n))
 
 
 def fit(cpus: float, gpus: float | None) -> tuple[int, dict]:
