@@ -5,6 +5,10 @@ Measured side by side in one run, with TAM_BENCH_FUSION_THREADS (default 2) torc
   - achieved FLOP rate of a CTM training step / this machine's dense fp32 matmul rate (target >= 0.85);
   - fast CTM vs the equation-by-equation reference of the tests (one step; > 1 means the fast path is faster);
   - share of step time spent waiting for batches from the feature store (target < 5%).
+With TAM_BENCH_FUSION_COMPILE=1 the rounds also time compiled copies of both models (`torch.compile` of each fusion
+layer, fullgraph, dynamic=False; minutes of compilation first) and report them beside the eager rows: compiled CTM /
+eager joint, compiled / compiled, compiled / eager CTM, and the compiled outputs' and gradients' largest differences
+from the eager ones. The targets are read on the eager rows (the plain path, what `tam train` runs).
 The matmul, CTM and joint steps run in turns, TAM_BENCH_FUSION_REPS (default 5) rounds after a warm-up, so that a
 busy or drifting machine affects them alike; the two target ratios are computed within each round (the matmul
 rate of the same round) and reported as their median with the spread (min-max) over the rounds.
@@ -12,6 +16,7 @@ rate of the same round) and reported as their median with the spread (min-max) o
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import os
 import statistics
@@ -28,6 +33,7 @@ from tam.models.model import build_model
 B, T, D, L, H = 8, 64, 768, 12, 8
 REPS = int(os.environ.get("TAM_BENCH_FUSION_REPS", "5"))
 THREADS = int(os.environ.get("TAM_BENCH_FUSION_THREADS", "2"))
+COMPILE = os.environ.get("TAM_BENCH_FUSION_COMPILE", "0") == "1"
 
 
 def _inputs():
@@ -66,6 +72,42 @@ def ctm_flops() -> float:
                  + 2 * 2 * tokens * D * 4 * D)  # FFN
     embed = 2 * B * T * D * sum(PAPER_DIMS.values())
     return L * per_layer + embed + 2 * B * D * 8
+
+
+def compiled(model):
+    """A copy of `model` whose fusion layers run `torch.compile`d (one graph per layer, fullgraph, dynamic=False);
+    the first step compiles (minutes)."""
+    c = copy.deepcopy(model)
+    for layer in getattr(c.fusion, "layers", None) or c.fusion.blocks:
+        layer.compile(fullgraph=True, dynamic=False)
+    return c
+
+
+def differences(model, other, x, valid, present) -> tuple[float, float]:
+    """Largest |output difference| and largest gradient difference relative to the gradient's largest entry."""
+    outs, grads = [], []
+    for m in (model, other):
+        m.zero_grad(set_to_none=True)
+        out = m(x, valid, present)
+        out.square().sum().backward()
+        outs.append(out.detach())
+        grads.append([p.grad for p in m.parameters() if p.grad is not None])
+    g = max(((a - b).abs().max() / a.abs().max().clamp(min=1e-30)).item() for a, b in zip(*grads, strict=True))
+    return (outs[0] - outs[1]).abs().max().item(), g
+
+
+def _compiled_rows(ctm, joint, x, valid, present) -> dict:
+    """The compiled copies of both models, their compile + first step time and differences from the eager ones."""
+    rows, steps = {}, {}
+    for name, model in (("ctm", ctm), ("joint", joint)):
+        c = compiled(model)
+        steps[f"{name}_compiled"] = _train_step(c, x, valid, present)
+        t0 = time.perf_counter()
+        steps[f"{name}_compiled"]()
+        rows[f"{name}_compile_s"] = time.perf_counter() - t0
+        rows[f"{name}_compiled_out_diff"], rows[f"{name}_compiled_grad_rel_diff"] = differences(model, c, x, valid,
+                                                                                             present)
+    return {"rows": rows, "steps": steps}
 
 
 def matmul_step(n: int = 2048, reps: int = 5):
@@ -131,8 +173,9 @@ def _run() -> dict:
         reference(ctm.fusion, x, valid, present)[:, 0].square().sum().backward()
 
     mm, mm_flops = matmul_step()
+    comp = _compiled_rows(ctm, joint, x, valid, present) if COMPILE else {"rows": {}, "steps": {}}
     t = _interleaved({"matmul": mm, "ctm": _train_step(ctm, x, valid, present),
-                      "joint": _train_step(joint, x, valid, present)})
+                      "joint": _train_step(joint, x, valid, present), **comp["steps"]})
     t0 = time.perf_counter()
     ref_step()
     t_ref = time.perf_counter() - t0
@@ -151,10 +194,27 @@ def _run() -> dict:
         "ctm_flop_fraction_max": max(frac),
         "data_wait_share": wait / total,
     }
+    if COMPILE:
+        out.update(comp["rows"], **_compiled_ratios(t, mm_flops))
     for k, v in out.items():
         print(f"  {k:<30} {v:.4g}")
     print(_verdict("CTM / joint time", ratio, "<=", 1.15))
     print(_verdict("CTM / matmul FLOP rate", frac, ">=", 0.85))
+    return out
+
+
+def _compiled_ratios(t: dict[str, list[float]], mm_flops: float) -> dict[str, float]:
+    """Medians and spreads of the compiled rows' ratios, each within its round."""
+    out = {"ctm_compiled_step_s": statistics.median(t["ctm_compiled"]),
+           "joint_compiled_step_s": statistics.median(t["joint_compiled"])}
+    pairs = {"ctm_compiled_over_joint": ("ctm_compiled", "joint"),
+             "ctm_compiled_over_joint_compiled": ("ctm_compiled", "joint_compiled"),
+             "ctm_compiled_over_ctm": ("ctm_compiled", "ctm"), "joint_compiled_over_joint": ("joint_compiled", "joint")}
+    for key, (a, b) in pairs.items():
+        r = [p / q for p, q in zip(t[a], t[b], strict=True)]
+        out.update({key: statistics.median(r), f"{key}_min": min(r), f"{key}_max": max(r)})
+    frac = [3 * ctm_flops() / c / (mm_flops / m) for c, m in zip(t["ctm_compiled"], t["matmul"], strict=True)]
+    out["ctm_compiled_flop_fraction"] = statistics.median(frac)
     return out
 
 
