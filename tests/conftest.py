@@ -18,12 +18,13 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
 QUICK_DEMO_TESTS = ("tests/e2e/test_demo_full.py::", "tests/e2e/test_cli.py::test_demo_quick")  # use quick_demo
 FOLDER_UNITS = ("tests/serve/", "tests/infer/", "tests/hub/")  # their conftests build a world (and servers) per worker
-SLOW_FIRST = ("tests/train/test_loop.py", "tests/engines/test_ray_engine.py", "tests/experiment/test_run.py",
+SLOW_FIRST = ("tests/engines/test_ray_engine.py", "tests/experiment/test_run.py",
               "tests/train/test_multiseed.py", "tests/pretrain/test_pretrain_command.py",
               "tests/encoders/test_extract.py", "tests/serve/", "tests/train/test_distributed.py", "tests/hub/",
               "tests/infer/", "quick_demo",
               "tests/models/test_stochastic.py", "tests/train/test_checkpoint.py", "tests/e2e/test_tune_cli.py",
-              "tests/train/test_tune.py")  # the longest units (CPU seconds, 2026-12-08), longest first (below)
+              "tests/train/test_tune.py", "tests/train/test_loop.py")  # the longest units (CPU seconds, 2026-12-08),
+# longest first (below); test_loop.py was the longest (231 CPU-s) before it shared its fits and trained on one thread
 
 
 def pytest_collection_modifyitems(config, items):

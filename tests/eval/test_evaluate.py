@@ -24,7 +24,7 @@ def trained(tiny_world, tmp_path_factory):
     cfg = RunConfig(model=ModelConfig(d=16, layers=1, heads=2, T=4, dropout=0.0),
                     data=DataConfig(store=str(store), labels=str(labels), classes=list(CLASSES)),
                     optim=OptimConfig(lr=1e-3, batch_size=16, epochs=1),
-                    train=TrainConfig(num_workers=0, progress=False, device="cpu"))
+                    train=TrainConfig(num_workers=0, progress=False, device="cpu", threads=1))
     run = tmp_path_factory.mktemp("eval") / "run"
     fit(cfg, run, log=lambda s: None)
     return store, labels, run

@@ -60,7 +60,7 @@ def train_tiny(store: Path, labels: Path, run_dir: Path, fusion: str, task: str 
                     data=DataConfig(store=str(store), labels=str(labels), task=task,
                                     classes=CLASSES if task == "classification" else []),
                     optim=OptimConfig(lr=1e-2, batch_size=4, epochs=2),
-                    train=TrainConfig(num_workers=0, progress=False, device="cpu"))
+                    train=TrainConfig(num_workers=0, progress=False, device="cpu", threads=1))
     fit(cfg.validate(), run_dir, log=lambda s: None)
     return run_dir
 

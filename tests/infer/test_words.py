@@ -28,7 +28,7 @@ def pre(tmp_path_factory, trainer):
                          decoder=DecoderConfig(layers=1, heads=2, dropout=0.0),
                          data=PretrainDataConfig(store=str(store), corpus=str(corpus), comments_per_clip=4),
                          optim=OptimConfig(optimizer="adam", lr=1e-3, weight_decay=0.0, batch_size=8, epochs=1),
-                         train=TrainConfig(num_workers=0, progress=False, device="cpu")).validate()
+                         train=TrainConfig(num_workers=0, progress=False, device="cpu", threads=1)).validate()
     pretrain(cfg, root / "pre", log=lambda s: None)
     videos = FeatureStore.open(store).videos()[:4]
     labels = root / "labels.csv"

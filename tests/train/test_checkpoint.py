@@ -25,7 +25,7 @@ def run(tiny_world, tmp_path_factory):
     cfg = RunConfig(model=ModelConfig(d=16, layers=1, heads=2, T=4, dropout=0.0),
                     data=DataConfig(store=str(store), labels=str(labels), classes=list(CLASSES)),
                     optim=OptimConfig(lr=1e-3, batch_size=16, epochs=1),
-                    train=TrainConfig(num_workers=0, progress=False, device="cpu"))
+                    train=TrainConfig(num_workers=0, progress=False, device="cpu", threads=1))
     out = tmp_path_factory.mktemp("ckpt") / "run"
     fit(cfg, out, log=lambda s: None)
     return cfg, out
