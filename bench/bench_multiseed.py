@@ -1,17 +1,25 @@
 """Seeds as one batched process (tam.train.multiseed) against one process per seed, side by side, and the
-`timing.yaml` grid's wall time extrapolated from one cell per fusion arm.
+`timing.yaml` grid's wall time extrapolated from the CPU seconds of its processes.
 
-One cell of configs/experiments/timing.yaml (its real settings: d = 32, L = 2, 4 heads, batch 32; labelled videos
-`TAM_BENCH_MULTISEED_LABELLED`, default all; `TAM_BENCH_MULTISEED_EPOCHS`, default 3, instead of the grid's 25),
-seeds 0-4, 1 torch thread each: `python -m tam train` once per seed, one after another (what `tam experiment run`
-did per run), then one `python -m tam.train.multiseed` process for the five as the grid runs it (a vmap step when
-`pays`). Reports both wall times, their ratio and the largest difference of the per-seed test metrics. Then one
-group process per fusion arm (n = all) and the grid's time extrapolated from them: 15 cells (5 arms x labelled
-400, 1000, all) at 25 epochs, each cell's time the arm's measured time x 25 / epochs x (its training videos /
-3,000), 2 jobs in parallel; an extrapolation (fixed costs such as the process start and the test scored are
-scaled too, so it errs high), not a run of the grid (target <= 15 min). First the training step
-alone (K = 5 separate steps against one vmap step, d = 32 and 64, batch 32, 16 and 8: the points
-`multiseed.VMAP_WORK` was set from). The timing world (3,000 training videos) is made if missing.
+- `steps`: the training step alone (forward + backward of K = 5 models, K separate steps against one vmap step,
+  d = 32 and 64, batch 32, 16 and 8);
+- `epochs`: whole training epochs of a cell's five runs (data, loss, backward, optimiser), each run's own epoch in
+  turn against one vmap epoch, CPU seconds: the points `multiseed.VMAP_WORK` is set from;
+- `processes`: one cell of configs/experiments/timing.yaml (its real settings: d = 32, L = 2, 4 heads, batch 32;
+  labelled videos `TAM_BENCH_MULTISEED_LABELLED`, default all; fusion `TAM_BENCH_MULTISEED_FUSION`, default ctm;
+  `TAM_BENCH_MULTISEED_EPOCHS`, default 3, instead of the grid's 25), seeds 0-4, 1 torch thread each: `python -m
+  tam train` once per seed, one after another, then one group process for the five as the grid runs it; both wall
+  times, their ratio and the largest difference of the per-seed test metrics;
+- `grid_estimate`: the grid's processes as `tam experiment run` forms and orders them (`processes`), each run at
+  EPOCHS epochs with the CPU seconds of each phase (`phases`: process start and imports, the store, normalisation
+  statistics, training steps, per-epoch validation, test scoring, the linear baseline, files written), extrapolated
+  to 25 epochs (per-epoch phases x 25 / EPOCHS, the rest once) and scheduled on 2 jobs in the runner's order. An
+  extrapolation from CPU seconds (it assumes 2 idle cores), not a run of the grid (target <= 15 min); run the grid
+  whole with `TAM_BENCH_EXPERIMENT_FRESH=1 python -m bench experiment`. `TAM_BENCH_MULTISEED_PARALLEL` (default 2)
+  processes are measured at a time.
+
+The timing world (3,000 training videos) is made if missing. `python bench/bench_multiseed.py --phases GROUP.json
+OUT.json` runs one group file with its phases recorded.
 """
 
 from __future__ import annotations

@@ -51,11 +51,11 @@ from tam.train.schedule import EMA, build_scheduler
 VARY = ("train.seed", "data.labels", "train.init_from")  # what may differ between the runs of one batch
 # work per training step (tokens batch_size · M · (T+1), times the width d) up to which one vmap step of K runs beats
 # their K own steps on CPU. Whole training epochs (bench/bench_multiseed.py `epochs`: K = 5, 1 thread, data, loss,
-# backward, optimiser, the timing grid's cells at n = 1000, CPU seconds, own / vmap): at 34,816 (d = 32, batch 32, M = 2)
-# 1.15-1.39x for all five fusions (ctm 1.19, joint 1.15, concat 1.31, inner 1.18, divide 1.39), where the forward +
-# backward alone measured 0.79-1.02x: the vmap also takes one optimiser step for the K runs. 69,632 and above
-# unmeasured as whole epochs (the step alone: 0.62-0.85x). The own steps are bit-identical to separate runs, the vmap
-# equal within floating-point tolerance (docs/training.md)
+# backward, optimiser, the timing grid's cells at n = 1000, CPU seconds, own / vmap): at 34,816 (d = 32, batch 32,
+# M = 2) 1.15-1.39x for all five fusions (ctm 1.19, joint 1.15, concat 1.31, inner 1.18, divide 1.39), where the
+# forward + backward alone measured 0.79-1.02x: the vmap also takes one optimiser step for the K runs. 69,632 and
+# above unmeasured as whole epochs (the step alone: 0.62-0.85x). The own steps are bit-identical to separate runs,
+# the vmap equal within floating-point tolerance (docs/training.md)
 VMAP_WORK = 40_000
 
 
