@@ -11,6 +11,7 @@ from tam.demo.run import (
     demo_jobs,
     pipeline_configs,
     small_labels,
+    start_order,
 )
 from tam.train.multiseed import batch_key
 
@@ -51,6 +52,7 @@ def test_only_the_curves_and_the_linear_baseline_the_report_shows_are_computed(t
     curves = {n for n, _, c, _ in fits if c.train.train_eval_videos}  # train vs validation: the small-label runs
     assert curves == {n for n, *_ in fits if n.startswith("small-")} and len(curves) == 20
     assert {n for n, _, c, _ in fits if c.train.linear_baseline} == {f"{spec.fusions[0]}-seed{s}" for s in spec.seeds}
+    assert not any(c.train.curves for _, _, c, _ in fits)  # the report draws its own curves from metrics.csv
     assert cpu_line({"world": 30.0, "extraction": 270.0}, 2).endswith("300 in all, at least 150 s of wall time on 2 "
                                                                       "processes")
 
@@ -72,3 +74,11 @@ def test_the_time_left_comes_from_measured_rates(tmp_path):
     p.start(2)
     p.started[2] -= 10.0  # 10 s into the last job: 50 s of it left, on 2 processes
     assert abs(p.left(p.started[2] + 10.0) - 25.0) < 1e-3
+
+
+def test_a_fine_tuning_job_starts_second_so_the_time_left_is_known_early(tmp_path):
+    _, _, jobs = _jobs(tmp_path)
+    order = start_order(jobs)
+    assert sorted(order) == list(range(len(jobs)))
+    assert jobs[order[0]]["kind"] == "pretrain" and jobs[order[1]]["kind"] == "fit" and not jobs[order[1]]["needs"]
+    assert [jobs[i]["kind"] for i in order[2:11]] == ["pretrain"] * 9  # then the rest of the pre-training

@@ -233,10 +233,11 @@ def pipeline_configs(spec: PipelineSpec, out: Path):
         # the resume state once, after the last epoch (a run is seconds; writing it every epoch was ~10% of them);
         # the training subset scored every epoch (`curves`) only in the runs whose train vs validation curves the
         # report draws, and the linear baseline only in the row whose baseline it prints (`linear`): both are
-        # results of their own, the runs' other results are the same without them
+        # results of their own, the runs' other results are the same without them; no curves.png per run (the report
+        # draws its own from metrics.csv); pre-training writes its resume state once too
         return TrainConfig(seed=seed, num_workers=0, device="cpu", progress=False, init_from=init,
                            threads=spec.threads, checkpoint_every=0, train_eval_videos=64 if curves else 0,
-                           linear_baseline=linear)
+                           linear_baseline=linear, curves=False)
 
     def fine(fusion, subset, seed, init="", linear=False) -> RunConfig:
         return RunConfig(model=model(fusion, subset), data=data, train=train(seed, init, linear=linear),
@@ -435,15 +436,27 @@ def _clock(seconds: float) -> str:
     return f"{m} min {s:02d} s" if m else f"{s} s"
 
 
+def start_order(jobs: list[dict]) -> list[int]:
+    """Pre-training first, then the longest jobs, but the longest fine-tuning job that needs no pre-training second:
+    one job of each kind then ends early, and the time left can be estimated from the start (`_Progress`). The
+    processes stay busy to the end either way; the order changes no result."""
+    order = sorted(range(len(jobs)), key=lambda i: (jobs[i]["kind"] != "pretrain", -jobs[i]["units"]))
+    free = [i for i in order if jobs[i]["kind"] == "fit" and not jobs[i]["needs"]]
+    if free and order[0] != free[0]:
+        order.remove(free[0])
+        order.insert(1, free[0])
+    return order
+
+
 def run_jobs(jobs: list[dict], workers: int, log, on_pretrained=None) -> dict[str, dict]:
     """Run `demo_jobs` in `workers` processes (in this process when 1): each job starts as soon as the pre-training
-    runs it needs are done, pre-training first, then the longest; progress lines with the time left.
+    runs it needs are done, in `start_order`; progress lines with the time left.
     `on_pretrained()` is called once, when the last pre-training run is done. Returns each run's results by name."""
     from concurrent.futures import FIRST_COMPLETED, wait
 
     progress = _Progress(jobs, workers, log)
     results: dict[str, dict] = {}
-    waiting = sorted(range(len(jobs)), key=lambda i: (jobs[i]["kind"] != "pretrain", -jobs[i]["units"]))
+    waiting = start_order(jobs)
     pre_left = sum(j["kind"] == "pretrain" for j in jobs)
 
     def ready() -> list[int]:
