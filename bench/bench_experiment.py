@@ -56,6 +56,7 @@ def run() -> dict[str, float | str]:
 def _fresh(grid: Path) -> Path:
     """A copy of the grid with a new temporary `out` (every run trained; the world folder is kept)."""
     data = yaml.safe_load(grid.read_text(encoding="utf-8"))
+    (ROOT / "runs" / "out").mkdir(parents=True, exist_ok=True)  # absent on a clean clone
     data["out"] = tempfile.mkdtemp(prefix=f"bench-{grid.stem}-", dir=ROOT / "runs" / "out")
     copy = Path(data["out"]) / grid.name
     copy.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
