@@ -113,12 +113,16 @@ def _window() -> int:
     return max(4, 2 * int(ray.cluster_resources().get("CPU", 1)))
 
 
+def _raised(e: BaseException) -> Failure:
+    """An item whose function raised `e`: the first line of its message (its type's name when it has none)."""
+    return Failure(str(e).splitlines()[0] if str(e) else type(e).__name__)
+
+
 def failure(e: Exception) -> Failure:
     import ray
 
     if isinstance(e, ray.exceptions.RayTaskError):  # the function raised: its own one-line message
-        cause = e.cause if e.cause is not None else e
-        return Failure(str(cause).splitlines()[0] if str(cause) else type(cause).__name__)
+        return _raised(e.cause if e.cause is not None else e)
     return Failure(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'worker lost'}")
 
 
@@ -170,7 +174,7 @@ def _each(fn: Callable, items: list[tuple]) -> list:
         try:
             out.append(fn(*args))
         except Exception as e:  # as a task of its own would: the item's one line, never lost
-            out.append(Failure(str(e).splitlines()[0] if str(e) else type(e).__name__))
+            out.append(_raised(e))
     return out
 
 

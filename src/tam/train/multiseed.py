@@ -299,16 +299,18 @@ def _fit_cell(cfgs: list[RunConfig], run_dirs: list, logs: list, data: list[Data
     opened = [open_run(cfg, run_dir, log, d) + (torch.get_rng_state(),)  # the RNG state its `fit` would save
               for cfg, run_dir, log, d in zip(cfgs, run_dirs, logs, data, strict=True)]
     runs, rngs = [o[0] for o in opened], [o[4] for o in opened]
-    reason = why_not(runs) if len(runs) > 1 else ""
+    many = len(runs) > 1
+    reason = why_not(runs) if many else ""
     if reason:
         for o in opened:
             if o[1] is not None:
                 o[1].close()
         return _separately(cfgs, run_dirs, logs, test, reason)
-    step = Batched(runs) if len(runs) > 1 and (pays(cfgs[0]) if batched is None else batched) else None
-    for log in logs if len(runs) > 1 else []:
-        log(f"trained in one process with {len(runs) - 1} run(s) of other seeds (tam.train.multiseed), "
-            + ("one vmap step for all" if step else "each run's own steps in turn"))
+    step = Batched(runs) if many and (pays(cfgs[0]) if batched is None else batched) else None
+    if many:
+        for log in logs:
+            log(f"trained in one process with {len(runs) - 1} run(s) of other seeds (tam.train.multiseed), "
+                + ("one vmap step for all" if step else "each run's own steps in turn"))
     active = list(range(len(runs)))
     for epoch in range(runs[0].start_epoch, runs[0].cfg.optim.epochs):
         active = [k for k in active if not stopping(runs[k], epoch, logs[k])]
